@@ -1,0 +1,134 @@
+"""Keys and JWS: the only module importing pyjwt and cryptography's key serialization.
+
+Only asymmetric algorithms exist here (EdDSA with Ed25519, RS256); `none` and HMAC are never accepted, so a
+public key can never be misused as an HMAC secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from onexd.errors import KeyFileError
+
+PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+ALGORITHMS = ("EdDSA", "RS256")
+
+
+class JwsError(Exception):
+    """A JWS could not be parsed or verified (mapped to SignatureError by callers)."""
+
+
+def algorithm_for(key: PrivateKey | PublicKey) -> str:
+    return "EdDSA" if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)) else "RS256"
+
+
+def key_id(public: PublicKey) -> str:
+    """A stable id: the first 16 hex digits of the sha256 of the SubjectPublicKeyInfo."""
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def generate_ed25519() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def private_pem(key: PrivateKey, password: bytes | None = None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def public_pem(key: PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key {path}: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)):
+        raise KeyFileError(f"{path}: only Ed25519 and RSA keys are supported")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
+        raise KeyFileError(f"{path}: RSA keys must have at least 2048 bits")
+    return key
+
+
+def load_public_key(path: Path) -> PublicKey:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key {path}: {exc.strerror}") from None
+    try:
+        key: Any = serialization.load_pem_public_key(raw)
+    except ValueError:
+        try:  # a private key file is accepted too: its public half is what we trust
+            key = serialization.load_pem_private_key(raw, password=None).public_key()
+        except (ValueError, TypeError) as exc:
+            raise KeyFileError(f"{path} is not a PEM public key ({exc})") from None
+    if not isinstance(key, (ed25519.Ed25519PublicKey, rsa.RSAPublicKey)):
+        raise KeyFileError(f"{path}: only Ed25519 and RSA keys are supported")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedJws:
+    payload: dict[str, Any]
+    kid: str
+    algorithm: str
+
+
+def jws_sign(payload: dict[str, Any], key: PrivateKey, typ: str) -> str:
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    kid = key_id(key.public_key())
+    return jwt.api_jws.encode(body, key, algorithm=algorithm_for(key), headers={"kid": kid, "typ": typ})
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise JwsError(f"malformed JWS: {exc}") from None
+    return dict(header)
+
+
+def jws_verify(token: str, trusted: list[PublicKey], typ: str) -> VerifiedJws:
+    """Verify a compact JWS against trusted keys; the algorithm is fixed by the key, never by the token."""
+    header = _header(token)
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in ALGORITHMS:
+        raise JwsError(f"algorithm {alg!r} is not accepted")
+    if header.get("typ") != typ:
+        raise JwsError(f"typ {header.get('typ')!r} is not {typ!r}")
+    candidates = [k for k in trusted if algorithm_for(k) == alg and (kid is None or key_id(k) == kid)]
+    if not candidates:
+        raise JwsError(f"no trusted key with id {kid!r}")
+    for key in candidates:
+        try:
+            body = jwt.api_jws.decode(token, key, algorithms=[algorithm_for(key)])
+        except jwt.PyJWTError:
+            continue
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise JwsError("payload is not JSON") from None
+        if not isinstance(payload, dict):
+            raise JwsError("payload is not a JSON object")
+        return VerifiedJws(payload=payload, kid=key_id(key), algorithm=alg)
+    raise JwsError("signature does not verify with the trusted key")
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -1,0 +1,189 @@
+"""JSON Schemas: generated from the models, validated with jsonschema. The only module importing jsonschema.
+
+Remote `$ref`s are never fetched: the registry has no retrieve function, so an unknown reference is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from onexd.config import DaemonConfig
+from onexd.policy.models import KINDS, Model
+from onexd.policy.problems import Problem, problem
+from onexd.policy.yamlsafe import YamlDocument, escape_pointer
+
+SCHEMA_BASE = "https://onexd.dev/schemas/v1/"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_file_name(kind: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", kind).lower() + ".json"
+
+
+def _schema_for(kind: str, model: type[Model]) -> dict[str, Any]:
+    generated = model.model_json_schema(mode="validation")
+    return {
+        "$schema": DIALECT,
+        "$id": SCHEMA_BASE + schema_file_name(kind),
+        "title": f"onexd {kind}",
+        "description": (model.__doc__ or kind).strip().splitlines()[0],
+        **{k: v for k, v in generated.items() if k not in ("title", "description")},
+    }
+
+
+def generated_schemas() -> dict[str, dict[str, Any]]:
+    """kind -> JSON Schema, for every policy kind and DaemonConfig."""
+    out = {kind: _schema_for(kind, model) for kind, model in KINDS.items()}
+    out["DaemonConfig"] = _schema_for("DaemonConfig", DaemonConfig)
+    return out
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, schema in generated_schemas().items():
+        path = directory / schema_file_name(kind)
+        path.write_text(json.dumps(schema, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _pointer(parts: Iterable[Any]) -> str:
+    return "".join(f"/{escape_pointer(str(p))}" for p in parts)
+
+
+def _describe(error: ValidationError) -> tuple[str, str, str]:
+    """(code, pointer, message) for one jsonschema error."""
+    where = _pointer(error.absolute_path)
+    validator = error.validator
+    if validator == "additionalProperties":
+        extras = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        field = extras[0] if extras else "?"
+        return "schema/unknown-field", f"{where}/{escape_pointer(field)}", f"unknown field {field!r}"
+    if validator == "required":
+        missing = str(error.message).split("'")[1] if "'" in str(error.message) else "?"
+        code = "security/missing-limit" if where.endswith("/resources") or missing == "resources" \
+            else "schema/missing-field"
+        return code, f"{where}/{escape_pointer(missing)}", f"required field {missing!r} is missing"
+    if validator == "type":
+        return "schema/wrong-type", where, f"expected {error.validator_value}, got {type(error.instance).__name__}"
+    if validator == "pattern" and where.endswith("/metadata/name"):
+        return "schema/invalid-name", where, f"invalid name {error.instance!r}: {error.message}"
+    if validator == "pattern" and where.endswith("/version"):
+        return "schema/invalid-version", where, f"{error.instance!r} is not a semantic version (1.2.3)"
+    return "schema/invalid-value", where, error.message
+
+
+class SchemaSet:
+    """Compiled validators for every kind; build once, share freely (validators are immutable)."""
+
+    def __init__(self, schemas: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._schemas = dict(schemas or generated_schemas())
+        # No `retrieve`: any $ref outside a schema's own $defs is unresolvable, never fetched.
+        self._registry: referencing.Registry[Any] = referencing.Registry()
+
+    @cached_property
+    def _validators(self) -> dict[str, Draft202012Validator]:
+        return {kind: Draft202012Validator(schema, registry=self._registry,
+                                           format_checker=Draft202012Validator.FORMAT_CHECKER)
+                for kind, schema in self._schemas.items()}
+
+    def validate(self, file: str, doc: YamlDocument) -> list[Problem]:
+        """All schema problems of one document (envelope first, then its kind's schema)."""
+        data = doc.data
+        if not isinstance(data, dict):
+            return [problem(file, doc.line, "", "yaml/not-a-mapping",
+                            "a document must be a mapping with apiVersion, kind, metadata and spec")]
+        if data.get("apiVersion") != "onexd/v1":
+            return [problem(file, doc.line_of("/apiVersion"), "/apiVersion", "schema/api-version",
+                            f"apiVersion {data.get('apiVersion')!r} is not supported; use onexd/v1")]
+        kind = data.get("kind")
+        if not isinstance(kind, str) or kind not in KINDS:
+            return [problem(file, doc.line_of("/kind"), "/kind", "schema/kind",
+                            f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
+        out: list[Problem] = []
+        for error in self._validators[kind].iter_errors(data):
+            for leaf in _leaves(error):
+                code, where, message = _describe(leaf)
+                if where.endswith("/command") and leaf.validator == "type" and isinstance(leaf.instance, str):
+                    code, message = "schema/shell-command", "command must be an argv list, not a shell string"
+                out.append(problem(file, doc.line_of(where), where, code, f"{kind}: {message}"))
+        return _dedupe(out)
+
+    def validate_data(self, kind: str, data: Any) -> list[str]:
+        """Plain messages for non-policy data (daemon config, API bodies)."""
+        return [f"{_pointer(e.absolute_path) or '/'}: {e.message}"
+                for e in self._validators[kind].iter_errors(data)]
+
+
+def _leaves(error: ValidationError) -> list[ValidationError]:
+    """For anyOf/oneOf failures, the most specific sub-errors say more than 'is not valid under any'."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None and list(best.absolute_path) != list(error.absolute_path):
+            return [best]
+        if error.validator == "oneOf" and isinstance(error.instance, dict):
+            return [error]
+        return [best] if best is not None else [error]
+    return [error]
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for p in problems:
+        key = (p.path, p.code, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def check_json_schema(schema: Any) -> str | None:
+    """None if schema is a valid Draft 2020-12 schema without remote references, else why not."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return exc.message
+    refs = [v for v in _walk_refs(schema) if not v.startswith("#")]
+    if refs:
+        return f"remote $ref {refs[0]!r} is not allowed (never fetched)"
+    return None
+
+
+def _walk_refs(node: Any) -> Iterable[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                yield value
+            else:
+                yield from _walk_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_refs(item)
+
+
+class InputValidator:
+    """Validates job input against a node's inputSchema (checked by check_json_schema at load)."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self._validator = Draft202012Validator(schema, registry=referencing.Registry(),
+                                               format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+    def errors(self, instance: Any, limit: int = 20) -> list[str]:
+        out = []
+        for error in self._validator.iter_errors(instance):
+            out.append(f"{_pointer(error.absolute_path) or '/'}: {error.message}")
+            if len(out) >= limit:
+                break
+        return out
