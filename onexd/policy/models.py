@@ -389,4 +389,8 @@ KNOWN_PERMISSIONS = frozenset({
     "policy:read", "policy:reload", "audit:read", "keys:read", "keys:rotate", "tokens:issue",
     "apikeys:manage", "monitoring:read",
 })
-KNOWN_RESOURCES = frozenset(p.split(":")[0] for p in KNOWN_PERMISSIONS)
+# The ONEX platform's own vocabulary (registry, config, users, node creation): accepted without a warning so
+# that the ONEX role definitions can be used unchanged, though onexd itself gates nothing with them.
+ONEX_PERMISSIONS = frozenset({"nodes:create", "nodes:delete", "registry:read", "registry:write", "config:read",
+                              "config:write", "users:read", "users:write", "monitoring:write"})
+KNOWN_RESOURCES = frozenset(p.split(":")[0] for p in KNOWN_PERMISSIONS | ONEX_PERMISSIONS)

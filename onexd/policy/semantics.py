@@ -15,6 +15,7 @@ from onexd.policy.loader import MANIFEST, LoadedDoc, ParsedBundle
 from onexd.policy.models import (
     KNOWN_PERMISSIONS,
     KNOWN_RESOURCES,
+    ONEX_PERMISSIONS,
     CapabilityDoc,
     NetworkZoneDoc,
     NodeDoc,
@@ -149,7 +150,7 @@ def check_semantics(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[
                 c.ref(d, "/spec/capabilities", "Capability", m.spec.capabilities, "ref/capability")
                 for i, perm in enumerate(m.spec.permissions):
                     resource = perm.split(":")[0]
-                    if perm != "*" and not (perm in KNOWN_PERMISSIONS or
+                    if perm != "*" and not (perm in KNOWN_PERMISSIONS or perm in ONEX_PERMISSIONS or
                                             (perm.endswith(":*") and resource in KNOWN_RESOURCES)):
                         c.add(d, f"/spec/permissions/{i}", "ref/unknown-permission",
                               f"permission {perm!r} gates nothing in onexd", Severity.WARNING)

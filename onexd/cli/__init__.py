@@ -1,0 +1,1 @@
+"""Command lines: onexd and onexctl."""

@@ -1,0 +1,254 @@
+"""`onexd`: the daemon's offline tools. This module only wires arguments to the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from onexd import __version__
+from onexd.cli.output import console, print_json, print_problems, print_yaml
+from onexd.crypto import generate_ed25519, load_private_key, load_public_key, private_pem, public_pem
+from onexd.engine.decide import decide
+from onexd.engine.request import JobRequest
+from onexd.errors import ConfigError, KeyFileError, OnexdError, PolicyError, UsageError
+from onexd.identity.principal import parse_subject
+from onexd.policy.diff import diff_snapshots
+from onexd.policy.pipeline import Evaluation, Trust, load_directory, severity_counts
+from onexd.policy.problems import Problem, rules_markdown
+from onexd.policy.schema import InputValidator, write_schemas
+from onexd.policy.signing import sign_bundle
+from onexd.policy.snapshot import Snapshot
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
+# One table from errors to exit codes; the most specific class wins.
+EXIT_CODES: tuple[tuple[type[OnexdError], int], ...] = (
+    (UsageError, EXIT_USAGE), (ConfigError, EXIT_USAGE), (KeyFileError, EXIT_USAGE),
+    (PolicyError, EXIT_INVALID), (OnexdError, EXIT_ERROR),
+)
+
+
+def exit_code_for(exc: OnexdError) -> int:
+    return next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+
+
+def _read_trust(paths: Sequence[str]) -> Trust:
+    if not paths:
+        return Trust()
+    return Trust(require_signed=True, keys=tuple(load_public_key(Path(p)) for p in paths))
+
+
+def _summary(ev: Evaluation) -> None:
+    out = console(stderr=True)
+    for r in ev.reports:
+        errors, warnings = severity_counts(r.problems)
+        mark = "[green]valid[/green]" if r.accepted else "[red]invalid[/red]"
+        extra = f" ({errors} errors, {warnings} warnings)" if r.problems else ""
+        out.print(f"{escape(r.name)}@{escape(r.version)} sha256:{r.digest[:12]} {mark}{extra}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    trust = _read_trust(args.trust)
+    problems: list[Problem] = []
+    evaluations = []
+    for path in args.paths:
+        ev = load_directory(Path(path), path, trust=trust)
+        evaluations.append(ev)
+        problems += ev.all_problems()
+    print_problems(problems, args.output)
+    if args.output == "text":
+        for ev in evaluations:
+            _summary(ev)
+    return EXIT_OK if all(ev.ok for ev in evaluations) else EXIT_INVALID
+
+
+def _valid_snapshot(path: str) -> Snapshot:
+    ev = load_directory(Path(path), path)
+    if not ev.ok or ev.snapshot is None:
+        print_problems(ev.all_problems(), "text")
+        raise PolicyError(f"{path} does not validate; fix it first (onexd policy validate {path})")
+    return ev.snapshot
+
+
+def _read_json(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from None
+
+
+def parse_request(data: Any, source: str) -> JobRequest:
+    try:
+        return JobRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "request"
+        raise UsageError(f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    snapshot = _valid_snapshot(args.policy_dir)
+    principal = parse_subject(args.subject)
+    request = parse_request(_read_json(args.request), args.request)
+    decision = decide(snapshot, principal, request)
+    input_errors: list[str] = []
+    if decision.allowed and request.node is not None:
+        schema = snapshot.nodes[request.node].spec.inputSchema
+        if schema is not None:
+            input_errors = InputValidator(schema).errors(request.input)
+    result = decision.as_dict(snapshot)
+    result["inputErrors"] = input_errors
+    if args.output == "json":
+        print_json(result)
+    elif args.output == "yaml":
+        print_yaml(result)
+    else:
+        _explain_text(result)
+    return EXIT_OK if decision.allowed and not input_errors else EXIT_INVALID
+
+
+def _explain_text(result: dict[str, Any]) -> None:
+    out = console()
+    verdict = "[green bold]ALLOWED[/green bold]" if result["allowed"] else "[red bold]DENIED[/red bold]"
+    out.print(f"{verdict}: {escape(result['principal'])} -> {escape(result['target'])}")
+    for r in result["reasons"]:
+        out.print(f"  [dim]{escape(r['code'])}[/dim]  {escape(r['message'])}")
+    for e in result["inputErrors"]:
+        out.print(f"  [red]input[/red]  {escape(e)}")
+    if result["sandbox"]:
+        table = Table(title="Effective sandbox", show_header=False)
+        for key, value in result["sandbox"].items():
+            table.add_row(key, escape(json.dumps(value) if not isinstance(value, str) else value))
+        out.print(table)
+    out.print(f"policy sha256:{result['policy']['digest']}")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    old, new = _valid_snapshot(args.old), _valid_snapshot(args.new)
+    changes = diff_snapshots(old, new)
+    if args.output == "json":
+        print_json([c.as_dict() for c in changes])
+    elif args.output == "yaml":
+        print_yaml([c.as_dict() for c in changes])
+    else:
+        out = console()
+        for c in changes:
+            color = {"widens": "red", "narrows": "green", "changes": "yellow"}[c.effect]
+            out.print(f"[{color}]{escape(c.text())}[/{color}]")
+        widen = sum(1 for c in changes if c.effect == "widens")
+        console(stderr=True).print(f"{len(changes)} changes, {widen} widen access" if changes else "no changes")
+    return 1 if changes else EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    key = load_private_key(Path(args.key))
+    ev = load_directory(Path(args.dir), args.dir)
+    if len(ev.reports) != 1 or not ev.ok:
+        print_problems(ev.all_problems(), "text")
+        raise PolicyError(f"{args.dir} must be one valid bundle directory to be signed")
+    bundle = ev.accepted[0]
+    target = sign_bundle(bundle, key)
+    console().print(f"signed {escape(bundle.name)}@{escape(bundle.version)}: {len(bundle.files)} files, "
+                    f"sha256:{bundle.digest[:12]} -> {escape(str(target))}")
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    pub = path.with_name(path.name + ".pub")
+    for p in (path, pub):
+        if p.exists():
+            raise UsageError(f"{p} exists; refusing to overwrite a key")
+    key = generate_ed25519()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_pem(key))
+    pub.write_bytes(public_pem(key.public_key()))
+    console().print(f"wrote {escape(str(path))} (private, 0600) and {escape(str(pub))} (public)")
+    return EXIT_OK
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    for path in write_schemas(Path(args.out)):
+        console(stderr=True).print(f"wrote {escape(str(path))}")
+    return EXIT_OK
+
+
+def cmd_rules(_: argparse.Namespace) -> int:
+    sys.stdout.write(rules_markdown())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onexd", description="Declarative sandbox runtime daemon.")
+    parser.add_argument("--version", action="version", version=f"onexd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    policy = sub.add_parser("policy", help="validate, explain, diff and sign policy bundles")
+    psub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
+
+    p = psub.add_parser("validate", help="validate policy directories or bundles (exit 0 valid, 3 invalid)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a policy directory or one bundle directory")
+    p.add_argument("-o", "--output", choices=("text", "json", "github"), default="text")
+    p.add_argument("--trust", action="append", default=[], metavar="PUBKEY_PEM",
+                   help="require signatures by this key (repeatable)")
+    p.set_defaults(func=cmd_validate)
+
+    p = psub.add_parser("explain", help="show the decision and sandbox for a request; nothing runs")
+    p.add_argument("--policy-dir", required=True, metavar="DIR")
+    p.add_argument("--as", dest="subject", required=True, metavar="KIND:NAME",
+                   help="UnixUser:alice, UnixUser:1000, UnixGroup:dev, Token:ci-bot, ApiKey:deploy-bot")
+    p.add_argument("request", metavar="REQUEST.json", help='{"node", "input"} or {"profile", "command"}; - '
+                                                             "for stdin")
+    p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    p.set_defaults(func=cmd_explain)
+
+    p = psub.add_parser("diff", help="security changes between two policy directories (0 same, 1 different)")
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    p.set_defaults(func=cmd_diff)
+
+    p = psub.add_parser("sign", help="write DIR/signature.jws")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--key", required=True, metavar="KEY_PEM", help="Ed25519 or RSA private key (PEM)")
+    p.set_defaults(func=cmd_sign)
+
+    p = psub.add_parser("keygen", help="create an Ed25519 signing key pair (KEY and KEY.pub)")
+    p.add_argument("path", metavar="KEY_PEM")
+    p.set_defaults(func=cmd_keygen)
+
+    p = psub.add_parser("schemas", help="write the JSON Schemas of every kind")
+    p.add_argument("--out", default="schemas", metavar="DIR")
+    p.set_defaults(func=cmd_schemas)
+
+    p = psub.add_parser("rules", help="print the rule code reference (docs/rules.md)")
+    p.set_defaults(func=cmd_rules)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except OnexdError as exc:
+        console(stderr=True).print(f"[red]onexd: error:[/red] {escape(str(exc))}")
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Engine: pure decide() and translate() over a snapshot."""

@@ -1,0 +1,160 @@
+"""decide(snapshot, principal, request) -> Decision. Pure: no I/O, no clock, default deny.
+
+A denial is a value with reasons, never an exception. Reasons name the binding, role, capability or rule that
+allowed, or what is missing, so that `explain` can answer "why was my job denied?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from onexd.engine.request import JobRequest
+from onexd.identity.principal import Principal
+from onexd.policy.semantics import BUILTIN_ZONE
+from onexd.policy.snapshot import Snapshot
+
+EXECUTE = "nodes:execute"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """The effective settings a job would run with."""
+
+    profile: str
+    zone: str
+    secrets: tuple[str, ...]
+    timeout_s: int
+    image: str
+    user: str
+
+    def as_dict(self, snapshot: Snapshot) -> dict[str, Any]:
+        spec = snapshot.profiles[self.profile]
+        r = spec.resources
+        return {
+            "profile": self.profile, "image": self.image, "user": self.user, "zone": self.zone,
+            "zoneMode": snapshot.zones[self.zone].mode, "secrets": list(self.secrets),
+            "timeoutSeconds": self.timeout_s, "memoryBytes": r.memory, "cpus": r.cpus, "pids": r.pids,
+            "nofile": r.nofile, "outputBytes": r.outputBytes, "readOnlyRootFilesystem": True,
+            "capabilitiesAdded": list(spec.capabilities.add), "seccompProfile": spec.seccompProfile,
+            "tmpfs": [{"path": t.path, "size": t.size, "mode": t.mode} for t in spec.tmpfs],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reasons: tuple[Reason, ...]
+    principal: str
+    target: str
+    snapshot_digest: str
+    roles: tuple[str, ...] = ()
+    capability: str | None = None
+    sandbox: Sandbox | None = None
+    bundle_versions: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self, snapshot: Snapshot | None = None) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "principal": self.principal,
+            "target": self.target,
+            "roles": list(self.roles),
+            "capability": self.capability,
+            "reasons": [{"code": r.code, "message": r.message} for r in self.reasons],
+            "sandbox": self.sandbox.as_dict(snapshot) if self.sandbox and snapshot else None,
+            "policy": {"digest": self.snapshot_digest, "bundles": self.bundle_versions},
+        }
+
+
+def has_permission(granted: frozenset[str], wanted: str) -> bool:
+    resource = wanted.split(":", 1)[0]
+    return wanted in granted or f"{resource}:*" in granted or "*" in granted
+
+
+def _deny(snapshot: Snapshot, principal: Principal, request: JobRequest, reasons: list[Reason],
+          roles: tuple[str, ...] = ()) -> Decision:
+    return Decision(False, tuple(reasons), principal.display, request.target, snapshot.digest, roles,
+                    bundle_versions=snapshot.bundle_versions)
+
+
+def decide(snapshot: Snapshot, principal: Principal, request: JobRequest) -> Decision:
+    """Whether principal may run request under snapshot, and with which sandbox."""
+    reasons: list[Reason] = []
+    grants = [(subject, g) for subject in principal.subjects() for g in snapshot.bindings.get(subject, ())]
+    if not grants:
+        return _deny(snapshot, principal, request, [Reason(
+            "no-binding", f"no RoleBinding names {principal.display} "
+                          f"(matched subjects: {', '.join(f'{k}:{n}' for k, n in principal.subjects())})")])
+    roles = tuple(sorted({g.role for _, g in grants if g.role in snapshot.roles}))
+    for (kind, name), g in grants:
+        reasons.append(Reason("binding", f"RoleBinding {g.binding} gives role {g.role} to {kind}:{name}"))
+    executing = [r for r in roles if has_permission(snapshot.roles[r].permissions, EXECUTE)]
+    if not executing:
+        return _deny(snapshot, principal, request, [*reasons, Reason(
+            "missing-permission", f"none of the roles {', '.join(roles) or '(none)'} grants {EXECUTE}")], roles)
+    reasons.append(Reason("permission", f"role {executing[0]} grants {EXECUTE}"))
+    held = frozenset(c for r in roles for c in snapshot.roles[r].capabilities if c in snapshot.capabilities)
+
+    if request.node is not None:
+        node = snapshot.nodes.get(request.node)
+        if node is None:
+            return _deny(snapshot, principal, request, [*reasons, Reason(
+                "unknown-node", f"no Node named {request.node!r} is active")], roles)
+        profile_name = node.spec.profile
+        profile = snapshot.profiles[profile_name]
+        zone = node.spec.zone or profile.zone
+        secrets = node.spec.secrets
+        limit = min(node.spec.timeoutSeconds or profile.resources.timeoutSeconds, profile.resources.timeoutSeconds)
+        candidates = sorted(held & snapshot.node_capabilities.get(node.name, frozenset()))
+        subject = f"node {node.name}"
+        if not candidates:
+            return _deny(snapshot, principal, request, [*reasons, Reason(
+                "no-capability", f"no capability of roles {', '.join(roles)} covers {subject}")], roles)
+    else:
+        assert request.profile is not None
+        profile_name = request.profile
+        found = snapshot.profiles.get(profile_name)
+        if found is None:
+            return _deny(snapshot, principal, request, [*reasons, Reason(
+                "unknown-profile", f"no SandboxProfile named {profile_name!r} is active")], roles)
+        profile = found
+        zone, secrets, limit = profile.zone, (), profile.resources.timeoutSeconds
+        candidates = sorted(held & snapshot.adhoc_capabilities)
+        subject = "ad-hoc commands"
+        if not candidates:
+            return _deny(snapshot, principal, request, [*reasons, Reason(
+                "no-capability", f"no capability of roles {', '.join(roles)} allows ad-hoc commands "
+                                 "(adhoc: true)")], roles)
+
+    if request.timeoutSeconds is not None and request.timeoutSeconds > limit:
+        return _deny(snapshot, principal, request, [*reasons, Reason(
+            "timeout-above-policy", f"timeoutSeconds {request.timeoutSeconds} is above the policy's {limit}")],
+            roles)
+    near_misses: list[Reason] = []
+    for cap_name in candidates:
+        cap = snapshot.capabilities[cap_name]
+        missing = []
+        if profile_name not in cap.profiles:
+            missing.append(f"profile {profile_name}")
+        if zone != BUILTIN_ZONE and zone not in cap.zones:
+            missing.append(f"zone {zone}")
+        missing += [f"secret {s}" for s in secrets if s not in cap.secrets]
+        if missing:
+            near_misses.append(Reason("capability-incomplete",
+                                      f"capability {cap_name} covers {subject} but not {', '.join(missing)}"))
+            continue
+        reasons.append(Reason("capability", (
+            f"capability {cap_name} (bundle {snapshot.capability_bundle[cap_name]}) grants {subject} with "
+            f"profile {profile_name}, zone {zone}" + (f", secrets {', '.join(secrets)}" if secrets else ""))))
+        timeout = min(limit, request.timeoutSeconds or limit)
+        sandbox = Sandbox(profile=profile_name, zone=zone, secrets=tuple(secrets), timeout_s=timeout,
+                          image=profile.image, user=profile.user)
+        return Decision(True, tuple(reasons), principal.display, request.target, snapshot.digest, roles,
+                        cap_name, sandbox, snapshot.bundle_versions)
+    return _deny(snapshot, principal, request, [*reasons, *near_misses], roles)

@@ -1,0 +1,99 @@
+"""translate(...) -> ContainerSpec. Pure. Whoever builds the arguments owns the security model: this is it.
+
+Every setting comes from policy; the invariants (no capabilities but allowed adds, read-only root,
+no-new-privileges, seccomp, limits, non-root, network only from the zone) are not parameters at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from onexd.engine.decide import Decision
+from onexd.engine.request import JobRequest
+from onexd.errors import OnexdError
+from onexd.policy.snapshot import Snapshot
+from onexd.spec import (
+    JOB_LABEL,
+    MANAGED_LABEL,
+    NODE_MOUNT,
+    POLICY_LABEL,
+    SECRETS_MOUNT,
+    BindMount,
+    ContainerSpec,
+    Limits,
+    NetworkPlacement,
+    SeccompSetting,
+    TmpfsMount,
+)
+
+RUNTIME_DEFAULT = "runtime-default"
+
+
+@dataclass(frozen=True, slots=True)
+class HostPaths:
+    """Host directories prepared for the job (by the job service, not by policy)."""
+
+    node_source: str | None = None  # content-addressed, read-only copy of the node's code
+    secrets_dir: str | None = None  # memory-backed directory with one file per granted secret
+
+
+def zone_network_name(zone: str) -> str:
+    return f"onexd-zone-{zone}"
+
+
+def seccomp_json(profile: dict[str, object]) -> str:
+    """Canonical JSON, so the same policy always yields the byte-identical engine request."""
+    return json.dumps(profile, sort_keys=True, separators=(",", ":"))
+
+
+def translate(snapshot: Snapshot, decision: Decision, request: JobRequest, job_id: str,
+              paths: HostPaths = HostPaths()) -> ContainerSpec:
+    """The container for an allowed decision. Refuses (raises) for a denied one: fail closed."""
+    if not decision.allowed or decision.sandbox is None or decision.snapshot_digest != snapshot.digest:
+        raise OnexdError("translate() needs an allowed decision made on this snapshot")
+    box = decision.sandbox
+    profile = snapshot.profiles[box.profile]
+    zone = snapshot.zones[box.zone]
+    r = profile.resources
+    if request.node is not None:
+        node = snapshot.nodes[request.node]
+        command = node.spec.command
+        has_source = node.spec.source is not None
+    else:
+        assert request.command is not None
+        command, has_source = request.command, False
+    mounts: list[BindMount] = []
+    if has_source:
+        if paths.node_source is None:
+            raise OnexdError(f"node {request.node} has source code but no prepared copy was given")
+        mounts.append(BindMount(paths.node_source, NODE_MOUNT, read_only=True))
+    if box.secrets:
+        if paths.secrets_dir is None:
+            raise OnexdError("the job is granted secrets but no staging directory was given")
+        mounts.append(BindMount(paths.secrets_dir, SECRETS_MOUNT, read_only=True))
+    if profile.seccompProfile == RUNTIME_DEFAULT:
+        seccomp = SeccompSetting(name=RUNTIME_DEFAULT)
+    else:
+        seccomp = SeccompSetting(name=profile.seccompProfile,
+                                 profile_json=seccomp_json(dict(snapshot.seccomp[profile.seccompProfile])))
+    network = NetworkPlacement(zone=box.zone, mode=zone.mode,
+                               network_name=None if zone.mode == "none" else zone_network_name(box.zone))
+    env = tuple(sorted({**profile.env, "ONEXD_JOB_ID": job_id}.items()))
+    return ContainerSpec(
+        name=f"onexd-job-{job_id}",
+        image=profile.image,
+        command=tuple(command),
+        user=profile.user,
+        env=env,
+        working_dir=NODE_MOUNT if has_source else "/",
+        limits=Limits(memory_bytes=r.memory, memory_swap_bytes=r.memory, nano_cpus=round(r.cpus * 1e9),
+                      pids_limit=r.pids, nofile_limit=r.nofile, timeout_s=box.timeout_s,
+                      output_limit_bytes=r.outputBytes),
+        seccomp=seccomp,
+        network=network,
+        labels=((JOB_LABEL, job_id), (MANAGED_LABEL, "true"), (POLICY_LABEL, snapshot.digest)),
+        tmpfs=tuple(TmpfsMount(t.path, t.size, int(t.mode, 8)) for t in profile.tmpfs),
+        mounts=tuple(mounts),
+        cap_add=tuple(sorted(set(profile.capabilities.add))),
+    )

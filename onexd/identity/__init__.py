@@ -1,0 +1,1 @@
+"""Identity: who is calling (Unix peers, tokens, API keys)."""

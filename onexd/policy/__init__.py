@@ -1,0 +1,1 @@
+"""Policy: YAML safety, schemas, models, bundle loading, signing, snapshots."""

@@ -1,0 +1,1 @@
+"""Runtime: how a ContainerSpec becomes a container."""
