@@ -37,7 +37,7 @@ _SPECIAL_FLOAT = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
 _AMBIGUOUS = re.compile(
     r"^(?:[yY]es|YES|[nN]o|NO|[oO]n|ON|[oO]ff|OFF"
     r"|[-+]?0[0-9_]+"  # 0755: octal in 1.1, decimal in 1.2
-    r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"  # 1:20 is 80 in 1.1 (sexagesimal)
+    r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"  # 1:20 is 80 in 1.1 (sexagesimal)
     r"|[-+]?[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?"  # 1_000
     r"|[-+]?0b[01_]+)$"
 )
@@ -294,6 +294,8 @@ def load_documents(raw: bytes, file: str, limits: YamlLimits | None = None
         mark = getattr(exc, "problem_mark", None)
         where = mark.line + 1 if mark is not None else line
         detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in detail:  # libyaml's own depth guard, which may trip before ours
+            return docs, [problem(file, where, "", "limits/too-deep", f"nesting too deep ({detail})")]
         return docs, [problem(file, where, "", "yaml/syntax", f"YAML syntax error: {detail}")]
     except RecursionError:  # defence in depth: nothing above recurses, but never crash on input
         return docs, [problem(file, line, "", "limits/too-deep", "nesting too deep")]

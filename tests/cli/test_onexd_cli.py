@@ -1,0 +1,103 @@
+"""The offline `onexd policy` commands: output formats and exit codes of SPEC §11."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, ROOT, minimal_docs, run_cli, write_bundle
+
+REQUESTS = ROOT / "examples" / "requests"
+
+
+def test_explain_allowed_exits_0_with_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """Allowed: exit 0, JSON with top-level allowed, reasons and the effective sandbox."""
+    code, out, _ = run_cli(["policy", "explain", "--policy-dir", str(EXAMPLES), "--as", "UnixUser:root",
+                            str(REQUESTS / "hello.json"), "-o", "json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["allowed"] is True
+    assert data["sandbox"]["user"] == "10001:10001" and data["sandbox"]["zoneMode"] == "none"
+    assert {r["code"] for r in data["reasons"]} >= {"binding", "permission", "capability"}
+
+
+def test_explain_denied_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    """Denied: exit 3 and the reasons in text."""
+    code, out, _ = run_cli(["policy", "explain", "--policy-dir", str(EXAMPLES), "--as", "ApiKey:deploy-bot",
+                            str(REQUESTS / "wordcount.json")], capsys)
+    assert code == 3
+    assert "DENIED" in out and "no capability" in out
+
+
+def test_explain_reports_input_failing_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    """Input that fails the node's inputSchema is shown and makes the request invalid (exit 3)."""
+    code, out, _ = run_cli(["policy", "explain", "--policy-dir", str(EXAMPLES), "--as", "UnixUser:root",
+                            str(REQUESTS / "hello-bad-input.json"), "-o", "json"], capsys)
+    assert code == 3
+    assert json.loads(out)["inputErrors"]
+
+
+@pytest.mark.parametrize("subject", ["root", "Wizard:x", "UnixUser:", "UnixUser:no-such-user-xyz"])
+def test_explain_bad_subject_is_usage_error(subject: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed or unknown --as is exit 2 with a message."""
+    code, _, err = run_cli(["policy", "explain", "--policy-dir", str(EXAMPLES), "--as", subject,
+                            str(REQUESTS / "hello.json")], capsys)
+    assert code == 2 and "--as" in err
+
+
+def test_explain_bad_request_file_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A request that is not JSON, or not a request, is exit 2 naming the file."""
+    bad = tmp_path / "r.json"
+    bad.write_text("{nope")
+    assert run_cli(["policy", "explain", "--policy-dir", str(EXAMPLES), "--as", "UnixUser:root", str(bad)],
+                   capsys)[0] == 2
+    bad.write_text('{"node": "hello", "profile": "x"}')
+    code, _, err = run_cli(["policy", "explain", "--policy-dir", str(EXAMPLES), "--as", "UnixUser:root",
+                            str(bad)], capsys)
+    assert code == 2 and "r.json" in err
+
+
+def test_validate_github_format(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-o github prints ::error annotations with file and line."""
+    docs = minimal_docs()
+    docs[0]["spec"]["user"] = "0:0"
+    write_bundle(policy_dir, "base", docs)
+    code, out, _ = run_cli(["policy", "validate", str(policy_dir), "-o", "github"], capsys)
+    assert code == 3
+    line = out.splitlines()[0]
+    assert line.startswith("::error file=") and ",line=" in line and "security/root-user" in line
+
+
+def test_validate_text_names_file_line_and_code(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Text output is `file:line: error code: message (pointer)`."""
+    docs = minimal_docs()
+    docs[0]["spec"]["readOnlyRootFilesystem"] = False
+    write_bundle(policy_dir, "base", docs)
+    code, out, err = run_cli(["policy", "validate", str(policy_dir)], capsys)
+    assert code == 3
+    assert "base/policy.yaml:" in out and "security/writable-root" in out and "/spec/readOnlyRootFilesystem" in out
+    assert "invalid" in err
+
+
+def test_validate_usage_errors_exit_2() -> None:
+    """No PATH, or an unknown format, is a usage error (exit 2)."""
+    for argv in (["policy", "validate"], ["policy", "validate", ".", "-o", "xml"]):
+        proc = subprocess.run([sys.executable, "-m", "onexd.cli.main", *argv], capture_output=True, cwd=ROOT,
+                              check=False)
+        assert proc.returncode == 2
+
+
+def test_validate_missing_directory_is_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that is not a policy directory is reported, exit 3."""
+    code, out, _ = run_cli(["policy", "validate", str(tmp_path / "nope"), "-o", "json"], capsys)
+    assert code == 3 and json.loads(out)[0]["message"] == "not a directory"
+
+
+def test_console_script_is_installed() -> None:
+    """`onexd --version` works through the installed entry point."""
+    exe = Path(sys.executable).parent / "onexd"
+    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("onexd ")

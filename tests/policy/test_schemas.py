@@ -1,0 +1,85 @@
+"""schemas/ and docs/rules.md are generated from the code; shipped and example policies validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onexd.policy.models import KINDS
+from onexd.policy.pipeline import load_directory
+from onexd.policy.problems import RULES, rules_markdown
+from onexd.policy.schema import SchemaSet, generated_schemas, schema_file_name
+from tests.conftest import BASELINE, EXAMPLES, ROOT
+
+SCHEMAS = ROOT / "schemas"
+
+
+def test_schema_files_match_the_models() -> None:
+    """schemas/*.json equal what the models generate (run `onexd policy schemas` after a model change)."""
+    generated = generated_schemas()
+    on_disk = {p.name for p in SCHEMAS.glob("*.json")}
+    assert on_disk == {schema_file_name(k) for k in generated}
+    for kind, schema in generated.items():
+        assert json.loads((SCHEMAS / schema_file_name(kind)).read_text()) == schema, kind
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "DaemonConfig"])
+def test_schema_is_usable_by_editors(kind: str) -> None:
+    """Each schema is Draft 2020-12 with an $id, a title, a description, and field descriptions."""
+    schema = json.loads((SCHEMAS / schema_file_name(kind)).read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"].endswith(schema_file_name(kind))
+    assert schema["title"] and schema["description"]
+    assert schema["additionalProperties"] is False
+
+
+def test_rules_doc_matches_the_rule_table() -> None:
+    """docs/rules.md is generated from RULES (run `onexd policy rules > docs/rules.md`)."""
+    assert (ROOT / "docs" / "rules.md").read_text() == rules_markdown()
+
+
+def test_every_rule_code_is_documented_with_a_fix() -> None:
+    """Each code has a stage, a reason and a fix."""
+    for rule in RULES.values():
+        assert rule.why and rule.fix and rule.stage, rule.code
+
+
+@pytest.mark.parametrize("path", [BASELINE, EXAMPLES], ids=["policies", "examples"])
+def test_shipped_policies_validate_without_problems(path: Path) -> None:
+    """The baseline and the examples are valid, without even a warning."""
+    ev = load_directory(path)
+    assert ev.ok
+    assert ev.all_problems() == []
+    assert len(ev.reports) >= (1 if path == BASELINE else 2)
+
+
+def test_baseline_has_the_onex_roles_and_a_strict_seccomp_profile() -> None:
+    """admin, developer, operator and readonly exist; seccomp denies by default with ENOSYS."""
+    ev = load_directory(BASELINE)
+    assert ev.snapshot is not None
+    assert {"admin", "developer", "operator", "readonly"} <= set(ev.snapshot.roles)
+    strict = ev.snapshot.seccomp["onexd-strict"]
+    assert strict["defaultAction"] == "SCMP_ACT_ERRNO" and strict["defaultErrnoRet"] == 38
+    names = {n for rule in strict["syscalls"] for n in rule["names"]}
+    assert not names & {"mount", "unshare", "setns", "ptrace", "bpf", "keyctl", "clone3", "chroot", "mknod"}
+
+
+def test_remote_refs_are_never_fetched() -> None:
+    """A node inputSchema with a remote $ref is refused at validation, not fetched."""
+    from onexd.policy.schema import check_json_schema
+
+    assert "remote $ref" in (check_json_schema({"$ref": "https://example.invalid/s.json"}) or "")
+    assert check_json_schema({"type": "object", "$defs": {"a": {}}, "properties": {"x": {"$ref": "#/$defs/a"}}}) \
+        is None
+
+
+def test_schema_set_reports_unknown_kind() -> None:
+    """An unknown kind is named with the list of kinds."""
+    from onexd.policy.yamlsafe import load_documents
+
+    docs, _ = load_documents(b"apiVersion: onexd/v1\nkind: Widget\nmetadata: {name: a}\nspec: {}\n", "f.yaml")
+    problems = SchemaSet().validate("f.yaml", docs[0])
+    assert [p.code for p in problems] == ["schema/kind"]
+    assert "SandboxProfile" in problems[0].message
