@@ -46,12 +46,16 @@ def _read_trust(paths: Sequence[str]) -> Trust:
     return Trust(require_signed=True, keys=tuple(load_public_key(Path(p)) for p in paths))
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _summary(ev: Evaluation) -> None:
     out = console(stderr=True)
     for r in ev.reports:
         errors, warnings = severity_counts(r.problems)
         mark = "[green]valid[/green]" if r.accepted else "[red]invalid[/red]"
-        extra = f" ({errors} errors, {warnings} warnings)" if r.problems else ""
+        extra = f" ({_plural(errors, 'error')}, {_plural(warnings, 'warning')})" if r.problems else ""
         out.print(f"{escape(r.name)}@{escape(r.version)} sha256:{r.digest[:12]} {mark}{extra}")
 
 
@@ -148,7 +152,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
             color = {"widens": "red", "narrows": "green", "changes": "yellow"}[c.effect]
             out.print(f"[{color}]{escape(c.text())}[/{color}]")
         widen = sum(1 for c in changes if c.effect == "widens")
-        console(stderr=True).print(f"{len(changes)} changes, {widen} widen access" if changes else "no changes")
+        console(stderr=True).print(f"{_plural(len(changes), 'change')}, {widen} widening access" if changes
+                                   else "no changes")
     return 1 if changes else EXIT_OK
 
 

@@ -6,13 +6,14 @@ allowed, or what is missing, so that `explain` can answer "why was my job denied
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from onexd.engine.request import JobRequest
 from onexd.identity.principal import Principal
 from onexd.policy.semantics import BUILTIN_ZONE
-from onexd.policy.snapshot import Snapshot
+from onexd.policy.snapshot import Grant, Snapshot
 
 EXECUTE = "nodes:execute"
 
@@ -57,7 +58,7 @@ class Decision:
     roles: tuple[str, ...] = ()
     capability: str | None = None
     sandbox: Sandbox | None = None
-    bundle_versions: dict[str, str] = field(default_factory=dict)
+    bundle_versions: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self, snapshot: Snapshot | None = None) -> dict[str, Any]:
         return {
@@ -68,13 +69,8 @@ class Decision:
             "capability": self.capability,
             "reasons": [{"code": r.code, "message": r.message} for r in self.reasons],
             "sandbox": self.sandbox.as_dict(snapshot) if self.sandbox and snapshot else None,
-            "policy": {"digest": self.snapshot_digest, "bundles": self.bundle_versions},
+            "policy": {"digest": self.snapshot_digest, "bundles": dict(self.bundle_versions)},
         }
-
-
-def has_permission(granted: frozenset[str], wanted: str) -> bool:
-    resource = wanted.split(":", 1)[0]
-    return wanted in granted or f"{resource}:*" in granted or "*" in granted
 
 
 def _deny(snapshot: Snapshot, principal: Principal, request: JobRequest, reasons: list[Reason],
@@ -83,23 +79,30 @@ def _deny(snapshot: Snapshot, principal: Principal, request: JobRequest, reasons
                     bundle_versions=snapshot.bundle_versions)
 
 
+def _via(granted_by: dict[str, tuple[tuple[str, str], Grant]], role: str) -> Reason:
+    (kind, name), grant = granted_by[role]
+    return Reason("binding", f"RoleBinding {grant.binding} gives role {role} to {kind}:{name}")
+
+
 def decide(snapshot: Snapshot, principal: Principal, request: JobRequest) -> Decision:
     """Whether principal may run request under snapshot, and with which sandbox."""
-    reasons: list[Reason] = []
-    grants = [(subject, g) for subject in principal.subjects() for g in snapshot.bindings.get(subject, ())]
-    if not grants:
+    # First binding per role: enough to explain; a hot path, so reasons are built only for what is used.
+    granted_by: dict[str, tuple[tuple[str, str], Grant]] = {}
+    for subject in principal.subjects():
+        for g in snapshot.bindings.get(subject, ()):
+            if g.role in snapshot.roles:
+                granted_by.setdefault(g.role, (subject, g))
+    if not granted_by:
         return _deny(snapshot, principal, request, [Reason(
             "no-binding", f"no RoleBinding names {principal.display} "
                           f"(matched subjects: {', '.join(f'{k}:{n}' for k, n in principal.subjects())})")])
-    roles = tuple(sorted({g.role for _, g in grants if g.role in snapshot.roles}))
-    for (kind, name), g in grants:
-        reasons.append(Reason("binding", f"RoleBinding {g.binding} gives role {g.role} to {kind}:{name}"))
-    executing = [r for r in roles if has_permission(snapshot.roles[r].permissions, EXECUTE)]
+    roles = tuple(sorted(granted_by))
+    executing = [r for r in roles if r in snapshot.can_execute]
     if not executing:
-        return _deny(snapshot, principal, request, [*reasons, Reason(
-            "missing-permission", f"none of the roles {', '.join(roles) or '(none)'} grants {EXECUTE}")], roles)
-    reasons.append(Reason("permission", f"role {executing[0]} grants {EXECUTE}"))
-    held = frozenset(c for r in roles for c in snapshot.roles[r].capabilities if c in snapshot.capabilities)
+        return _deny(snapshot, principal, request, [*(_via(granted_by, r) for r in roles), Reason(
+            "missing-permission", f"none of the roles {', '.join(roles)} grants {EXECUTE}")], roles)
+    reasons = [_via(granted_by, executing[0]), Reason("permission", f"role {executing[0]} grants {EXECUTE}")]
+    held = frozenset().union(*(snapshot.roles[r].capabilities for r in roles)) & snapshot.capabilities.keys()
 
     if request.node is not None:
         node = snapshot.nodes.get(request.node)
@@ -112,10 +115,10 @@ def decide(snapshot: Snapshot, principal: Principal, request: JobRequest) -> Dec
         secrets = node.spec.secrets
         limit = min(node.spec.timeoutSeconds or profile.resources.timeoutSeconds, profile.resources.timeoutSeconds)
         candidates = sorted(held & snapshot.node_capabilities.get(node.name, frozenset()))
-        subject = f"node {node.name}"
+        what = f"node {node.name}"
         if not candidates:
             return _deny(snapshot, principal, request, [*reasons, Reason(
-                "no-capability", f"no capability of roles {', '.join(roles)} covers {subject}")], roles)
+                "no-capability", f"no capability of roles {', '.join(roles)} covers {what}")], roles)
     else:
         assert request.profile is not None
         profile_name = request.profile
@@ -126,7 +129,7 @@ def decide(snapshot: Snapshot, principal: Principal, request: JobRequest) -> Dec
         profile = found
         zone, secrets, limit = profile.zone, (), profile.resources.timeoutSeconds
         candidates = sorted(held & snapshot.adhoc_capabilities)
-        subject = "ad-hoc commands"
+        what = "ad-hoc commands"
         if not candidates:
             return _deny(snapshot, principal, request, [*reasons, Reason(
                 "no-capability", f"no capability of roles {', '.join(roles)} allows ad-hoc commands "
@@ -147,10 +150,15 @@ def decide(snapshot: Snapshot, principal: Principal, request: JobRequest) -> Dec
         missing += [f"secret {s}" for s in secrets if s not in cap.secrets]
         if missing:
             near_misses.append(Reason("capability-incomplete",
-                                      f"capability {cap_name} covers {subject} but not {', '.join(missing)}"))
+                                      f"capability {cap_name} covers {what} but not {', '.join(missing)}"))
             continue
+        holder = next(r for r in roles if cap_name in snapshot.roles[r].capabilities)
+        if holder in snapshot.can_execute:  # explain with the one role that both executes and holds the grant
+            reasons = [_via(granted_by, holder), Reason("permission", f"role {holder} grants {EXECUTE}")]
+        else:
+            reasons.append(_via(granted_by, holder))
         reasons.append(Reason("capability", (
-            f"capability {cap_name} (bundle {snapshot.capability_bundle[cap_name]}) grants {subject} with "
+            f"capability {cap_name} (bundle {snapshot.capability_bundle[cap_name]}) grants {what} with "
             f"profile {profile_name}, zone {zone}" + (f", secrets {', '.join(secrets)}" if secrets else ""))))
         timeout = min(limit, request.timeoutSeconds or limit)
         sandbox = Sandbox(profile=profile_name, zone=zone, secrets=tuple(secrets), timeout_s=timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -63,11 +64,7 @@ class ParsedBundle:
     problems: tuple[Problem, ...]
     # Every parsed YAML document, schema-valid or not: secret literals are searched for in all of them.
     raw_docs: tuple[tuple[str, str, YamlDocument], ...] = ()
-
-    @property
-    def manifest(self) -> BundleDoc | None:
-        found = [d.model for d in self.docs if isinstance(d.model, BundleDoc)]
-        return found[0] if len(found) == 1 else None
+    manifest: BundleDoc | None = None  # the one Bundle document, if there is exactly one
 
     @property
     def name(self) -> str:
@@ -83,8 +80,7 @@ class ParsedBundle:
         return f"{self.display.rstrip('/')}/{relpath}"
 
     def with_problems(self, extra: Iterable[Problem]) -> ParsedBundle:
-        return ParsedBundle(self.dir_name, self.root, self.display, self.files, self.digest, self.docs,
-                            self.problems + tuple(extra), self.raw_docs)
+        return dataclasses.replace(self, problems=self.problems + tuple(extra))
 
 
 def ignored(name: str) -> bool:
@@ -212,7 +208,9 @@ def parse_bundle(root: Path, display: str | None = None, schemas: SchemaSet | No
     for rel, found in file_problems.items():
         if not is_code(rel):
             problems.extend(found)
+    manifests = [d.model for d in loaded if isinstance(d.model, BundleDoc)]
     return ParsedBundle(dir_name=root.name, root=root, display=display,
+                        manifest=manifests[0] if len(manifests) == 1 else None,
                         files=MappingProxyType(files), digest=content_digest(files), docs=tuple(loaded),
                         problems=tuple(problems),
                         raw_docs=tuple(d for d in raw_docs if not is_code(d[0])))

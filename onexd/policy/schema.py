@@ -67,7 +67,9 @@ def _describe(error: ValidationError) -> tuple[str, str, str]:
     where = _pointer(error.absolute_path)
     validator = error.validator
     if validator == "additionalProperties":
-        extras = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        instance = error.instance if isinstance(error.instance, dict) else {}
+        extras = sorted(set(instance) - set(schema.get("properties", {})))
         field = extras[0] if extras else "?"
         return "schema/unknown-field", f"{where}/{escape_pointer(field)}", f"unknown field {field!r}"
     if validator == "required":

@@ -75,9 +75,8 @@ def _literals_under_secret_keys(node: Any, pointer: str) -> Iterator[tuple[str, 
             for k, v in value.items():
                 named = bool(_SECRET_KEY.search(k))
                 child = f"{at}/{escape_pointer(k)}"
-                if named and isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v):
-                    yield child, k
-                elif secret_ctx and k in _SCHEMA_LITERAL_KEYS and v not in (None, "", [], {}):
+                literal = isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v) != ""
+                if (named and literal) or (secret_ctx and k in _SCHEMA_LITERAL_KEYS and v not in (None, "", [], {})):
                     yield child, k
                 else:
                     stack.append((v, child, secret_ctx or named))
@@ -149,8 +148,8 @@ def check_security(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[s
     secret_names = frozenset(defs.get("Secret", {}))
     for bundle in bundles:
         found = out.setdefault(bundle.dir_name, [])
-        for _, file, raw in bundle.raw_docs:
-            found.extend(_literal_problems(file, raw))
+        for _, file, parsed in bundle.raw_docs:
+            found.extend(_literal_problems(file, parsed))
         for doc in bundle.docs:
             found.extend(_doc_problems(doc, secret_names))
             if isinstance(doc.model, SeccompProfileDoc):

@@ -142,7 +142,7 @@ def check_semantics(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[
                 where, None, "", "bundle/missing-manifest",
                 f"bundle needs exactly one Bundle document, in {MANIFEST} (found {len(manifests)})"))
     node_names = list(defs.get("Node", {}))
-    for kind, by_name in defs.items():
+    for by_name in defs.values():
         for d in by_name.values():
             m = d.doc.model
             if isinstance(m, RoleDoc):

@@ -78,10 +78,14 @@ class Snapshot:
     secret_sources: Mapping[str, SecretSourceSpec]
     secrets: Mapping[str, SecretSpec]
     nodes: Mapping[str, NodeInfo]
+    bundle_versions: Mapping[str, str]
+    can_execute: frozenset[str]  # roles whose permissions include nodes:execute
 
-    @property
-    def bundle_versions(self) -> dict[str, str]:
-        return {b.name: b.version for b in self.bundles}
+
+def has_permission(granted: frozenset[str], wanted: str) -> bool:
+    """`resource:action` with `resource:*` and `*` wildcards."""
+    resource = wanted.split(":", 1)[0]
+    return wanted in granted or f"{resource}:*" in granted or "*" in granted
 
 
 def snapshot_digest(bundles: Sequence[BundleInfo]) -> str:
@@ -142,10 +146,11 @@ def build_snapshot(bundles: Sequence[ParsedBundle], defs: Definitions) -> Snapsh
         assert profile is not None, "validated bundles resolve their seccomp profiles"
         seccomp[name] = MappingProxyType(profile)
     zones = {BUILTIN_ZONE: _NONE_ZONE, **specs("NetworkZone")}
+    roles = _flatten_roles(defs)
     return Snapshot(
         digest=snapshot_digest(infos),
         bundles=infos,
-        roles=MappingProxyType(_flatten_roles(defs)),
+        roles=MappingProxyType(roles),
         bindings=MappingProxyType({k: tuple(v) for k, v in bindings.items()}),
         capabilities=MappingProxyType(capabilities),
         capability_bundle=MappingProxyType({n: d.bundle.name for n, d in defs.get("Capability", {}).items()}),
@@ -157,4 +162,6 @@ def build_snapshot(bundles: Sequence[ParsedBundle], defs: Definitions) -> Snapsh
         secret_sources=MappingProxyType(specs("SecretSource")),
         secrets=MappingProxyType(specs("Secret")),
         nodes=MappingProxyType(nodes),
+        bundle_versions=MappingProxyType({b.name: b.version for b in infos}),
+        can_execute=frozenset(n for n, r in roles.items() if has_permission(r.permissions, "nodes:execute")),
     )

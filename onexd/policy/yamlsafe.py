@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -276,7 +276,8 @@ def load_documents(raw: bytes, file: str, limits: YamlLimits | None = None
         return [], [problem(file, None, "", "yaml/encoding", f"not UTF-8 at byte {exc.start}")]
     docs: list[YamlDocument] = []
     composer = _Composer(limits)
-    events = yaml.parse(text, Loader=_Loader)
+    # yaml.parse is a generator; closing it disposes of the parser even when we stop early.
+    events = cast(Generator[Any, None, None], yaml.parse(text, Loader=_Loader))
     line: int | None = None
     try:
         for ev in events:

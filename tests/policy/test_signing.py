@@ -90,7 +90,7 @@ def test_signing_refuses_an_invalid_bundle(tmp_path: Path, capsys: pytest.Captur
     docs[0]["spec"]["user"] = "0:0"
     bundle = write_bundle(tmp_path / "p", "base", docs)
     priv, _ = _keypair(tmp_path, "k")
-    code, _, err = run_cli(["policy", "sign", str(bundle), "--key", str(priv)], capsys)
+    code, _, _ = run_cli(["policy", "sign", str(bundle), "--key", str(priv)], capsys)
     assert code == 3
     assert not (bundle / "signature.jws").exists()
 
