@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,17 @@ from onexd.crypto import generate_ed25519, load_private_key, load_public_key, pr
 from onexd.engine.decide import decide
 from onexd.engine.request import JobRequest
 from onexd.errors import ConfigError, KeyFileError, OnexdError, PolicyError, UsageError
-from onexd.identity.principal import parse_subject
+from onexd.identity.principal import parse_subject, unix_principal
+from onexd.jobs.runner import InvalidInput, JobRunner
 from onexd.policy.diff import diff_snapshots
 from onexd.policy.pipeline import Evaluation, Trust, load_directory, severity_counts
 from onexd.policy.problems import Problem, rules_markdown
 from onexd.policy.schema import InputValidator, write_schemas
 from onexd.policy.signing import sign_bundle
 from onexd.policy.snapshot import Snapshot
+from onexd.runtime.docker import DockerRuntime
+from onexd.runtime.images import build_images
+from onexd.secrets.staging import check_staging_dir, default_staging_dir
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
 # One table from errors to exit codes; the most specific class wins.
@@ -196,6 +202,85 @@ def cmd_rules(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _runtime(args: argparse.Namespace) -> DockerRuntime:
+    runtime = DockerRuntime(args.docker_host)
+    runtime.ping()
+    return runtime
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    err = console(stderr=True)
+    runtime = _runtime(args)
+    if err.is_terminal:
+        with err.status("building runner images") as status:
+            outcomes = build_images(runtime, args.only, args.force, lambda m: status.update(escape(m)))
+    else:
+        outcomes = build_images(runtime, args.only, args.force, lambda m: err.print(escape(m)))
+    for o in outcomes:
+        err.print(f"{escape(o.name)}: {o.action} {o.image_id[7:19]}" + (f" in {o.seconds:.1f}s" if o.seconds else ""))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.profile:
+        if not args.target:
+            raise UsageError("--profile needs a command: onexd run --profile P -- CMD [ARG...]")
+        body: dict[str, Any] = {"profile": args.profile, "command": args.target}
+    else:
+        if len(args.target) != 1:
+            raise UsageError("give exactly one NODE (or --profile P -- CMD... for an ad-hoc command)")
+        body = {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
+    if args.timeout is not None:
+        body["timeoutSeconds"] = args.timeout
+    request = parse_request(body, "request")
+    snapshot = _valid_snapshot(args.policy_dir)
+    principal = parse_subject(args.subject) if args.subject else unix_principal(os.getuid(), os.getgid())
+    staging = check_staging_dir(Path(args.staging_dir) if args.staging_dir else default_staging_dir())
+    runner = JobRunner(_runtime(args), Path(args.state_dir), staging, release_networks=True)
+    cancel = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        console(stderr=True).print(f"onexd: {signal.Signals(signum).name}: cancelling the job (again to abort)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        outcome = runner.run(snapshot, principal, request, cancel)
+    except InvalidInput as exc:
+        console(stderr=True).print(f"[red]onexd: invalid input:[/red] {escape('; '.join(exc.errors))}")
+        return EXIT_INVALID
+    if outcome.record is None:
+        if args.output == "json":
+            print_json(outcome.decision.as_dict(snapshot))
+        else:
+            _explain_text({**outcome.decision.as_dict(snapshot), "inputErrors": []})
+        return EXIT_INVALID
+    record = outcome.record.as_dict()
+    if args.output == "json":
+        print_json(record)
+    elif args.output == "yaml":
+        print_yaml(record)
+    else:
+        _record_text(record)
+    return EXIT_OK if record["status"] == "succeeded" else EXIT_ERROR
+
+
+def _record_text(record: dict[str, Any]) -> None:
+    out = console()
+    color = "green" if record["status"] == "succeeded" else "red"
+    out.print(f"job {record['id']}: [{color} bold]{record['status']}[/{color} bold] "
+              f"(exit {record['exitCode']}, {record['durationMs']} ms) {escape(record['reason'])}")
+    if record["stdout"]:
+        sys.stdout.write(record["stdout"] if record["stdout"].endswith("\n") else record["stdout"] + "\n")
+    if record["stderr"]:
+        console(stderr=True).print(escape(record["stderr"].rstrip("\n")), style="dim")
+    if record["truncated"]:
+        out.print("[yellow](output truncated at the profile's outputBytes)[/yellow]")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onexd", description="Declarative sandbox runtime daemon.")
     parser.add_argument("--version", action="version", version=f"onexd {__version__}")
@@ -240,6 +325,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = psub.add_parser("rules", help="print the rule code reference (docs/rules.md)")
     p.set_defaults(func=cmd_rules)
+
+    docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    image = sub.add_parser("image", help="runner images")
+    isub = image.add_subparsers(dest="image_command", required=True, metavar="SUBCOMMAND")
+    p = isub.add_parser("build", help="build the runner images offline (skips those up to date)")
+    p.add_argument("--only", action="append", default=[], metavar="NAME", help="onexd/runner-busybox or "
+                   "onexd/runner-python (repeatable)")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.add_argument("--docker-host", default=docker_host, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_image_build)
+
+    p = sub.add_parser("run", help="run one job without the daemon (0 succeeded, 1 failed, 3 denied/invalid)")
+    p.add_argument("--policy-dir", required=True, metavar="DIR")
+    p.add_argument("--as", dest="subject", metavar="KIND:NAME", help="default: the calling Unix user")
+    p.add_argument("--input", metavar="JSON", help="the job input (JSON)")
+    p.add_argument("--profile", metavar="PROFILE", help="run an ad-hoc command with this profile")
+    p.add_argument("--timeout", type=int, metavar="SECONDS", help="tighter timeout (never above policy)")
+    p.add_argument("--state-dir", default=os.environ.get("ONEXD_STATE_DIR", "/var/lib/onexd"), metavar="DIR")
+    p.add_argument("--staging-dir", metavar="DIR", help="memory-backed directory for secret files")
+    p.add_argument("--docker-host", default=docker_host, metavar="URL")
+    p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    p.add_argument("target", nargs="*", metavar="NODE | -- CMD ARG...")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -89,7 +89,7 @@ def resolve_seccomp(bundle: ParsedBundle, doc: LoadedDoc) -> tuple[dict[str, Any
     """The profile JSON of a SeccompProfile (inline, or its file read from the bundle)."""
     spec = doc.model.spec  # type: ignore[attr-defined]
     if spec.profile is not None:
-        return spec.profile.model_dump(mode="json", exclude_none=True), []
+        return spec.profile.model_dump(mode="json", exclude_none=True, exclude_defaults=True), []
     pointer = "/spec/file"
     at = doc.line(pointer)
     rel = _inside(bundle, spec.file)
@@ -100,7 +100,7 @@ def resolve_seccomp(bundle: ParsedBundle, doc: LoadedDoc) -> tuple[dict[str, Any
         return None, [problem(doc.file, at, pointer, "ref/seccomp-file", f"file {spec.file!r} not found")]
     try:
         data = json.loads(raw)
-        return SeccompJson.model_validate(data).model_dump(mode="json", exclude_none=True), []
+        return SeccompJson.model_validate(data).model_dump(mode="json", exclude_none=True, exclude_defaults=True), []
     except (ValueError, RecursionError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else None
         why = (f"{'/'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "not valid JSON")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from onexd.policy.loader import ParsedBundle
+from onexd.policy.loader import ParsedBundle, content_digest
 from onexd.policy.models import (
     CapabilitySpec,
     NetworkZoneSpec,
@@ -20,7 +21,7 @@ from onexd.policy.models import (
     SecretSourceSpec,
     SecretSpec,
 )
-from onexd.policy.semantics import BUILTIN_ZONE, Definitions, resolve_seccomp
+from onexd.policy.semantics import BUILTIN_ZONE, Definition, Definitions, resolve_seccomp
 
 _NONE_ZONE = NetworkZoneSpec(mode="none")
 
@@ -56,10 +57,17 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
+    """A node with its code as validated: the bytes read at load time, not whatever the disk holds later."""
+
     name: str
     bundle: str
     spec: NodeSpec
-    source_dir: Path | None
+    source_files: Mapping[str, bytes]  # path relative to the source directory -> content
+    source_digest: str | None  # sha256 over the files, names the content-addressed copy
+
+    @property
+    def has_source(self) -> bool:
+        return self.spec.source is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,16 @@ def _flatten_roles(defs: Definitions) -> dict[str, RoleInfo]:
     return out
 
 
+def _node_info(name: str, d: Definition) -> NodeInfo:
+    spec: NodeSpec = d.doc.model.spec  # type: ignore[attr-defined]
+    if spec.source is None:
+        return NodeInfo(name, d.bundle.name, spec, MappingProxyType({}), None)
+    prefix = PurePosixPath(posixpath.normpath(spec.source.path))
+    files = {PurePosixPath(rel).relative_to(prefix).as_posix(): data for rel, data in d.bundle.files.items()
+             if PurePosixPath(rel).is_relative_to(prefix)}
+    return NodeInfo(name, d.bundle.name, spec, MappingProxyType(files), content_digest(files))
+
+
 def build_snapshot(bundles: Sequence[ParsedBundle], defs: Definitions) -> Snapshot:
     """Merge validated bundles. Callers pass only bundles that passed every stage."""
     infos = tuple(sorted((BundleInfo(b.name, b.version, b.digest, b.dir_name, b.root,
@@ -131,12 +149,7 @@ def build_snapshot(bundles: Sequence[ParsedBundle], defs: Definitions) -> Snapsh
             for role in model.spec.roles:
                 bindings.setdefault((subject.kind, subject.name), []).append(Grant(role, name))
     capabilities: dict[str, CapabilitySpec] = specs("Capability")
-    nodes = {
-        name: NodeInfo(name=name, bundle=d.bundle.name, spec=d.doc.model.spec,  # type: ignore[attr-defined]
-                       source_dir=(d.bundle.root / d.doc.model.spec.source.path).resolve()  # type: ignore[attr-defined]
-                       if d.doc.model.spec.source else None)  # type: ignore[attr-defined]
-        for name, d in defs.get("Node", {}).items()
-    }
+    nodes = {name: _node_info(name, d) for name, d in defs.get("Node", {}).items()}
     node_caps = {node: frozenset(c for c, spec in capabilities.items()
                                  if any(fnmatch.fnmatchcase(node, g) for g in spec.nodes))
                  for node in nodes}

@@ -1,0 +1,1 @@
+"""Jobs: request -> decision -> spec -> secrets -> runtime -> record."""

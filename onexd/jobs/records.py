@@ -1,0 +1,57 @@
+"""Job records: what a job was, as SPEC §5 names the fields."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "oom_killed", "cancelled", "error")
+FINAL = frozenset(STATUSES[2:])
+
+
+def new_job_id(clock: float | None = None) -> str:
+    """Time-ordered, 32 hex digits: 12 of milliseconds, 20 random."""
+    millis = int((time.time() if clock is None else clock) * 1000)
+    return f"{millis:012x}{secrets.token_hex(10)}"
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    status: str
+    principal: str
+    policy_digest: str
+    policy_bundles: Mapping[str, str]
+    created_at: float
+    node: str | None = None
+    profile: str | None = None
+    zone: str | None = None
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    duration_ms: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    reason: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "status": self.status, "node": self.node, "profile": self.profile, "zone": self.zone,
+            "exitCode": self.exit_code, "stdout": self.stdout, "stderr": self.stderr, "truncated": self.truncated,
+            "durationMs": self.duration_ms, "principal": self.principal,
+            "policy": {"digest": self.policy_digest, "bundles": dict(self.policy_bundles)},
+            "createdAt": iso(self.created_at), "startedAt": iso(self.started_at),
+            "finishedAt": iso(self.finished_at), "reason": self.reason,
+        }

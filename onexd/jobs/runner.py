@@ -1,0 +1,179 @@
+"""One job, start to finish: decide -> validate input -> stage code and secrets -> translate -> run -> record.
+
+Used by `onexd run` directly and by the daemon's job service. Everything it stages is removed when the job
+ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from onexd.engine.decide import Decision, decide
+from onexd.engine.request import JobRequest
+from onexd.engine.translate import HostPaths, translate
+from onexd.errors import OnexdError, RuntimeFailure
+from onexd.identity.principal import Principal
+from onexd.jobs.records import JobRecord, new_job_id
+from onexd.policy.schema import InputValidator
+from onexd.policy.snapshot import NodeInfo, Snapshot
+from onexd.runtime.base import Runtime
+from onexd.secrets.sources import SecretCache, SecretError, source_for
+from onexd.secrets.staging import mask, staged_secrets
+
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+class InvalidInput(OnexdError):
+    """The job input does not satisfy the node's inputSchema (a 400, or exit 3)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("input does not match the node's inputSchema: " + "; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    decision: Decision
+    record: JobRecord | None  # None when denied: nothing ran
+
+
+class NodeStore:
+    """Content-addressed, read-only copies of node code under STATE/nodes/<sha256>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def materialize(self, node: NodeInfo) -> Path:
+        assert node.source_digest is not None
+        target = self.root / node.source_digest
+        if target.is_dir():
+            return target
+        self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
+        try:
+            for rel, data in node.source_files.items():
+                path = tmp / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                path.chmod(0o444)
+            for dirpath, _, _ in os.walk(tmp):
+                os.chmod(dirpath, 0o555)  # noqa: S103 - read-only for every job uid, by design
+            try:
+                tmp.rename(target)  # atomic: a concurrent job sees the whole copy or none
+            except OSError:
+                if not target.is_dir():
+                    raise
+        finally:
+            if tmp.exists():
+                _force_rmtree(tmp)
+        return target
+
+
+def _force_rmtree(path: Path) -> None:
+    for dirpath, _, _ in os.walk(path):
+        os.chmod(dirpath, 0o755)  # noqa: S103 - only to be able to delete it
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def check_input(node: NodeInfo, value: object) -> bytes:
+    """The job's stdin: its input as JSON, after checking the node's inputSchema."""
+    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    if len(data) > MAX_INPUT_BYTES:
+        raise InvalidInput([f"input is {len(data)} bytes; the limit is {MAX_INPUT_BYTES}"])
+    if node.spec.inputSchema is not None:
+        errors = InputValidator(node.spec.inputSchema).errors(value)
+        if errors:
+            raise InvalidInput(errors)
+    return data
+
+
+class JobRunner:
+    """Runs allowed jobs on a runtime. Collaborators come in through the constructor."""
+
+    def __init__(self, runtime: Runtime, state_dir: Path, staging_dir: Path,
+                 environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
+                 secret_cache: SecretCache | None = None, release_networks: bool = False) -> None:
+        self.runtime = runtime
+        self.nodes = NodeStore(state_dir / "nodes")
+        self.staging_dir = staging_dir
+        self.environ = os.environ if environ is None else environ
+        self.clock = clock
+        self.cache = secret_cache or SecretCache()
+        # One-shot runs (`onexd run`) leave no zone network behind; the daemon keeps them while zones are in use.
+        self.release_networks = release_networks
+
+    def _secret_values(self, snapshot: Snapshot, names: tuple[str, ...]) -> dict[str, bytes]:
+        values = {}
+        for name in names:
+            secret = snapshot.secrets[name]
+            source_spec = snapshot.secret_sources[secret.source]
+            try:
+                source = source_for(source_spec, self.environ)
+                values[name] = self.cache.get(secret.source, secret.key, source_spec.cacheTTLSeconds,
+                                              functools.partial(source.read, secret.key))
+            except SecretError as exc:
+                raise SecretError(f"secret {name} (source {secret.source}): {exc}") from None
+        return values
+
+    @contextlib.contextmanager
+    def _prepared(self, snapshot: Snapshot, decision: Decision, request: JobRequest, job_id: str
+                  ) -> Iterator[tuple[HostPaths, list[bytes]]]:
+        assert decision.sandbox is not None
+        node_dir = None
+        if request.node is not None and snapshot.nodes[request.node].has_source:
+            node_dir = str(self.nodes.materialize(snapshot.nodes[request.node]))
+        values = self._secret_values(snapshot, decision.sandbox.secrets)
+        if not values:
+            yield HostPaths(node_source=node_dir), []
+            return
+        uid, gid = (int(x) for x in decision.sandbox.user.split(":"))
+        with staged_secrets(self.staging_dir, job_id, values, uid, gid) as secrets_dir:
+            yield HostPaths(node_source=node_dir, secrets_dir=str(secrets_dir)), list(values.values())
+
+    def run(self, snapshot: Snapshot, principal: Principal, request: JobRequest,
+            cancel: threading.Event | None = None, job_id: str | None = None) -> JobOutcome:
+        """Decide and, if allowed, run the job to its end. Raises InvalidInput for bad input."""
+        decision = decide(snapshot, principal, request)
+        if not decision.allowed or decision.sandbox is None:
+            return JobOutcome(decision, None)
+        stdin = check_input(snapshot.nodes[request.node], request.input) if request.node else b""
+        created = self.clock()
+        job_id = job_id or new_job_id(created)
+        base = JobRecord(id=job_id, status="running", principal=principal.display, policy_digest=snapshot.digest,
+                         policy_bundles=dict(snapshot.bundle_versions), created_at=created, node=request.node,
+                         profile=decision.sandbox.profile, zone=decision.sandbox.zone)
+        secret_values: list[bytes] = []
+        try:
+            with self._prepared(snapshot, decision, request, job_id) as (paths, secret_values):
+                spec = translate(snapshot, decision, request, job_id, paths)
+                try:
+                    result = self.runtime.run(spec, stdin, cancel)
+                finally:
+                    if self.release_networks and spec.network.network_name:
+                        self.runtime.release_network(spec.network.network_name)
+        except (RuntimeFailure, SecretError) as exc:
+            now = self.clock()
+            # The message names what failed; it never carries a secret value (sources are written that way).
+            text = str(exc)
+            for value in secret_values:
+                text = text.replace(value.decode(errors="replace"), "***")
+            return JobOutcome(decision, dataclasses.replace(base, status="error", reason=text, finished_at=now))
+        record = dataclasses.replace(
+            base,
+            status=result.status, exit_code=result.exit_code,
+            stdout=mask(result.stdout, secret_values).decode(errors="replace"),
+            stderr=mask(result.stderr, secret_values).decode(errors="replace"),
+            truncated=result.truncated, duration_ms=result.duration_ms, started_at=result.started_at,
+            finished_at=result.finished_at, reason=result.reason)
+        return JobOutcome(decision, record)

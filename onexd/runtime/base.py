@@ -1,0 +1,84 @@
+"""The Runtime interface: run one ContainerSpec to completion, manage zone networks, reap leftovers."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from onexd.spec import ContainerSpec
+
+EXIT_SIGNAL_BASE = 128
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What happened to one container. `status` is the job status it maps to."""
+
+    status: str  # succeeded failed timed_out oom_killed cancelled error
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+    duration_ms: int
+    started_at: float
+    finished_at: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    name: str
+    image_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    """A container engine as onexd uses it. Implementations: DockerRuntime, FakeRuntime."""
+
+    def ping(self) -> None:
+        """Raise RuntimeFailure unless the engine answers and applies seccomp by default."""
+
+    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None) -> RunResult:
+        """Create, start, feed, wait for and always remove one container."""
+
+    def ensure_network(self, name: str, zone: str) -> None:
+        """Create the internal (no route out) network of a zone, or reuse it."""
+
+    def release_network(self, name: str) -> None:
+        """Remove a zone network if no container uses it."""
+
+    def reap(self) -> list[str]:
+        """Remove every onexd-managed container, and managed networks no container uses; return their names."""
+
+    def image(self, name: str) -> ImageInfo | None:
+        """The image called name, or None."""
+
+    def import_image(self, tarball: str, name: str, labels: dict[str, str], changes: list[str]) -> ImageInfo:
+        """Import a root filesystem tarball as image name."""
+
+
+def describe_exit(exit_code: int) -> str:
+    """Human reason for an exit code: signals by name, SIGSYS as a seccomp kill."""
+    if exit_code <= EXIT_SIGNAL_BASE:
+        return f"exited with code {exit_code}"
+    number = exit_code - EXIT_SIGNAL_BASE
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"exited with code {exit_code}"
+    if number == signal.SIGSYS:
+        return f"killed by {name}: a system call was refused by the seccomp profile"
+    return f"killed by {name}"
+
+
+def status_for(exit_code: int, oom: bool, timed_out: bool, cancelled: bool) -> str:
+    """Map what happened to a job status. Order matters: our own kills explain a 137 before the OOM killer."""
+    if timed_out:
+        return "timed_out"
+    if cancelled:
+        return "cancelled"
+    if oom and exit_code == EXIT_SIGNAL_BASE + signal.SIGKILL:
+        return "oom_killed"
+    return "succeeded" if exit_code == 0 else "failed"

@@ -1,0 +1,71 @@
+"""FakeRuntime: an in-memory Runtime for unit tests. It records what it was asked and plays a scripted result."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onexd.runtime.base import ImageInfo, RunResult
+from onexd.spec import ContainerSpec
+
+Behaviour = Callable[[ContainerSpec, bytes], RunResult]
+
+
+def echo(spec: ContainerSpec, stdin: bytes) -> RunResult:
+    """The default behaviour: succeed and echo stdin to stdout, capped like the engine caps it."""
+    now = time.time()
+    limit = spec.limits.output_limit_bytes
+    return RunResult(status="succeeded", exit_code=0, stdout=stdin[:limit], stderr=b"",
+                     truncated=len(stdin) > limit, duration_ms=0, started_at=now, finished_at=now,
+                     reason="exited with code 0")
+
+
+@dataclass
+class FakeRuntime:
+    behaviour: Behaviour = echo
+    runs: list[tuple[ContainerSpec, bytes]] = field(default_factory=list)
+    networks: set[str] = field(default_factory=set)
+    images: dict[str, ImageInfo] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)
+    seen_files: list[dict[str, bytes]] = field(default_factory=list)
+
+    def ping(self) -> None:
+        return None
+
+    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None) -> RunResult:
+        self.runs.append((spec, stdin))
+        self.live.add(spec.name)
+        try:
+            # What a job would see in its mounts, captured while they exist (the runner removes them after).
+            files = {}
+            for mount in spec.mounts:
+                for path in Path(mount.source).rglob("*"):
+                    if path.is_file():
+                        files[f"{mount.target}/{path.relative_to(mount.source)}"] = path.read_bytes()
+            self.seen_files.append(files)
+            return self.behaviour(spec, stdin)
+        finally:
+            self.live.discard(spec.name)
+
+    def ensure_network(self, name: str, zone: str) -> None:
+        self.networks.add(name)
+
+    def release_network(self, name: str) -> None:
+        self.networks.discard(name)
+
+    def reap(self) -> list[str]:
+        removed = sorted(self.live | self.networks)
+        self.live.clear()
+        self.networks.clear()
+        return removed
+
+    def image(self, name: str) -> ImageInfo | None:
+        return self.images.get(name)
+
+    def import_image(self, tarball: str, name: str, labels: dict[str, str], changes: list[str]) -> ImageInfo:
+        info = ImageInfo(name=name, image_id=f"sha256:fake-{len(self.images)}", labels=dict(labels))
+        self.images[name] = info
+        return info

@@ -1,0 +1,1 @@
+"""Secrets: sources, staging into jobs as files, masking of job output."""
