@@ -133,6 +133,15 @@ class _OutputReader(threading.Thread):
             return
 
 
+def _close_attach(attached: Any) -> None:
+    """Close the hijacked attach connection in the order that leaves no half-closed object for the GC:
+    the HTTP response first (it flushes through the socket), then the file object, then the socket."""
+    for closeable in (getattr(attached, "_response", None), attached, getattr(attached, "_sock", None)):
+        if closeable is not None:
+            with contextlib.suppress(Exception):
+                closeable.close()
+
+
 class DockerRuntime:
     """Runs ContainerSpecs on a Docker engine through the SDK's low-level API."""
 
@@ -226,6 +235,7 @@ class DockerRuntime:
         if spec.network.network_name is not None:
             self.ensure_network(spec.network.network_name, spec.network.zone)
         cid: str | None = None
+        attached: Any = None
         try:
             with _engine_errors(f"creating container {spec.name}"):
                 cid = self._api.create_container(**engine_request(spec))["Id"]
@@ -252,8 +262,7 @@ class DockerRuntime:
                 exit_code = int(self._api.wait(cid, timeout=KILL_GRACE_S + 30)["StatusCode"])
                 finished = time.time()
                 state = self._api.inspect_container(cid)["State"]
-            with contextlib.suppress(OSError):
-                raw.close()
+            _close_attach(attached)
             oom = bool(state.get("OOMKilled"))
             if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
                 oom = self._oom_event(cid, started - 1)
@@ -266,6 +275,8 @@ class DockerRuntime:
                              duration_ms=round((finished - started) * 1000), started_at=started,
                              finished_at=finished, reason=reason)
         finally:
+            if attached is not None:
+                _close_attach(attached)
             # By id when we have it; by name when creation was interrupted before we learned the id.
             self._remove(cid or spec.name)
 
