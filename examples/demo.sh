@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The onexd demo: what exists today, run for real on the example policies. No output here is canned.
+# The onexd demo: what exists today, run for real on the example policies and a real Docker engine.
+# No output here is canned. `make demo` installs what is missing and builds the runner images first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+state="$work/state"
 
 step "Validate the baseline and the example policies (5 stages: limits, schema, references, security, signatures)"
 onexd policy validate policies examples/policies
@@ -22,6 +24,27 @@ onexd policy explain --policy-dir examples/policies --as UnixUser:root examples/
 step "Explain: may the API key deploy-bot run wordcount?"
 onexd policy explain --policy-dir examples/policies --as ApiKey:deploy-bot examples/requests/wordcount.json \
   || echo "(exit $? — denied, with the reason)"
+
+step "Run the hello node in its sandbox (input as JSON on stdin, code mounted read-only)"
+onexd run --policy-dir examples/policies --state-dir "$state" hello --input '{"name": "operator"}'
+
+step "Run wordcount: it gets /run/secrets/api-token and echoes the token; the output shows *** instead"
+token="demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ONEXD_DEMO_SECRET_API_TOKEN="$token" onexd run --policy-dir examples/policies --state-dir "$state" wordcount \
+  --input "{\"text\": \"$token $token to be or not\", \"top\": 2}"
+echo "(sha256 of the token, computed here: $(printf %s "$token" | sha256sum | cut -c1-64))"
+
+step "What a job sees: an ad-hoc probe with the busybox-tiny profile"
+onexd run --policy-dir examples/policies --state-dir "$state" --profile busybox-tiny -- sh -c \
+  'id; grep -E "^(CapEff|CapBnd|NoNewPrivs|Seccomp):" /proc/self/status; touch /x 2>&1; ls /sys/class/net'
+
+step "A job that runs too long is killed at its timeout (here 3 s)"
+onexd run --policy-dir examples/policies --state-dir "$state" --timeout 3 --profile busybox-tiny -- sleep 60 \
+  || echo "(exit $? — timed out)"
+
+step "An unbound user is denied before anything runs"
+onexd run --policy-dir examples/policies --state-dir "$state" --as UnixUser:4242 hello --input '{"name": "x"}' \
+  || echo "(exit $? — denied)"
 
 step "Diff in security terms: raise a memory limit and grant a node to another capability"
 cp -r examples/policies "$work/new"

@@ -80,7 +80,7 @@ def c5_13(c: Inspect) -> str | None:
 
 
 def c5_14(c: Inspect) -> str | None:
-    wild = [p for p, ip in _ports(c) if ip in ("0.0.0.0", "", "::")]
+    wild = [p for p, ip in _ports(c) if ip in ("0.0.0.0", "", "::")]  # noqa: S104 - looking for them
     return f"ports bound to a wildcard address: {wild}" if wild else None
 
 

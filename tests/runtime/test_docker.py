@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -117,10 +118,8 @@ def test_fork_bomb_stops_at_the_pids_limit(runner: JobRunner, probe_snapshot: Sn
                 path = Path(f"/sys/fs/cgroup/pids/docker/{c['Id']}/pids.current")
                 if not path.exists():
                     path = Path(f"/sys/fs/cgroup/system.slice/docker-{c['Id']}.scope/pids.current")
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     peak["pids"] = max(peak["pids"], int(path.read_text()))
-                except (OSError, ValueError):
-                    pass
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -276,3 +275,14 @@ def test_egress_zone_is_refused_until_supported(docker_runtime: DockerRuntime) -
                          network=NetworkPlacement("web", "egress", "onexd-zone-web"), labels=())
     with pytest.raises(RuntimeFailure, match="egress"):
         docker_runtime.run(spec, b"")
+
+
+def test_python_runner_has_the_full_standard_library(runner: JobRunner, probe_snapshot: Snapshot) -> None:
+    """onexd/runner-python is Debian's python3 (not -minimal): the wider standard library imports."""
+    from onexd.engine.request import JobRequest
+    from onexd.identity.principal import parse_subject
+
+    modules = "json, sqlite3, ssl, email, xml.etree.ElementTree, asyncio, decimal, zoneinfo, hashlib, csv, venv"
+    request = JobRequest(profile="py", command=("python3", "-c", f"import {modules}; print('ok')"))
+    record = runner.run(probe_snapshot, parse_subject("UnixUser:root"), request).record
+    assert record is not None and (record.status, record.stdout) == ("succeeded", "ok\n"), record

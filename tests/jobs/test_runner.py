@@ -1,0 +1,167 @@
+"""JobRunner with the fake runtime: input checks, code and secret staging, masking, cleanup, error records."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from onexd.engine.request import JobRequest
+from onexd.errors import RuntimeFailure
+from onexd.identity.principal import parse_subject
+from onexd.jobs.runner import InvalidInput, JobRunner
+from onexd.policy.pipeline import load_directory
+from onexd.policy.snapshot import Snapshot
+from onexd.runtime.base import RunResult
+from onexd.runtime.fake import FakeRuntime, echo
+from onexd.spec import ContainerSpec
+from tests.conftest import EXAMPLES
+
+ROOT_USER = parse_subject("UnixUser:root")
+TOKEN = "canary-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def snapshot() -> Snapshot:
+    ev = load_directory(EXAMPLES)
+    assert ev.snapshot is not None
+    return ev.snapshot
+
+
+@pytest.fixture
+def staging() -> Iterator[Path]:
+    path = Path("/dev/shm") / f"onexd-unit-{uuid.uuid4().hex[:12]}"
+    path.mkdir(mode=0o711)
+    yield path
+    assert list(path.iterdir()) == [], "staging directory not cleaned"
+    path.rmdir()
+
+
+def _runner(runtime: FakeRuntime, tmp_path: Path, staging: Path, **env: str) -> JobRunner:
+    return JobRunner(runtime, tmp_path / "state", staging, environ={"ONEXD_DEMO_SECRET_API_TOKEN": TOKEN, **env})
+
+
+def test_node_job_gets_input_on_stdin_and_code_mounted(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+    """The input is one JSON line on stdin; the code is a read-only, content-addressed copy."""
+    runtime = FakeRuntime()
+    outcome = _runner(runtime, tmp_path, staging).run(snapshot, ROOT_USER, JobRequest(node="hello",
+                                                                                        input={"name": "x"}))
+    assert outcome.record is not None and outcome.record.status == "succeeded"
+    spec, stdin = runtime.runs[0]
+    assert stdin == b'{"name":"x"}\n'
+    code = Path(spec.mounts[0].source)
+    assert code.parent == tmp_path / "state" / "nodes" and code.name == snapshot.nodes["hello"].source_digest
+    assert (code / "main.py").read_bytes() == snapshot.nodes["hello"].source_files["main.py"]
+    assert (code / "main.py").stat().st_mode & 0o777 == 0o444
+    assert outcome.record.policy_digest == snapshot.digest
+
+
+def test_code_copy_is_reused(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+    """Two jobs of the same node share one copy (content-addressed, created once)."""
+    runtime = FakeRuntime()
+    runner = _runner(runtime, tmp_path, staging)
+    for _ in range(2):
+        runner.run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": "x"}))
+    assert runtime.runs[0][0].mounts[0].source == runtime.runs[1][0].mounts[0].source
+    assert len(list((tmp_path / "state" / "nodes").iterdir())) == 1
+
+
+def test_invalid_input_is_refused_before_anything_runs(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+    """Input failing the inputSchema raises InvalidInput naming the problem; the runtime is never called."""
+    runtime = FakeRuntime()
+    with pytest.raises(InvalidInput) as info:
+        _runner(runtime, tmp_path, staging).run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": 5}))
+    assert "/name" in info.value.errors[0]
+    assert runtime.runs == []
+
+
+def test_denied_request_runs_nothing(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+    """A denial returns the decision and no record."""
+    runtime = FakeRuntime()
+    outcome = _runner(runtime, tmp_path, staging).run(snapshot, parse_subject("ApiKey:deploy-bot"),
+                                                      JobRequest(node="wordcount", input={"text": "a"}))
+    assert outcome.record is None and not outcome.decision.allowed and runtime.runs == []
+
+
+def test_secret_is_a_0400_file_of_the_job_uid_and_masked_in_output(snapshot: Snapshot, tmp_path: Path,
+                                                                    staging: Path) -> None:
+    """The secret is staged as /run/secrets/<name> (0400, job uid), never in env; output shows *** instead."""
+    seen: dict[str, object] = {}
+
+    def leak(spec: ContainerSpec, stdin: bytes) -> RunResult:
+        secrets_dir = Path(next(m.source for m in spec.mounts if m.target == "/run/secrets"))
+        st = (secrets_dir / "api-token").stat()
+        seen.update(mode=st.st_mode & 0o777, uid=st.st_uid, gid=st.st_gid, dir=secrets_dir,
+                    dir_mode=secrets_dir.stat().st_mode & 0o777, env=dict(spec.env))
+        value = (secrets_dir / "api-token").read_bytes()
+        return dataclasses.replace(echo(spec, stdin), stdout=b"token=" + value + b"\n", stderr=value[:10])
+
+    outcome = _runner(FakeRuntime(behaviour=leak), tmp_path, staging).run(
+        snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"}))
+    assert outcome.record is not None
+    assert (seen["mode"], seen["uid"], seen["gid"], seen["dir_mode"]) == (0o400, 10002, 10002, 0o500)
+    assert TOKEN not in str(seen["env"])
+    assert outcome.record.stdout == "token=***\n"
+    assert outcome.record.stderr == "***"  # a cut-off prefix of a secret is masked too
+    assert not Path(str(seen["dir"])).exists()
+
+
+def test_missing_secret_is_an_error_record_without_the_value(snapshot: Snapshot, tmp_path: Path,
+                                                              staging: Path) -> None:
+    """An unresolvable secret fails the job (status error) naming the secret; nothing runs."""
+    runtime = FakeRuntime()
+    runner = JobRunner(runtime, tmp_path / "state", staging, environ={})
+    record = runner.run(snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"})).record
+    assert record is not None and record.status == "error"
+    assert "api-token" in record.reason and "ONEXD_DEMO_SECRET_API_TOKEN" in record.reason
+    assert runtime.runs == []
+
+
+def test_runtime_failure_becomes_an_error_record_and_cleans_up(snapshot: Snapshot, tmp_path: Path,
+                                                                staging: Path) -> None:
+    """An engine failure is recorded as error with its message; staged secrets are still removed."""
+    def boom(spec: ContainerSpec, stdin: bytes) -> RunResult:
+        raise RuntimeFailure(f"engine exploded near {TOKEN}")
+
+    record = _runner(FakeRuntime(behaviour=boom), tmp_path, staging).run(
+        snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"})).record
+    assert record is not None and record.status == "error"
+    assert "engine exploded" in record.reason and TOKEN not in record.reason
+
+
+def test_secret_cache_honours_the_ttl(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+    """Within cacheTTLSeconds the source is read once; after it, again."""
+    from onexd.secrets.sources import SecretCache
+
+    now = [1000.0]
+    cache = SecretCache(clock=lambda: now[0])
+    reads = []
+
+    def read() -> bytes:
+        reads.append(1)
+        return b"v"
+
+    assert cache.get("s", "k", 30, read) == b"v"
+    cache.get("s", "k", 30, read)
+    now[0] += 31
+    cache.get("s", "k", 30, read)
+    assert len(reads) == 2
+
+
+def test_records_carry_the_spec_fields(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+    """as_dict() has every field SPEC §5 names, with ISO timestamps."""
+    record = _runner(FakeRuntime(), tmp_path, staging).run(snapshot, ROOT_USER,
+                                                           JobRequest(node="hello", input={"name": "x"})).record
+    assert record is not None
+    data = record.as_dict()
+    assert {"id", "status", "node", "exitCode", "stdout", "stderr", "truncated", "durationMs", "principal",
+            "policy", "createdAt", "startedAt", "finishedAt"} <= set(data)
+    assert data["policy"]["bundles"] == {"data-job": "1.0.0", "hello": "1.0.0"}
+    assert str(data["createdAt"]).endswith("Z") and len(data["id"]) == 32
+    assert hashlib.sha256(b"").hexdigest() not in data["stdout"]
+    assert os.environ.get("ONEXD_DEMO_SECRET_API_TOKEN") is None
