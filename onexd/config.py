@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationError
 from pydantic.json_schema import SkipJsonSchema
@@ -21,6 +22,8 @@ class SocketConfig(Model):
 
 
 class RuntimeConfig(Model):
+    backend: Literal["docker", "fake"] = Field(
+        default="docker", description="`docker`; `fake` runs no containers (API tests and benchmarks only).")
     dockerHost: str = Field(default="unix:///var/run/docker.sock", description="Docker engine address.")
     egressNetwork: str = Field(default="bridge", description="Network egress proxies reach out through.")
 
@@ -130,6 +133,32 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+
+
+def load_config(path: Path, overrides: dict[str, str] | None = None) -> DaemonConfig:
+    """Read onexd.yaml (if it exists) and apply overrides (dotted keys, from flags and ONEXD_* variables)."""
+    from onexd.policy.yamlsafe import load_documents
+
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        docs, problems = load_documents(raw, str(path))
+        if problems:
+            p = problems[0]
+            raise ConfigError(f"{path}:{p.line or '?'}: {p.message}")
+        if len(docs) != 1 or not isinstance(docs[0].data, dict):
+            raise ConfigError(f"{path}: expected exactly one YAML mapping (kind: DaemonConfig)")
+        data = docs[0].data
+    for dotted, value in (overrides or {}).items():
+        target = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return config_from_data(data, str(path))
 
 
 def config_from_data(data: object, source: str) -> DaemonConfig:

@@ -281,10 +281,37 @@ def _record_text(record: dict[str, Any]) -> None:
         out.print("[yellow](output truncated at the profile's outputBytes)[/yellow]")
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from onexd import logs
+    from onexd.config import load_config
+    from onexd.daemon import serve
+
+    # Precedence: flags > ONEXD_* environment > file > defaults.
+    overrides = {}
+    for key, env, flag in (("socket.path", "ONEXD_SOCKET", args.socket), ("policyDir", "ONEXD_POLICY_DIR",
+                           args.policy_dir), ("stateDir", "ONEXD_STATE_DIR", args.state_dir)):
+        value = flag or os.environ.get(env)
+        if value:
+            overrides[key] = str(Path(value).absolute())
+    config_path = Path(args.config or os.environ.get("ONEXD_CONFIG", "/etc/onexd/onexd.yaml"))
+    if args.config and not config_path.exists():
+        raise ConfigError(f"{config_path}: no such file")
+    config = load_config(config_path, overrides)
+    logs.setup(os.environ.get("ONEXD_LOG_LEVEL", "INFO"))
+    serve(config)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onexd", description="Declarative sandbox runtime daemon.")
     parser.add_argument("--version", action="version", version=f"onexd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("serve", help="run the daemon")
+    p.add_argument("--config", metavar="FILE", help="onexd.yaml (default /etc/onexd/onexd.yaml if present)")
+    p.add_argument("--socket", metavar="PATH")
+    p.add_argument("--policy-dir", metavar="DIR")
+    p.add_argument("--state-dir", metavar="DIR")
+    p.set_defaults(func=cmd_serve)
     policy = sub.add_parser("policy", help="validate, explain, diff and sign policy bundles")
     psub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
 

@@ -13,7 +13,7 @@ from typing import Any
 from onexd.engine.request import JobRequest
 from onexd.identity.principal import Principal
 from onexd.policy.semantics import BUILTIN_ZONE
-from onexd.policy.snapshot import Grant, Snapshot
+from onexd.policy.snapshot import Grant, Snapshot, has_permission
 
 EXECUTE = "nodes:execute"
 
@@ -71,6 +71,13 @@ class Decision:
             "sandbox": self.sandbox.as_dict(snapshot) if self.sandbox and snapshot else None,
             "policy": {"digest": self.snapshot_digest, "bundles": dict(self.bundle_versions)},
         }
+
+
+def permissions_for(snapshot: Snapshot, principal: Principal, permission: str) -> tuple[bool, tuple[str, ...]]:
+    """Whether any role bound to principal grants permission, and the roles considered."""
+    roles = sorted({g.role for subject in principal.subjects() for g in snapshot.bindings.get(subject, ())
+                    if g.role in snapshot.roles})
+    return any(has_permission(snapshot.roles[r].permissions, permission) for r in roles), tuple(roles)
 
 
 def _deny(snapshot: Snapshot, principal: Principal, request: JobRequest, reasons: list[Reason],

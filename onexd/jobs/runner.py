@@ -43,6 +43,12 @@ class InvalidInput(OnexdError):
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    decision: Decision
+    stdin: bytes  # the input as the job will read it (empty when denied or ad-hoc)
+
+
+@dataclass(frozen=True, slots=True)
 class JobOutcome:
     decision: Decision
     record: JobRecord | None  # None when denied: nothing ran
@@ -141,39 +147,54 @@ class JobRunner:
         with staged_secrets(self.staging_dir, job_id, values, uid, gid) as secrets_dir:
             yield HostPaths(node_source=node_dir, secrets_dir=str(secrets_dir)), list(values.values())
 
-    def run(self, snapshot: Snapshot, principal: Principal, request: JobRequest,
-            cancel: threading.Event | None = None, job_id: str | None = None) -> JobOutcome:
-        """Decide and, if allowed, run the job to its end. Raises InvalidInput for bad input."""
+    def admit(self, snapshot: Snapshot, principal: Principal, request: JobRequest) -> Admission:
+        """Decide, and for an allowed node job check its input. Raises InvalidInput; a denial is a value."""
         decision = decide(snapshot, principal, request)
         if not decision.allowed or decision.sandbox is None:
-            return JobOutcome(decision, None)
+            return Admission(decision, b"")
         stdin = check_input(snapshot.nodes[request.node], request.input) if request.node else b""
+        return Admission(decision, stdin)
+
+    def new_record(self, snapshot: Snapshot, principal: Principal, request: JobRequest, decision: Decision,
+                   job_id: str | None = None, status: str = "queued") -> JobRecord:
+        assert decision.sandbox is not None
         created = self.clock()
-        job_id = job_id or new_job_id(created)
-        base = JobRecord(id=job_id, status="running", principal=principal.display, policy_digest=snapshot.digest,
-                         policy_bundles=dict(snapshot.bundle_versions), created_at=created, node=request.node,
-                         profile=decision.sandbox.profile, zone=decision.sandbox.zone)
+        return JobRecord(id=job_id or new_job_id(created), status=status, principal=principal.display,
+                         policy_digest=snapshot.digest, policy_bundles=dict(snapshot.bundle_versions),
+                         created_at=created, node=request.node, profile=decision.sandbox.profile,
+                         zone=decision.sandbox.zone)
+
+    def execute(self, snapshot: Snapshot, admission: Admission, request: JobRequest, base: JobRecord,
+                cancel: threading.Event | None = None) -> JobRecord:
+        """Run an admitted job on the snapshot it was decided on; always returns its final record."""
+        decision, job_id = admission.decision, base.id
         secret_values: list[bytes] = []
         try:
             with self._prepared(snapshot, decision, request, job_id) as (paths, secret_values):
                 spec = translate(snapshot, decision, request, job_id, paths)
                 try:
-                    result = self.runtime.run(spec, stdin, cancel)
+                    result = self.runtime.run(spec, admission.stdin, cancel)
                 finally:
                     if self.release_networks and spec.network.network_name:
                         self.runtime.release_network(spec.network.network_name)
         except (RuntimeFailure, SecretError) as exc:
-            now = self.clock()
             # The message names what failed; it never carries a secret value (sources are written that way).
             text = str(exc)
             for value in secret_values:
                 text = text.replace(value.decode(errors="replace"), "***")
-            return JobOutcome(decision, dataclasses.replace(base, status="error", reason=text, finished_at=now))
-        record = dataclasses.replace(
-            base,
-            status=result.status, exit_code=result.exit_code,
+            return dataclasses.replace(base, status="error", reason=text, finished_at=self.clock())
+        return dataclasses.replace(
+            base, status=result.status, exit_code=result.exit_code,
             stdout=mask(result.stdout, secret_values).decode(errors="replace"),
             stderr=mask(result.stderr, secret_values).decode(errors="replace"),
             truncated=result.truncated, duration_ms=result.duration_ms, started_at=result.started_at,
             finished_at=result.finished_at, reason=result.reason)
-        return JobOutcome(decision, record)
+
+    def run(self, snapshot: Snapshot, principal: Principal, request: JobRequest,
+            cancel: threading.Event | None = None, job_id: str | None = None) -> JobOutcome:
+        """One job start to finish (`onexd run`): admit, then execute. Raises InvalidInput for bad input."""
+        admission = self.admit(snapshot, principal, request)
+        if not admission.decision.allowed:
+            return JobOutcome(admission.decision, None)
+        base = self.new_record(snapshot, principal, request, admission.decision, job_id, status="running")
+        return JobOutcome(admission.decision, self.execute(snapshot, admission, request, base, cancel))

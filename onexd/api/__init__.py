@@ -1,0 +1,1 @@
+"""HTTP API over the Unix socket: routes, bodies, error mapping, OpenAPI."""

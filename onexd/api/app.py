@@ -1,0 +1,362 @@
+"""HTTP/1.1 + JSON over the Unix socket (aiohttp). Routes only wire requests to services.
+
+Every request: a correlation id, the caller's identity from SO_PEERCRED, a per-principal rate limit, and an
+authorization check; every error is `{"error": {"code", "message", "correlationId"}}` from one mapping table,
+never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from onexd import API_VERSION, __version__
+from onexd.api.errors import ApiError, error_response
+from onexd.api.ratelimit import RateLimiter
+from onexd.engine.decide import permissions_for
+from onexd.engine.request import JobRequest
+from onexd.identity.principal import Principal, parse_subject, unix_principal
+from onexd.jobs.records import JobRecord, iso
+from onexd.jobs.service import JobService, decision_reasons
+from onexd.logs import correlation_id
+from onexd.policy.manager import PolicyManager
+from onexd.policy.models import Model
+
+log = logging.getLogger("onexd.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PEERCRED = struct.Struct("3i")
+_CID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_JSON_DEPTH = 64
+M = TypeVar("M", bound=Model)
+
+
+@dataclass
+class ApiContext:
+    policy: PolicyManager
+    jobs: JobService
+    limiter: RateLimiter
+    reload: Callable[[str], Awaitable[dict[str, Any]]]
+    engine_ok: Callable[[], bool]
+    max_body_bytes: int = 1024 * 1024
+    principals: dict[tuple[int, int], tuple[float, Principal]] = field(default_factory=dict)
+
+
+CTX = web.AppKey("ctx", ApiContext)
+PRINCIPAL = "onexd.principal"
+
+
+class ExplainBody(Model):
+    request: JobRequest
+    subject: str | None = None  # KIND:NAME; default: the caller
+
+
+# --- identity ------------------------------------------------------------------------------------------
+
+
+def peer_credentials(request: web.Request) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the socket peer, from the kernel (SO_PEERCRED): not forgeable by the client."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        raise ApiError(401, "no-peer-credentials", "this API is only served on a Unix socket")
+    pid, uid, gid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))
+    return pid, uid, gid
+
+
+def _principal(ctx: ApiContext, request: web.Request) -> Principal:
+    if "Authorization" in request.headers or "X-API-Key" in request.headers:
+        # Fail closed: credentials this version cannot verify are refused, not ignored.
+        raise ApiError(401, "unsupported-credentials", "bearer tokens and API keys are not accepted by this "
+                                                       "version of onexd; connect as a Unix user")
+    pid, uid, gid = peer_credentials(request)
+    now = time.monotonic()
+    cached = ctx.principals.get((uid, gid))
+    if cached is None or now - cached[0] > 10:  # group membership changes are picked up within 10 s
+        cached = (now, unix_principal(uid, gid))
+        ctx.principals[(uid, gid)] = cached
+    base = cached[1]
+    return Principal(kind=base.kind, name=base.name, uid=base.uid, gids=base.gids, user_name=base.user_name,
+                     group_names=base.group_names, pid=pid)
+
+
+def _require(ctx: ApiContext, principal: Principal, permission: str) -> None:
+    granted, roles = permissions_for(ctx.policy.state.snapshot, principal, permission)
+    if not granted:
+        raise ApiError(403, "denied", f"{principal.display} lacks {permission}",
+                       reasons=[{"code": "missing-permission",
+                                 "message": f"none of the roles {', '.join(roles) or '(none)'} grants {permission}"}])
+
+
+def _allowed(ctx: ApiContext, principal: Principal, permission: str) -> bool:
+    return permissions_for(ctx.policy.state.snapshot, principal, permission)[0]
+
+
+# --- middleware ----------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def errors_and_identity(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Correlation-Id", "")
+    cid = given if _CID.match(given) else uuid.uuid4().hex
+    token = correlation_id.set(cid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        ctx = request.app[CTX]
+        if request.path not in ("/version", "/openapi.json"):
+            principal = _principal(ctx, request)
+            request[PRINCIPAL] = principal
+            wait = ctx.limiter.check(principal.display)
+            if wait is not None:
+                raise ApiError(429, "rate-limited", f"too many requests from {principal.display}",
+                               headers={"Retry-After": str(max(1, round(wait)))})
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Correlation-Id"] = cid
+        return response
+    except Exception as exc:
+        response = error_response(exc, cid)
+        status = response.status
+        return response
+    finally:
+        log.info("request", extra={"method": request.method, "path": request.path, "status": status,
+                                   "ms": round((time.perf_counter() - started) * 1000, 2)})
+        correlation_id.reset(token)
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if len(raw) > request.app[CTX].max_body_bytes:
+        raise ApiError(413, "body-too-large", f"request body over {request.app[CTX].max_body_bytes} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid-encoding", f"body is not UTF-8 (byte {exc.start})") from None
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise ApiError(400, "too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ApiError(400, "invalid-json", f"body is not JSON: {exc}") from None
+
+
+def _depth(text: str) -> int:
+    """Upper bound of JSON nesting without parsing (brackets inside strings are skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(400, "invalid-request", f"{where}: {first['msg'].removeprefix('Value error, ')}",
+                       details=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                                for e in exc.errors()[:20]]) from None
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+
+
+# --- handlers ------------------------------------------------------------------------------------------
+
+
+async def version(_: web.Request) -> web.Response:
+    return _json({"version": __version__, "apiVersion": API_VERSION})
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    state = ctx.policy.state
+    engine = "ok" if ctx.engine_ok() else "unreachable"
+    status = "ok" if not state.degraded and engine == "ok" else "degraded"
+    return _json({"status": status, "engine": engine, "jobs": ctx.jobs.counts(),
+                  "policy": {"digest": state.snapshot.digest, "degraded": state.degraded,
+                             "rejected": sorted(r.name for r in state.rejections.values())}})
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    principal: Principal = request[PRINCIPAL]
+    body = _parse(JobRequest, await _json_body(request))
+    snapshot = ctx.policy.state.snapshot  # one reference read: the job lives with this snapshot
+    admission = ctx.jobs.admit(snapshot, principal, body)
+    if not admission.decision.allowed:
+        raise ApiError(403, "denied", f"{principal.display} may not run {body.target}",
+                       reasons=decision_reasons(admission.decision))
+    record = ctx.jobs.submit(snapshot, principal, body, admission)
+    if request.query.get("wait") in ("true", "1"):
+        final = await ctx.jobs.wait(record.id)
+        assert final is not None
+        return _json(final.as_dict(), 200)
+    return _json(record.as_dict(), 202, headers={"Location": f"/v1/jobs/{record.id}"})
+
+
+def _visible(ctx: ApiContext, principal: Principal, record: JobRecord | None, own: str, other: str) -> JobRecord:
+    if record is not None:
+        if record.principal == principal.display and _allowed(ctx, principal, own):
+            return record
+        if _allowed(ctx, principal, other):
+            return record
+    raise ApiError(404, "not-found", "no such job (or not yours to see)")
+
+
+async def get_job(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(request.match_info["id"]), "jobs:read", "jobs:read-all")
+    return _json(record.as_dict())
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    principal: Principal = request[PRINCIPAL]
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        raise ApiError(400, "invalid-request", "limit must be an integer") from None
+    everyone = request.query.get("all") in ("true", "1")
+    if everyone:
+        _require(ctx, principal, "jobs:read-all")
+    else:
+        _require(ctx, principal, "jobs:read")
+    records = ctx.jobs.store.query(None if everyone else principal.display, limit + 1,
+                                   request.query.get("before"), request.query.get("status"))
+    page = records[:limit]
+    return _json({"jobs": [r.as_dict() for r in page], "next": page[-1].id if len(records) > limit else None})
+
+
+async def job_logs(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    job_id = request.match_info["id"]
+    record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(job_id), "jobs:read", "jobs:read-all")
+    if request.query.get("follow") in ("true", "1") and not ctx.jobs.is_final(record):
+        final = await ctx.jobs.wait(job_id)
+        assert final is not None
+        record = final
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    for stream in ("stdout", "stderr"):
+        for line in getattr(record, stream).splitlines():
+            await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
+    if ctx.jobs.is_final(record):
+        await response.write(json.dumps({"event": "end", "status": record.status,
+                                         "truncated": record.truncated}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    job_id = request.match_info["id"]
+    _visible(ctx, request[PRINCIPAL], ctx.jobs.get(job_id), "jobs:cancel", "jobs:cancel-all")
+    record = ctx.jobs.cancel(job_id)
+    assert record is not None
+    return _json(record.as_dict(), 202 if not ctx.jobs.is_final(record) else 200)
+
+
+async def policy_status(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    _require(ctx, request[PRINCIPAL], "policy:read")
+    state = ctx.policy.state
+    return _json({
+        "digest": state.snapshot.digest, "degraded": state.degraded, "reloadedAt": iso(state.reloaded_at),
+        "bundles": [{"name": e.name, "directory": e.dir_name, "version": e.version, "digest": e.digest,
+                     "activatedAt": iso(e.activated_at)} for e in sorted(state.entries.values(), key=lambda e: e.name)],
+        "rejections": [r.as_dict() for r in state.rejections.values()],
+        "problems": [p.as_dict() for p in state.problems],
+    })
+
+
+async def policy_reload(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    _require(ctx, request[PRINCIPAL], "policy:reload")
+    return _json(await ctx.reload(f"api:{request[PRINCIPAL].display}"))
+
+
+async def policy_explain(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    principal: Principal = request[PRINCIPAL]
+    body = _parse(ExplainBody, await _json_body(request))
+    subject = principal
+    if body.subject is not None:
+        _require(ctx, principal, "policy:read")
+        try:
+            subject = parse_subject(body.subject)
+        except Exception as exc:
+            raise ApiError(400, "invalid-request", str(exc)) from None
+    snapshot = ctx.policy.state.snapshot
+    from onexd.engine.decide import decide
+    from onexd.jobs.runner import InvalidInput, check_input
+
+    decision = decide(snapshot, subject, body.request)
+    result = decision.as_dict(snapshot)
+    result["inputErrors"] = []
+    if decision.allowed and body.request.node is not None:
+        try:
+            check_input(snapshot.nodes[body.request.node], body.request.input)
+        except InvalidInput as exc:
+            result["inputErrors"] = exc.errors
+    return _json(result)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from onexd.api.openapi import document
+
+    return _json(document())
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/version", version),
+    ("GET", "/v1/health", health),
+    ("POST", "/v1/jobs", submit_job),
+    ("GET", "/v1/jobs", list_jobs),
+    ("GET", "/v1/jobs/{id}", get_job),
+    ("DELETE", "/v1/jobs/{id}", cancel_job),
+    ("GET", "/v1/jobs/{id}/logs", job_logs),
+    ("GET", "/v1/policy", policy_status),
+    ("POST", "/v1/policy/reload", policy_reload),
+    ("POST", "/v1/policy/explain", policy_explain),
+    ("GET", "/openapi.json", openapi),
+]
+
+
+def build_app(ctx: ApiContext) -> web.Application:
+    # client_max_size is checked by aiohttp before our code reads the body: a 1 MiB+1 body is a 413.
+    app = web.Application(middlewares=[errors_and_identity], client_max_size=ctx.max_body_bytes)
+    app[CTX] = ctx
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

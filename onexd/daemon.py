@@ -1,0 +1,232 @@
+"""The composition root: builds every part from the config and runs the daemon's lifecycle.
+
+Start: lock the state directory, reap what a previous life left, recover job records, load the last good
+policy and reload the directory, bind the socket (0660, configured group), watch the policy directory.
+SIGHUP reloads. SIGTERM/SIGINT: stop accepting jobs, let running ones finish within the grace period, then
+cancel and record them, close the socket and remove it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import grp
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from onexd.api.app import ApiContext, build_app
+from onexd.api.ratelimit import RateLimiter
+from onexd.config import DaemonConfig
+from onexd.crypto import load_public_key
+from onexd.errors import ConfigError, RuntimeFailure
+from onexd.jobs.runner import JobRunner
+from onexd.jobs.service import JobService
+from onexd.jobs.store import JobStore
+from onexd.policy.loader import LoadLimits
+from onexd.policy.manager import PolicyManager
+from onexd.policy.pipeline import Trust
+from onexd.policy.store import BundleStore
+from onexd.policy.watcher import PolicyWatcher
+from onexd.policy.yamlsafe import YamlLimits
+from onexd.runtime.base import Runtime
+from onexd.runtime.docker import DockerRuntime
+from onexd.runtime.fake import FakeRuntime
+from onexd.secrets.staging import check_staging_dir, default_staging_dir
+
+log = logging.getLogger("onexd.daemon")
+
+# Backends by name; `fake` runs no containers (for API tests and benchmarks of the daemon itself).
+RUNTIMES: dict[str, Callable[[DaemonConfig], Runtime]] = {
+    "docker": lambda c: DockerRuntime(c.runtime.dockerHost),
+    "fake": lambda c: FakeRuntime(),
+}
+SHUTDOWN_GRACE_S = 30.0
+MAX_RELOAD_DELAY_S = 2.0
+ENGINE_CHECK_S = 10.0
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """An exclusive lock held for the daemon's life: a second instance on the same state dir is refused."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state_dir / "onexd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"another onexd is running with state directory {state_dir}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def bind_socket(path: Path, mode: int, group: str | None) -> socket.socket:
+    """Listen on path with mode and group; a stale socket file is replaced, a live one refused."""
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ConfigError(f"socket path {path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)  # stale: left by a daemon that did not stop cleanly
+        else:
+            raise ConfigError(f"another process is serving on {path}")
+        finally:
+            probe.close()
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    gid = -1
+    if group is not None:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"socket.group: no group named {group!r}") from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # no window in which the socket is wider than 0600
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chown(path, -1, gid)
+    os.chmod(path, mode)
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self._stop = asyncio.Event()
+        self._reload_timer: asyncio.TimerHandle | None = None
+        self._reload_first: float | None = None
+        self._engine_ok = False
+        self._tasks: set[asyncio.Task[Any]] = set()  # strong references to fire-and-forget reloads
+
+    def _trust(self) -> Trust:
+        keys = tuple(load_public_key(Path(p)) for p in self.config.trust.bundleKeys)
+        return Trust(require_signed=self.config.trust.requireSignedBundles, keys=keys)
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        cfg = self.config
+        state_dir = Path(cfg.stateDir)
+        lock_fd = lock_state_dir(state_dir)
+        loop = asyncio.get_running_loop()
+        runtime = RUNTIMES[cfg.runtime.backend](cfg)
+        try:
+            await asyncio.to_thread(runtime.ping)
+            self._engine_ok = True
+            reaped = await asyncio.to_thread(runtime.reap)
+            if reaped:
+                log.warning("reaped leftovers of a previous run", extra={"count": len(reaped)})
+        except RuntimeFailure as exc:
+            log.error("container engine unavailable; jobs will fail until it answers", extra={"why": str(exc)})
+        staging = check_staging_dir(Path(cfg.secrets.stagingDir) if cfg.secrets.stagingDir else default_staging_dir())
+        store = JobStore(state_dir / "jobs.sqlite3")
+        runner = JobRunner(runtime, state_dir, staging)
+        jobs = JobService(runner, store, cfg.concurrency)
+        jobs.recover()
+        limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
+                            max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
+        policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), self._trust(), limits)
+        first = await asyncio.to_thread(policy.reload, "startup")
+        if policy.state.degraded:
+            log.warning("started degraded: some bundles are rejected", extra={"digest": first.digest})
+
+        async def reload(reason: str) -> dict[str, Any]:
+            result = await asyncio.to_thread(policy.reload, reason)
+            return {"changed": result.changed, "digest": result.digest, "activated": list(result.activated),
+                    "rejected": list(result.rejected), "removed": list(result.removed),
+                    "degraded": policy.state.degraded}
+
+        self._reload = reload
+        ctx = ApiContext(policy=policy, jobs=jobs,
+                         limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
+                         reload=reload, engine_ok=lambda: self._engine_ok, max_body_bytes=cfg.limits.maxRequestBytes)
+        app = build_app(ctx)
+        app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await app_runner.setup()
+        socket_path = Path(cfg.socket.path)
+        sock = bind_socket(socket_path, int(cfg.socket.mode, 8), cfg.socket.group)
+        site = web.SockSite(app_runner, sock)
+        await site.start()
+        def changed() -> None:  # on watchdog's thread
+            loop.call_soon_threadsafe(self._schedule_reload)
+
+        watcher = PolicyWatcher(Path(cfg.policyDir), changed)
+        with contextlib.suppress(OSError):
+            watcher.start()
+        def on_hup() -> None:
+            self._tasks.add(task := loop.create_task(reload("SIGHUP")))
+            task.add_done_callback(self._tasks.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        engine_task = loop.create_task(self._watch_engine(runtime))
+        log.info("onexd ready", extra={"policy": policy.state.snapshot.digest, "degraded": policy.state.degraded,
+                                       "pid": os.getpid()})
+        if ready is not None:
+            ready()
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping", extra={"graceSeconds": SHUTDOWN_GRACE_S})
+            watcher.stop()
+            engine_task.cancel()
+            await jobs.shutdown(SHUTDOWN_GRACE_S)
+            await app_runner.cleanup()
+            socket_path.unlink(missing_ok=True)
+            store.close()
+            if isinstance(runtime, DockerRuntime):
+                runtime.close()
+            os.close(lock_fd)
+            log.info("stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _schedule_reload(self) -> None:
+        """Debounce watcher events; a steady stream of changes still reloads every MAX_RELOAD_DELAY_S."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._reload_first is None:
+            self._reload_first = now
+        if self._reload_timer is not None:
+            self._reload_timer.cancel()
+        delay = self.config.reload.debounceMs / 1000
+        delay = max(0.0, min(delay, self._reload_first + MAX_RELOAD_DELAY_S - now))
+
+        def fire() -> None:
+            self._reload_first = None
+            self._reload_timer = None
+            self._tasks.add(task := loop.create_task(self._reload("watch")))
+            task.add_done_callback(self._tasks.discard)
+
+        self._reload_timer = loop.call_later(delay, fire)
+
+    async def _watch_engine(self, runtime: Runtime) -> None:
+        while True:
+            await asyncio.sleep(ENGINE_CHECK_S)
+            try:
+                await asyncio.to_thread(runtime.ping)
+                if not self._engine_ok:
+                    log.info("container engine reachable again")
+                self._engine_ok = True
+            except RuntimeFailure:
+                if self._engine_ok:
+                    log.error("container engine unreachable")
+                self._engine_ok = False
+
+
+def serve(config: DaemonConfig) -> None:
+    asyncio.run(Daemon(config).run())
+

@@ -1,0 +1,161 @@
+"""The job service: admission, a bounded queue, workers, records, waiting, cancelling, shutdown.
+
+Each job keeps the snapshot it was decided on for its whole life, so a reload never changes a job in flight.
+Workers run jobs on threads (the Docker SDK blocks); everything else happens on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from onexd.config import ConcurrencyConfig
+from onexd.engine.decide import Decision
+from onexd.engine.request import JobRequest
+from onexd.errors import OnexdError
+from onexd.identity.principal import Principal
+from onexd.jobs.records import FINAL, JobRecord
+from onexd.jobs.runner import Admission, JobRunner
+from onexd.jobs.store import JobStore
+from onexd.policy.snapshot import Snapshot
+
+log = logging.getLogger("onexd.jobs")
+
+
+class TooManyJobs(OnexdError):
+    """A concurrency limit is reached (a 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class NotAccepting(OnexdError):
+    """The daemon is shutting down."""
+
+
+@dataclass
+class _Live:
+    record: JobRecord
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class JobService:
+    def __init__(self, runner: JobRunner, store: JobStore, limits: ConcurrencyConfig) -> None:
+        self.runner = runner
+        self.store = store
+        self.limits = limits
+        self._slots = asyncio.Semaphore(limits.maxJobs)
+        self._executor = ThreadPoolExecutor(max_workers=limits.maxJobs, thread_name_prefix="onexd-job")
+        self._live: dict[str, _Live] = {}
+        self._accepting = True
+
+    # --- admission -------------------------------------------------------------------------------------
+
+    def admit(self, snapshot: Snapshot, principal: Principal, request: JobRequest) -> Admission:
+        """Decision and checked input; raises InvalidInput. Pure CPU work: fine on the loop."""
+        return self.runner.admit(snapshot, principal, request)
+
+    def submit(self, snapshot: Snapshot, principal: Principal, request: JobRequest, admission: Admission
+               ) -> JobRecord:
+        """Queue an admitted job; its record is durable before this returns."""
+        if not self._accepting:
+            raise NotAccepting("onexd is shutting down and accepts no new jobs")
+        mine = sum(1 for j in self._live.values() if j.record.principal == principal.display)
+        if mine >= self.limits.maxJobsPerPrincipal:
+            raise TooManyJobs(f"{principal.display} already has {mine} jobs queued or running "
+                              f"(limit {self.limits.maxJobsPerPrincipal})", retry_after_s=2)
+        if len(self._live) >= self.limits.maxJobs + self.limits.maxQueued:
+            raise TooManyJobs(f"the queue is full ({len(self._live)} jobs)", retry_after_s=2)
+        record = self.runner.new_record(snapshot, principal, request, admission.decision)
+        self.store.put(record)
+        live = _Live(record)
+        self._live[record.id] = live
+        live.task = asyncio.get_running_loop().create_task(self._run(live, snapshot, admission, request))
+        log.info("job queued", extra={"job": record.id, "principal": record.principal, "node": record.node,
+                                      "policy": record.policy_digest})
+        return record
+
+    async def _run(self, live: _Live, snapshot: Snapshot, admission: Admission, request: JobRequest) -> None:
+        try:
+            async with self._slots:
+                if live.cancel.is_set():
+                    final = dataclasses.replace(live.record, status="cancelled", reason="cancelled while queued",
+                                                finished_at=self.runner.clock())
+                else:
+                    live.record = dataclasses.replace(live.record, status="running", started_at=self.runner.clock())
+                    self.store.put(live.record)
+                    loop = asyncio.get_running_loop()
+                    final = await loop.run_in_executor(self._executor, self.runner.execute, snapshot, admission,
+                                                       request, live.record, live.cancel)
+        except Exception as exc:  # a bug must still leave a final record, never a job stuck in running
+            log.exception("job failed unexpectedly", extra={"job": live.record.id})
+            final = dataclasses.replace(live.record, status="error", reason=f"internal error ({type(exc).__name__})",
+                                        finished_at=self.runner.clock())
+        live.record = final
+        self.store.put(final)
+        self._live.pop(final.id, None)
+        live.done.set()
+        log.info("job finished", extra={"job": final.id, "status": final.status, "exitCode": final.exit_code,
+                                        "durationMs": final.duration_ms})
+
+    # --- queries ---------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        live = self._live.get(job_id)
+        return live.record if live is not None else self.store.get(job_id)
+
+    async def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord | None:
+        live = self._live.get(job_id)
+        if live is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.done.wait(), timeout_s)
+        return self.get(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        live = self._live.get(job_id)
+        if live is None:
+            return self.store.get(job_id)
+        live.cancel.set()
+        return live.record
+
+    def counts(self) -> dict[str, int]:
+        running = sum(1 for j in self._live.values() if j.record.status == "running")
+        return {"running": running, "queued": len(self._live) - running}
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """At start-up: jobs a previous life left queued or running end as error (their containers are reaped)."""
+        ids = self.store.fail_unfinished("onexd stopped while the job was queued or running",
+                                         self.runner.clock())
+        for job_id in ids:
+            log.warning("job from a previous run marked error", extra={"job": job_id})
+        return ids
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop accepting; let running jobs finish within grace_s, then cancel (kill) and record the rest."""
+        self._accepting = False
+        pending = [j for j in self._live.values() if j.task is not None]
+        if pending:
+            log.info("waiting for jobs", extra={"count": len(pending), "graceSeconds": grace_s})
+            _, still = await asyncio.wait([j.task for j in pending if j.task], timeout=grace_s)
+            for live in list(self._live.values()):
+                live.cancel.set()
+            if still:
+                await asyncio.wait(still, timeout=60)
+        self._executor.shutdown(wait=True, cancel_futures=False)
+
+    def is_final(self, record: JobRecord) -> bool:
+        return record.status in FINAL
+
+
+def decision_reasons(decision: Decision) -> list[dict[str, str]]:
+    return [{"code": r.code, "message": r.message} for r in decision.reasons]
