@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 HOST_PACKAGES := docker.io mmdebstrap busybox-static
 DOCKERD_LOG ?= /var/log/onexd-dockerd.log
 
-.PHONY: demo test lint unit host-deps engine images bench bench-policy bench-runtime generate clean
+.PHONY: demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon generate clean
 
 # A venv with the pinned dependencies, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -52,13 +52,16 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not docker"
 
-bench: bench-policy bench-runtime
+bench: bench-policy bench-runtime bench-daemon
 
 bench-policy: $(STAMP)
 	$(BIN)/python bench/bench_policy.py
 
 bench-runtime: images
 	$(BIN)/python bench/bench_runtime.py
+
+bench-daemon: images
+	$(BIN)/python bench/bench_daemon.py
 
 # Regenerate what is derived from the code (tests fail when these drift).
 generate: $(STAMP)

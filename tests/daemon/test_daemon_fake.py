@@ -1,0 +1,44 @@
+"""Daemon behaviour that needs no containers, on the `fake` runtime backend: limits and credentials."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+
+from tests.daemon.conftest import Daemon
+
+
+def test_rate_limit_answers_429_with_retry_after(daemons: Callable[..., Daemon]) -> None:
+    """Past the per-principal burst, requests get 429 with Retry-After; other principals are unaffected."""
+    d = daemons(backend="fake", with_testers=True,
+                extra={"auth": {"rateLimit": {"requestsPerMinute": 60, "burst": 3}}})
+    d.start(wait=False)  # the readiness probe itself would spend the small burst
+    deadline = time.monotonic() + 30
+    while not d.socket.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    codes = [d.curl("GET", "/v1/health")[0] for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and codes[-1] == 429
+    out = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "--unix-socket", str(d.socket),
+                          "http://onexd/v1/health"], capture_output=True, text=True, check=False).stdout
+    assert "Retry-After:" in out
+    assert d.curl("GET", "/v1/health", uid=4242)[0] == 200
+
+
+def test_credentials_this_version_cannot_verify_are_refused(daemons: Callable[..., Daemon]) -> None:
+    """A bearer token or API key header is a 401, never silently ignored."""
+    d = daemons(backend="fake")
+    d.start()
+    for header in ("Authorization: Bearer abc.def.ghi", "X-API-Key: k"):
+        out = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-H", header, "--unix-socket", str(d.socket),
+                              "http://onexd/v1/health"], capture_output=True, text=True, check=False).stdout
+        assert out.endswith("401") and "unsupported-credentials" in out
+
+
+def test_fake_backend_runs_jobs_through_the_whole_api(daemons: Callable[..., Daemon]) -> None:
+    """With the fake runtime the API, decisions and records behave as with Docker (input echoed)."""
+    d = daemons(backend="fake")
+    d.start()
+    code, record = d.curl("POST", "/v1/jobs?wait=true", {"node": "hello", "input": {"name": "fake"}})
+    assert code == 200 and record["status"] == "succeeded" and record["stdout"] == '{"name":"fake"}\n'
