@@ -83,3 +83,16 @@ def test_schema_set_reports_unknown_kind() -> None:
     problems = SchemaSet().validate("f.yaml", docs[0])
     assert [p.code for p in problems] == ["schema/kind"]
     assert "SandboxProfile" in problems[0].message
+
+
+def test_example_daemon_config_validates_against_model_and_schema() -> None:
+    """examples/onexd.yaml loads as a DaemonConfig and satisfies schemas/daemon-config.json."""
+    from onexd.config import load_config
+    from onexd.policy.yamlsafe import load_documents
+
+    path = ROOT / "examples" / "onexd.yaml"
+    config = load_config(path)
+    assert config.socket.group == "onexd"
+    docs, problems = load_documents(path.read_bytes(), str(path))
+    assert problems == []
+    assert SchemaSet().validate_data("DaemonConfig", docs[0].data) == []
