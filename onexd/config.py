@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from onexd.errors import ConfigError
@@ -48,7 +48,8 @@ class ReloadConfig(Model):
 class TokenConfig(Model):
     issuer: str = Field(default="onexd", description="`iss` of tokens onexd issues.")
     audience: str = Field(default="onexd", description="`aud` of tokens onexd issues and accepts.")
-    ttlSeconds: int = Field(default=3600, ge=60, le=86400 * 30, description="Default token lifetime.")
+    ttlSeconds: int = Field(default=3600, ge=1, le=86400 * 30,
+                            description="Default and longest lifetime of tokens onexd issues.")
     algorithm: Literal["EdDSA", "RS256"] = Field(default="EdDSA", description="Signing algorithm.")
 
 
@@ -108,6 +109,9 @@ class AuditConfig(Model):
 class RotationConfig(Model):
     signingKeysEverySeconds: int = Field(default=30 * 86400, ge=1, description="Signing key rotation period.")
     secretStoreEverySeconds: int = Field(default=90 * 86400, ge=1, description="Data key rotation period.")
+    graceSeconds: int | SkipJsonSchema[None] = Field(
+        default=None, ge=1, description="How long a rotated-out key still verifies (default and minimum: the "
+                                        "longest token lifetime, auth.tokens.ttlSeconds).")
 
 
 class ConcurrencyConfig(Model):
@@ -133,6 +137,18 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+
+    @model_validator(mode="after")
+    def _grace_covers_tokens(self) -> DaemonConfig:
+        grace = self.rotation.graceSeconds
+        if grace is not None and grace < self.auth.tokens.ttlSeconds:
+            raise ValueError(f"rotation.graceSeconds ({grace}) must be at least auth.tokens.ttlSeconds "
+                             f"({self.auth.tokens.ttlSeconds}): a token may not outlive its key")
+        return self
+
+    @property
+    def grace_s(self) -> int:
+        return self.rotation.graceSeconds or self.auth.tokens.ttlSeconds
 
 
 def load_config(path: Path, overrides: dict[str, str] | None = None) -> DaemonConfig:

@@ -1,4 +1,4 @@
-"""Keys and JWS: the only module importing pyjwt and cryptography's key serialization.
+"""Keys, JWS, JWT, JWK and AEAD: the only module importing pyjwt and cryptography.
 
 Only asymmetric algorithms exist here (EdDSA with Ed25519, RS256); `none` and HMAC are never accepted, so a
 public key can never be misused as an HMAC secret.
@@ -9,13 +9,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
 from onexd.errors import KeyFileError
 
@@ -132,3 +137,120 @@ def jws_verify(token: str, trusted: list[PublicKey], typ: str) -> VerifiedJws:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# --- symmetric: keys at rest ------------------------------------------------------------------------------
+
+
+def derive_key(material: bytes, purpose: str) -> bytes:
+    """A 256-bit key for one purpose from key material (a master key, a credential file)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"onexd/{purpose}".encode()).derive(material)
+
+
+def random_key() -> bytes:
+    return os.urandom(32)
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> dict[str, str]:
+    """AES-256-GCM; aad binds the ciphertext to what it is (a key id, a secret's name)."""
+    nonce = os.urandom(12)
+    return {"nonce": b64url(nonce), "ct": b64url(AESGCM(key).encrypt(nonce, plaintext, aad))}
+
+
+def unseal(key: bytes, sealed: dict[str, str], aad: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(_b64d(sealed["nonce"]), _b64d(sealed["ct"]), aad)
+    except (InvalidTag, KeyError, ValueError):
+        raise KeyFileError("cannot decrypt: wrong master key, or the data was modified") from None
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_private_pem(data: bytes) -> PrivateKey:
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)):
+        raise KeyFileError("only Ed25519 and RSA keys are supported")
+    return key
+
+
+def load_public_pem(data: bytes) -> PublicKey:
+    key = serialization.load_pem_public_key(data)
+    if not isinstance(key, (ed25519.Ed25519PublicKey, rsa.RSAPublicKey)):
+        raise KeyFileError("only Ed25519 and RSA keys are supported")
+    return key
+
+
+def generate_key(algorithm: str) -> PrivateKey:
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+
+
+# --- JWT and JWK ---------------------------------------------------------------------------------------------
+
+
+class TokenError(Exception):
+    """A token failed verification; the message says why without repeating the token."""
+
+
+def to_jwk(public: PublicKey, kid: str) -> dict[str, Any]:
+    algorithm: Any = OKPAlgorithm if isinstance(public, ed25519.Ed25519PublicKey) else RSAAlgorithm
+    jwk = dict(algorithm.to_jwk(public, as_dict=True))
+    jwk.update(kid=kid, alg=algorithm_for(public), use="sig")
+    return jwk
+
+
+def keys_from_jwks(data: dict[str, Any]) -> dict[str, PublicKey]:
+    """kid -> public key for the asymmetric signing keys of a JWKS (anything else is ignored)."""
+    out: dict[str, PublicKey] = {}
+    for entry in data.get("keys", []):
+        if not isinstance(entry, dict) or entry.get("kty") not in ("OKP", "RSA") or "kid" not in entry:
+            continue
+        try:
+            key = jwt.PyJWK.from_dict(entry).key
+        except jwt.PyJWTError:
+            continue
+        if isinstance(key, (ed25519.Ed25519PublicKey, rsa.RSAPublicKey)):
+            out[str(entry["kid"])] = key
+    return out
+
+
+def jwt_sign(claims: dict[str, Any], key: PrivateKey, kid: str) -> str:
+    return jwt.encode(claims, key, algorithm=algorithm_for(key), headers={"kid": kid, "typ": "JWT"})
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    try:
+        return dict(jwt.get_unverified_header(token))
+    except jwt.PyJWTError:
+        raise TokenError("malformed token") from None
+
+
+def jwt_unverified_issuer(token: str) -> str | None:
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise TokenError("malformed token") from None
+    iss = claims.get("iss")
+    return iss if isinstance(iss, str) else None
+
+
+def jwt_verify(token: str, key: PublicKey, audience: str, issuer: str, leeway_s: int = 5) -> dict[str, Any]:
+    """Verify signature, exp, nbf, iat, iss and aud; the algorithm comes from the key, never from the token."""
+    try:
+        return dict(jwt.decode(token, key, algorithms=[algorithm_for(key)], audience=audience, issuer=issuer,
+                               leeway=leeway_s, options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]}))
+    except jwt.ExpiredSignatureError:
+        raise TokenError("token expired") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenError("token not yet valid") from None
+    except jwt.InvalidAudienceError:
+        raise TokenError("wrong audience") from None
+    except jwt.InvalidIssuerError:
+        raise TokenError("wrong issuer") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenError(f"missing claim {exc.claim}") from None
+    except jwt.PyJWTError:
+        raise TokenError("signature or token invalid") from None

@@ -23,14 +23,18 @@ from typing import Any
 
 from aiohttp import web
 
-from onexd.api.app import ApiContext, build_app
+from onexd.api.app import ApiContext, Credentials, build_app
 from onexd.api.ratelimit import RateLimiter
 from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
 from onexd.errors import ConfigError, RuntimeFailure
+from onexd.identity.apikeys import ApiKeyStore
+from onexd.identity.tokens import TokenService
 from onexd.jobs.runner import JobRunner
 from onexd.jobs.service import JobService
 from onexd.jobs.store import JobStore
+from onexd.keys.keystore import Keystore
+from onexd.keys.master import load_master_key
 from onexd.policy.loader import LoadLimits
 from onexd.policy.manager import PolicyManager
 from onexd.policy.pipeline import Trust
@@ -40,7 +44,9 @@ from onexd.policy.yamlsafe import YamlLimits
 from onexd.runtime.base import Runtime
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.fake import FakeRuntime
+from onexd.scheduler import RotationScheduler
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
+from onexd.secrets.store import EncryptedStore
 
 log = logging.getLogger("onexd.daemon")
 
@@ -130,8 +136,19 @@ class Daemon:
         except RuntimeFailure as exc:
             log.error("container engine unavailable; jobs will fail until it answers", extra={"why": str(exc)})
         staging = check_staging_dir(Path(cfg.secrets.stagingDir) if cfg.secrets.stagingDir else default_staging_dir())
+        master = load_master_key(state_dir)
+        keystore = Keystore(state_dir / "keys" / "keystore.json", master, cfg.auth.tokens.algorithm)
+        secret_store = EncryptedStore(state_dir / "secrets" / "store.json", master,
+                                      on_event=lambda kind, data: log.info(kind, extra=data))
+        rotation = RotationScheduler(cfg, keystore, secret_store)
+        credentials = Credentials(
+            tokens=TokenService(keystore, cfg.auth), keystore=keystore,
+            apikeys=ApiKeyStore(state_dir / "apikeys.json", cfg.auth.apiKeys.defaultTTLDays, cfg.auth.apiKeys.warnDays),
+            rotate_signing=rotation.rotate_signing_keys, rotate_store=rotation.rotate_store)
         store = JobStore(state_dir / "jobs.sqlite3")
-        runner = JobRunner(runtime, state_dir, staging)
+        runner = JobRunner(runtime, state_dir, staging, secret_store=secret_store,
+                           on_secret_access=lambda job, name, source: log.info(
+                               "secret accessed", extra={"job": job, "secret": name, "source": source}))
         jobs = JobService(runner, store, cfg.concurrency)
         jobs.recover()
         limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
@@ -150,7 +167,8 @@ class Daemon:
         self._reload = reload
         ctx = ApiContext(policy=policy, jobs=jobs,
                          limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
-                         reload=reload, engine_ok=lambda: self._engine_ok, max_body_bytes=cfg.limits.maxRequestBytes)
+                         reload=reload, engine_ok=lambda: self._engine_ok, credentials=credentials,
+                         max_body_bytes=cfg.limits.maxRequestBytes)
         app = build_app(ctx)
         app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await app_runner.setup()
@@ -172,6 +190,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         engine_task = loop.create_task(self._watch_engine(runtime))
+        rotation.start()
         log.info("onexd ready", extra={"policy": policy.state.snapshot.digest, "degraded": policy.state.degraded,
                                        "pid": os.getpid()})
         if ready is not None:
@@ -181,6 +200,7 @@ class Daemon:
         finally:
             log.info("stopping", extra={"graceSeconds": SHUTDOWN_GRACE_S})
             watcher.stop()
+            rotation.stop()
             engine_task.cancel()
             await jobs.shutdown(SHUTDOWN_GRACE_S)
             await app_runner.cleanup()

@@ -7,6 +7,7 @@ never a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -16,19 +17,23 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from onexd import API_VERSION, __version__
 from onexd.api.errors import ApiError, error_response
 from onexd.api.ratelimit import RateLimiter
+from onexd.crypto import TokenError
 from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
+from onexd.identity.apikeys import ApiKeyError, ApiKeyStore
 from onexd.identity.principal import Principal, parse_subject, unix_principal
+from onexd.identity.tokens import TokenService
 from onexd.jobs.records import JobRecord, iso
 from onexd.jobs.service import JobService, decision_reasons
+from onexd.keys.keystore import Keystore
 from onexd.logs import correlation_id
 from onexd.policy.manager import PolicyManager
 from onexd.policy.models import Model
@@ -42,23 +47,51 @@ M = TypeVar("M", bound=Model)
 
 
 @dataclass
+class Credentials:
+    """Who may call besides Unix peers, and onexd's own keys."""
+
+    tokens: TokenService
+    apikeys: ApiKeyStore
+    keystore: Keystore
+    rotate_signing: Callable[[str], str]
+    rotate_store: Callable[[str], str]
+
+
+@dataclass
 class ApiContext:
     policy: PolicyManager
     jobs: JobService
     limiter: RateLimiter
     reload: Callable[[str], Awaitable[dict[str, Any]]]
     engine_ok: Callable[[], bool]
+    credentials: Credentials | None = None
     max_body_bytes: int = 1024 * 1024
     principals: dict[tuple[int, int], tuple[float, Principal]] = field(default_factory=dict)
 
 
 CTX = web.AppKey("ctx", ApiContext)
 PRINCIPAL = "onexd.principal"
+EXPIRY_WARNING = "onexd.expiry-warning"
+PUBLIC_PATHS = frozenset({"/version", "/openapi.json", "/v1/keys/jwks"})
 
 
 class ExplainBody(Model):
     request: JobRequest
     subject: str | None = None  # KIND:NAME; default: the caller
+
+
+class TokenBody(Model):
+    subject: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,256}$")
+    ttlSeconds: int | None = Field(default=None, ge=1)
+
+
+class ApiKeyBody(Model):
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    ttlDays: int | None = Field(default=None, ge=1, le=3650)
+
+
+class RotateBody(Model):
+    target: Literal["signing", "secrets"] = "signing"
 
 
 # --- identity ------------------------------------------------------------------------------------------
@@ -75,10 +108,34 @@ def peer_credentials(request: web.Request) -> tuple[int, int, int]:
 
 
 def _principal(ctx: ApiContext, request: web.Request) -> Principal:
-    if "Authorization" in request.headers or "X-API-Key" in request.headers:
-        # Fail closed: credentials this version cannot verify are refused, not ignored.
-        raise ApiError(401, "unsupported-credentials", "bearer tokens and API keys are not accepted by this "
-                                                       "version of onexd; connect as a Unix user")
+    """A bearer token's subject, an API key's name, or else the Unix peer. Bad credentials are a 401, never
+    a silent fall-back to the peer."""
+    auth, apikey = request.headers.get("Authorization"), request.headers.get("X-API-Key")
+    if auth is not None or apikey is not None:
+        creds = ctx.credentials
+        if creds is None:
+            raise ApiError(401, "unsupported-credentials", "this daemon accepts no tokens or API keys")
+        if auth is not None and apikey is not None:
+            raise ApiError(401, "ambiguous-credentials", "send a bearer token or an API key, not both")
+        if auth is not None:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(401, "invalid-credentials", "Authorization must be `Bearer <token>`")
+            try:
+                principal = creds.tokens.verify(token.strip())
+            except TokenError as exc:
+                log.warning("authentication failed", extra={"method": "token", "why": str(exc)})
+                raise ApiError(401, "invalid-token", f"token rejected: {exc}") from None
+        else:
+            try:
+                principal, left = creds.apikeys.verify(apikey or "")
+            except ApiKeyError as exc:
+                log.warning("authentication failed", extra={"method": "apikey", "why": str(exc)})
+                raise ApiError(401, "invalid-api-key", str(exc)) from None
+            if left is not None:
+                request[EXPIRY_WARNING] = f"API key {principal.name} expires in {left / 86400:.1f} days; rotate it"
+        log.info("authenticated", extra={"method": principal.kind, "principal": principal.display})
+        return principal
     pid, uid, gid = peer_credentials(request)
     now = time.monotonic()
     cached = ctx.principals.get((uid, gid))
@@ -114,7 +171,7 @@ async def errors_and_identity(request: web.Request, handler: Handler) -> web.Str
     status = 500
     try:
         ctx = request.app[CTX]
-        if request.path not in ("/version", "/openapi.json"):
+        if request.path not in PUBLIC_PATHS:
             principal = _principal(ctx, request)
             request[PRINCIPAL] = principal
             wait = ctx.limiter.check(principal.display)
@@ -124,6 +181,8 @@ async def errors_and_identity(request: web.Request, handler: Handler) -> web.Str
         response = await handler(request)
         status = response.status
         response.headers["X-Correlation-Id"] = cid
+        if EXPIRY_WARNING in request:
+            response.headers["X-Onexd-Warning"] = request[EXPIRY_WARNING]
         return response
     except Exception as exc:
         response = error_response(exc, cid)
@@ -332,6 +391,73 @@ async def policy_explain(request: web.Request) -> web.Response:
     return _json(result)
 
 
+def _creds(request: web.Request) -> Credentials:
+    creds = request.app[CTX].credentials
+    if creds is None:
+        raise ApiError(503, "not-configured", "keys and credentials are not available in this daemon")
+    return creds
+
+
+async def jwks(request: web.Request) -> web.Response:
+    return _json(_creds(request).keystore.jwks())
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    _require(request.app[CTX], request[PRINCIPAL], "keys:read")
+    return _json({"keys": [e.public() for e in _creds(request).keystore.entries()]})
+
+
+async def rotate_keys(request: web.Request) -> web.Response:
+    _require(request.app[CTX], request[PRINCIPAL], "keys:rotate")
+    raw = await request.read()
+    body = _parse(RotateBody, await _json_body(request) if raw.strip() else {})
+    creds = _creds(request)
+    reason = f"api:{request[PRINCIPAL].display}"
+    if body.target == "signing":
+        kid = await asyncio.to_thread(creds.rotate_signing, reason)
+        return _json({"target": "signing", "activeKid": kid, "jwks": creds.keystore.jwks()})
+    key_id = await asyncio.to_thread(creds.rotate_store, reason)
+    return _json({"target": "secrets", "dataKeyId": key_id})
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    _require(request.app[CTX], request[PRINCIPAL], "tokens:issue")
+    body = _parse(TokenBody, await _json_body(request))
+    try:
+        token, claims = _creds(request).tokens.issue(body.subject, body.ttlSeconds)
+    except TokenError as exc:
+        raise ApiError(400, "invalid-request", str(exc)) from None
+    log.info("token issued", extra={"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"]})
+    return _json({"token": token, "expiresAt": claims["exp"], "subject": body.subject, "kid": claims["kid"]}, 201)
+
+
+async def create_apikey(request: web.Request) -> web.Response:
+    _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
+    body = _parse(ApiKeyBody, await _json_body(request))
+    try:
+        key, record = _creds(request).apikeys.create(body.name, body.ttlDays * 86400 if body.ttlDays else None)
+    except ApiKeyError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    log.info("api key created", extra={"apikey": record.name, "keyId": record.key_id})
+    return _json({"name": record.name, "key": key, "keyId": record.key_id, "expiresAt": record.expires_at,
+                  "note": "shown once: onexd stores only its hash"}, 201)
+
+
+async def list_apikeys(request: web.Request) -> web.Response:
+    _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
+    return _json({"apikeys": _creds(request).apikeys.entries()})
+
+
+async def revoke_apikey(request: web.Request) -> web.Response:
+    _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
+    try:
+        record = _creds(request).apikeys.revoke(request.match_info["name"])
+    except ApiKeyError as exc:
+        raise ApiError(404, "not-found", str(exc)) from None
+    log.info("api key revoked", extra={"apikey": record.name})
+    return _json({"name": record.name, "revokedAt": record.revoked_at})
+
+
 async def openapi(request: web.Request) -> web.Response:
     from onexd.api.openapi import document
 
@@ -349,6 +475,13 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/policy", policy_status),
     ("POST", "/v1/policy/reload", policy_reload),
     ("POST", "/v1/policy/explain", policy_explain),
+    ("GET", "/v1/keys/jwks", jwks),
+    ("GET", "/v1/keys", list_keys),
+    ("POST", "/v1/keys/rotate", rotate_keys),
+    ("POST", "/v1/tokens", issue_token),
+    ("POST", "/v1/apikeys", create_apikey),
+    ("GET", "/v1/apikeys", list_apikeys),
+    ("DELETE", "/v1/apikeys/{name}", revoke_apikey),
     ("GET", "/openapi.json", openapi),
 ]
 

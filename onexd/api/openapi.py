@@ -104,6 +104,38 @@ def document() -> dict[str, Any]:
                        "another subject)", "operationId": "explain",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ExplainRequest")}}},
             "responses": {**_ok("the decision", _ref("Decision")), **_errors(400, 403, *common)}}},
+        "/v1/keys/jwks": {"get": {"summary": "Public keys that verify onexd's tokens: pending, active, grace "
+                                             "(no permission needed)", "operationId": "jwks",
+                                  "responses": _ok("a JWKS", {"type": "object", "properties": {
+                                      "keys": {"type": "array", "items": {"type": "object"}}}})}},
+        "/v1/keys": {"get": {"summary": "Signing keys and their states (keys:read)", "operationId": "listKeys",
+                             "responses": {**_ok("keys", {"type": "object"}), **_errors(403, *common)}}},
+        "/v1/keys/rotate": {"post": {
+            "summary": "Rotate the signing keys, or the secret store's data key (keys:rotate)",
+            "operationId": "rotateKeys",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"target": {"enum": ["signing", "secrets"]}}}}}},
+            "responses": {**_ok("rotated", {"type": "object"}), **_errors(400, 403, *common)}}},
+        "/v1/tokens": {"post": {
+            "summary": "Issue a token for a subject (tokens:issue)", "operationId": "issueToken",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["subject"], "properties": {
+                    "subject": {"type": "string"}, "ttlSeconds": {"type": "integer", "minimum": 1}}}}}},
+            "responses": {**_ok("the token", {"type": "object", "properties": {"token": {"type": "string"}}}, "201"),
+                          **_errors(400, 403, *common)}}},
+        "/v1/apikeys": {
+            "post": {"summary": "Create an API key, shown once (apikeys:manage)", "operationId": "createApiKey",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["name"], "properties": {
+                             "name": {"type": "string"}, "ttlDays": {"type": "integer", "minimum": 1}}}}}},
+                     "responses": {**_ok("the key", {"type": "object", "properties": {"key": {"type": "string"}}},
+                                         "201"), **_errors(400, 403, *common)}},
+            "get": {"summary": "API keys without their secrets (apikeys:manage)", "operationId": "listApiKeys",
+                    "responses": {**_ok("keys", {"type": "object"}), **_errors(403, *common)}}},
+        "/v1/apikeys/{name}": {"delete": {
+            "summary": "Revoke an API key (apikeys:manage)", "operationId": "revokeApiKey",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {**_ok("revoked", {"type": "object"}), **_errors(403, 404, *common)}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": _ok("OpenAPI 3.1", {"type": "object"})}},
     }

@@ -180,18 +180,66 @@ def run(args: argparse.Namespace) -> int:
             _show(data, fmt)
     elif cmd == ("policy", "reload"):
         _show(client.call("POST", "/v1/policy/reload"), fmt)
+    elif cmd == ("keys", "list"):
+        data = client.call("GET", "/v1/keys")
+        if fmt == "table":
+            _show(data["keys"], fmt, ("kid", "algorithm", "state", "createdAt", "activatedAt", "graceUntil"))
+        else:
+            _show(data, fmt)
+    elif cmd == ("keys", "rotate"):
+        _show(client.call("POST", "/v1/keys/rotate", {"target": "secrets" if args.secrets else "signing"}), fmt)
+    elif cmd == ("keys", "jwks"):
+        print_json(client.call("GET", "/v1/keys/jwks"))
+    elif cmd == ("token", "issue"):
+        body: dict[str, Any] = {"subject": args.subject}
+        if args.ttl:
+            body["ttlSeconds"] = _duration(args.ttl)
+        data = client.call("POST", "/v1/tokens", body)
+        if fmt == "table":
+            sys.stdout.write(data["token"] + "\n")
+        else:
+            _show(data, fmt)
+    elif cmd == ("apikey", "create"):
+        body = {"name": args.name}
+        if args.ttl:
+            body["ttlDays"] = max(1, _duration(args.ttl) // 86400)
+        data = client.call("POST", "/v1/apikeys", body)
+        if fmt == "table":
+            sys.stdout.write(data["key"] + "\n")
+            console(stderr=True).print("[yellow]shown once: onexd keeps only its hash[/yellow]")
+        else:
+            _show(data, fmt)
+    elif cmd == ("apikey", "list"):
+        data = client.call("GET", "/v1/apikeys")
+        if fmt == "table":
+            _show(data["apikeys"], fmt, ("name", "keyId", "state", "createdAt", "expiresAt", "revokedAt"))
+        else:
+            _show(data, fmt)
+    elif cmd == ("apikey", "revoke"):
+        _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
     elif cmd == ("policy", "explain"):
         try:
             request = json.loads(Path(args.request).read_text() if args.request != "-" else sys.stdin.read())
         except (OSError, ValueError) as exc:
             raise ValueError(f"{args.request}: {exc}") from None
-        body: dict[str, Any] = {"request": request}
+        body = {"request": request}
         if args.subject:
             body["subject"] = args.subject
         data = client.call("POST", "/v1/policy/explain", body)
         _show(data, fmt)
         return EXIT_OK if data["allowed"] and not data.get("inputErrors") else EXIT_DENIED
     return EXIT_OK
+
+
+def _duration(text: str) -> int:
+    """`90d`, `12h`, `30m`, `45s` or plain seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    try:
+        if text[-1:] in units:
+            return int(text[:-1]) * units[text[-1]]
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (like 90d, 12h, 30m, 45s)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = pol.add_parser("explain", help="why a request would be allowed or denied (nothing runs)")
     p.add_argument("request", metavar="REQUEST.json")
     p.add_argument("--as", dest="subject", metavar="KIND:NAME", help="another subject (needs policy:read)")
+    keys = sub.add_parser("keys", help="onexd's signing keys").add_subparsers(dest="action", required=True,
+                                                                             metavar="ACTION")
+    keys.add_parser("list", help="keys and their states (keys:read)")
+    keys.add_parser("jwks", help="the published JWKS")
+    p = keys.add_parser("rotate", help="rotate the signing keys now (keys:rotate)")
+    p.add_argument("--secrets", action="store_true", help="rotate the secret store's data key instead")
+    token = sub.add_parser("token", help="tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = token.add_parser("issue", help="issue a token (tokens:issue)")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--ttl", metavar="DURATION", help="like 1h or 600 (at most the daemon's token TTL)")
+    apikey = sub.add_parser("apikey", help="API keys").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = apikey.add_parser("create", help="create a key, shown once (apikeys:manage)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--ttl", metavar="DURATION", help="like 90d (default: the daemon's)")
+    apikey.add_parser("list", help="keys, never their secrets")
+    apikey.add_parser("revoke", help="revoke a key").add_argument("name", metavar="NAME")
     return parser
 
 

@@ -302,6 +302,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _secret_store(args: argparse.Namespace) -> Any:
+    from onexd.keys.master import load_master_key
+    from onexd.secrets.store import EncryptedStore
+
+    state = Path(args.state_dir)
+    return EncryptedStore(state / "secrets" / "store.json", load_master_key(state))
+
+
+def cmd_secret_set(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        console(stderr=True).print("reading the value from standard input (end with Ctrl-D)")
+    value = sys.stdin.buffer.read()
+    if args.strip_newline and value.endswith(b"\n"):
+        value = value[:-1]
+    if not value:
+        raise UsageError("empty value on standard input")
+    _secret_store(args).set(args.source, args.key, value)
+    console(stderr=True).print(f"stored {escape(args.source)}/{escape(args.key)} ({len(value)} bytes, encrypted)")
+    return EXIT_OK
+
+
+def cmd_secret_list(args: argparse.Namespace) -> int:
+    names = _secret_store(args).names()
+    if args.output == "json":
+        print_json(names)
+    else:
+        for name in names:
+            sys.stdout.write(name + "\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onexd", description="Declarative sandbox runtime daemon.")
     parser.add_argument("--version", action="version", version=f"onexd {__version__}")
@@ -362,6 +393,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.add_argument("--docker-host", default=docker_host, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_image_build)
+
+    secret = sub.add_parser("secret", help="onexd's encrypted secret store (SecretSource type encrypted)")
+    ssub = secret.add_subparsers(dest="secret_command", required=True, metavar="SUBCOMMAND")
+    state_default = os.environ.get("ONEXD_STATE_DIR", "/var/lib/onexd")
+    p = ssub.add_parser("set", help="store SOURCE/KEY, the value read from standard input")
+    p.add_argument("source", metavar="SOURCE", help="the SecretSource name (type: encrypted)")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--state-dir", default=state_default, metavar="DIR")
+    p.add_argument("--keep-newline", dest="strip_newline", action="store_false",
+                   help="keep a trailing newline (by default one is dropped, as `echo` adds it)")
+    p.set_defaults(func=cmd_secret_set)
+    p = ssub.add_parser("list", help="names only, never values")
+    p.add_argument("--state-dir", default=state_default, metavar="DIR")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_secret_list)
 
     p = sub.add_parser("run", help="run one job without the daemon (0 succeeded, 1 failed, 3 denied/invalid)")
     p.add_argument("--policy-dir", required=True, metavar="DIR")

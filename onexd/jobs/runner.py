@@ -28,7 +28,7 @@ from onexd.jobs.records import JobRecord, new_job_id
 from onexd.policy.schema import InputValidator
 from onexd.policy.snapshot import NodeInfo, Snapshot
 from onexd.runtime.base import Runtime
-from onexd.secrets.sources import SecretCache, SecretError, source_for
+from onexd.secrets.sources import EncryptedBackend, SecretCache, SecretError, source_for
 from onexd.secrets.staging import mask, staged_secrets
 
 MAX_INPUT_BYTES = 1024 * 1024
@@ -109,23 +109,29 @@ class JobRunner:
 
     def __init__(self, runtime: Runtime, state_dir: Path, staging_dir: Path,
                  environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
-                 secret_cache: SecretCache | None = None, release_networks: bool = False) -> None:
+                 secret_cache: SecretCache | None = None, release_networks: bool = False,
+                 secret_store: EncryptedBackend | None = None,
+                 on_secret_access: Callable[[str, str, str], None] | None = None) -> None:
         self.runtime = runtime
         self.nodes = NodeStore(state_dir / "nodes")
         self.staging_dir = staging_dir
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.cache = secret_cache or SecretCache()
+        self.secret_store = secret_store
+        # (job id, secret name, source): every access is recorded by name, never by value.
+        self.on_secret_access = on_secret_access or (lambda job, name, source: None)
         # One-shot runs (`onexd run`) leave no zone network behind; the daemon keeps them while zones are in use.
         self.release_networks = release_networks
 
-    def _secret_values(self, snapshot: Snapshot, names: tuple[str, ...]) -> dict[str, bytes]:
+    def _secret_values(self, snapshot: Snapshot, names: tuple[str, ...], job_id: str) -> dict[str, bytes]:
         values = {}
         for name in names:
             secret = snapshot.secrets[name]
             source_spec = snapshot.secret_sources[secret.source]
+            self.on_secret_access(job_id, name, secret.source)
             try:
-                source = source_for(source_spec, self.environ)
+                source = source_for(source_spec, self.environ, secret.source, self.secret_store)
                 values[name] = self.cache.get(secret.source, secret.key, source_spec.cacheTTLSeconds,
                                               functools.partial(source.read, secret.key))
             except SecretError as exc:
@@ -139,7 +145,7 @@ class JobRunner:
         node_dir = None
         if request.node is not None and snapshot.nodes[request.node].has_source:
             node_dir = str(self.nodes.materialize(snapshot.nodes[request.node]))
-        values = self._secret_values(snapshot, decision.sandbox.secrets)
+        values = self._secret_values(snapshot, decision.sandbox.secrets, job_id)
         if not values:
             yield HostPaths(node_source=node_dir), []
             return

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +57,59 @@ class FileSecretSource:
             raise SecretError(f"cannot read key {key!r} from {self.directory}: {exc.strerror}") from None
 
 
-def source_for(spec: SecretSourceSpec, environ: Mapping[str, str] | None = None) -> SecretSource:
+class EncryptedBackend(Protocol):
+    def get(self, source: str, key: str) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedSecretSource:
+    """Values from onexd's own encrypted store, under this source's name."""
+
+    name: str
+    store: EncryptedBackend
+
+    def read(self, key: str) -> bytes:
+        return self.store.get(self.name, key)
+
+
+@dataclass(frozen=True, slots=True)
+class VaultSecretSource:
+    """Values from a HashiCorp Vault KV v2 mount: GET {address}/v1/{mount}/data/{key}, field `value` (or the
+    only field). The token is read from tokenFile on each cache miss, so token renewal needs no restart."""
+
+    address: str
+    mount: str
+    token_file: Path
+    timeout_s: float = 5.0
+
+    def read(self, key: str) -> bytes:
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise SecretError(f"cannot read the Vault token file {self.token_file}: {exc.strerror}") from None
+        url = f"{self.address.rstrip('/')}/v1/{self.mount}/data/{urllib.parse.quote(key)}"
+        request = urllib.request.Request(url, headers={"X-Vault-Token": token})  # noqa: S310 - http(s) URL from policy
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                body = json.loads(response.read(1024 * 1024))
+        except urllib.error.HTTPError as exc:
+            raise SecretError(f"Vault answered {exc.code} for key {key!r}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SecretError(f"Vault at {self.address} unreachable or not KV v2 ({type(exc).__name__})") from None
+        fields = (body.get("data") or {}).get("data") if isinstance(body, dict) else None
+        if not isinstance(fields, dict) or not fields:
+            raise SecretError(f"Vault returned no data for key {key!r}")
+        if "value" in fields:
+            value = fields["value"]
+        elif len(fields) == 1:
+            value = next(iter(fields.values()))
+        else:
+            raise SecretError(f"Vault key {key!r} has several fields and none named `value`")
+        return str(value).encode()
+
+
+def source_for(spec: SecretSourceSpec, environ: Mapping[str, str] | None = None, name: str = "",
+               store: EncryptedBackend | None = None) -> SecretSource:
     """The source implementation for a policy SecretSource."""
     if spec.type == "env":
         assert spec.prefix is not None
@@ -61,8 +117,15 @@ def source_for(spec: SecretSourceSpec, environ: Mapping[str, str] | None = None)
     if spec.type == "file":
         assert spec.path is not None
         return FileSecretSource(Path(spec.path))
-    # Fail closed: a job that needs a secret we cannot deliver does not run.
-    raise SecretError(f"secret sources of type {spec.type!r} are not available in this version of onexd")
+    if spec.type == "vault":
+        assert spec.address is not None
+        assert spec.mount is not None
+        assert spec.tokenFile is not None
+        return VaultSecretSource(spec.address, spec.mount, Path(spec.tokenFile))
+    if store is None:  # fail closed: a job that needs a secret we cannot deliver does not run
+        raise SecretError("the encrypted secret store is not available here (it lives in the daemon's state "
+                          "directory)")
+    return EncryptedSecretSource(name, store)
 
 
 class SecretCache:

@@ -1,0 +1,1 @@
+"""Keys: the key-encryption key, the signing keystore and its rotation."""
