@@ -17,14 +17,19 @@ import os
 import signal
 import socket
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from onexd import __version__
 from onexd.api.app import ApiContext, Credentials, build_app
 from onexd.api.ratelimit import RateLimiter
+from onexd.audit.checkpoints import Checkpointer, verify_trail
+from onexd.audit.shipper import Shipper, make_sink
+from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
 from onexd.errors import ConfigError, RuntimeFailure
@@ -35,8 +40,9 @@ from onexd.jobs.service import JobService
 from onexd.jobs.store import JobStore
 from onexd.keys.keystore import Keystore
 from onexd.keys.master import load_master_key
+from onexd.metrics import Metrics
 from onexd.policy.loader import LoadLimits
-from onexd.policy.manager import PolicyManager
+from onexd.policy.manager import PolicyManager, ReloadResult
 from onexd.policy.pipeline import Trust
 from onexd.policy.store import BundleStore
 from onexd.policy.watcher import PolicyWatcher
@@ -136,10 +142,30 @@ class Daemon:
         except RuntimeFailure as exc:
             log.error("container engine unavailable; jobs will fail until it answers", extra={"why": str(exc)})
         staging = check_staging_dir(Path(cfg.secrets.stagingDir) if cfg.secrets.stagingDir else default_staging_dir())
+        metrics = Metrics()
+        checkpointer: Checkpointer | None = None
+
+        def on_audit(event: dict[str, Any]) -> None:
+            metrics.audit_events.inc()
+            if checkpointer is not None:
+                checkpointer.observe(event)
+
+        audit = AuditLog(state_dir / "audit", cfg.audit.maxSegmentBytes, cfg.audit.keepSegments,
+                         enforced=cfg.audit.delivery == "enforced", on_event=on_audit)
+
+        def key_event(kind: str, data: dict[str, Any]) -> None:
+            log.info(kind, extra=data)
+            try:
+                audit.append("key." + kind.replace(" ", "-"), "onexd", "success", data)
+            except AuditUnavailable:
+                log.error("key event not audited", extra={"event": kind})
+
         master = load_master_key(state_dir)
-        keystore = Keystore(state_dir / "keys" / "keystore.json", master, cfg.auth.tokens.algorithm)
-        secret_store = EncryptedStore(state_dir / "secrets" / "store.json", master,
-                                      on_event=lambda kind, data: log.info(kind, extra=data))
+        keystore = Keystore(state_dir / "keys" / "keystore.json", master, cfg.auth.tokens.algorithm,
+                            on_event=key_event)
+        checkpointer = Checkpointer(audit, keystore.signing_key, cfg.audit.checkpoint.everyEvents)
+        secret_store = EncryptedStore(state_dir / "secrets" / "store.json", master, on_event=key_event)
+        audit.append("daemon.start", "onexd", "success", {"version": __version__, "pid": os.getpid()})
         rotation = RotationScheduler(cfg, keystore, secret_store)
         credentials = Credentials(
             tokens=TokenService(keystore, cfg.auth), keystore=keystore,
@@ -147,19 +173,37 @@ class Daemon:
             rotate_signing=rotation.rotate_signing_keys, rotate_store=rotation.rotate_store)
         store = JobStore(state_dir / "jobs.sqlite3")
         runner = JobRunner(runtime, state_dir, staging, secret_store=secret_store,
-                           on_secret_access=lambda job, name, source: log.info(
-                               "secret accessed", extra={"job": job, "secret": name, "source": source}))
-        jobs = JobService(runner, store, cfg.concurrency)
+                           on_secret_access=lambda job, name, source: audit.append(
+                               "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}))
+        jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
         jobs.recover()
         limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
                             max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
         policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), self._trust(), limits)
-        first = await asyncio.to_thread(policy.reload, "startup")
+        def audited_reload(reason: str) -> ReloadResult:
+            result = policy.reload(reason)
+            state = policy.state
+            metrics.reloads.labels("rejected" if result.rejected else "ok").inc()
+            events: list[tuple[str, str | None, str, dict[str, Any] | None, str | None]] = [
+                ("policy.activated", "onexd", "success", {"bundle": d, "version": state.entries[d].version,
+                                                          "reason": reason}, result.digest)
+                for d in result.activated if d in state.entries]
+            events += [("policy.rejected", "onexd", "failure",
+                        {"bundle": r.name, "version": r.version, "codes": sorted({p.code for p in r.problems}),
+                         "reason": reason}, result.digest)
+                       for d, r in state.rejections.items() if d in result.rejected]
+            events += [("policy.removed", "onexd", "success", {"bundle": d, "reason": reason}, result.digest)
+                       for d in result.removed]
+            if events:
+                audit.append_many(events)
+            return result
+
+        first = await asyncio.to_thread(audited_reload, "startup")
         if policy.state.degraded:
             log.warning("started degraded: some bundles are rejected", extra={"digest": first.digest})
 
         async def reload(reason: str) -> dict[str, Any]:
-            result = await asyncio.to_thread(policy.reload, reason)
+            result = await asyncio.to_thread(audited_reload, reason)
             return {"changed": result.changed, "digest": result.digest, "activated": list(result.activated),
                     "rejected": list(result.rejected), "removed": list(result.removed),
                     "degraded": policy.state.degraded}
@@ -168,7 +212,19 @@ class Daemon:
         ctx = ApiContext(policy=policy, jobs=jobs,
                          limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
                          reload=reload, engine_ok=lambda: self._engine_ok, credentials=credentials,
+                         audit=audit, metrics=metrics,
+                         verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
                          max_body_bytes=cfg.limits.maxRequestBytes)
+        shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
+                          batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
+        metrics.add_gauge("onexd_audit_shipping_lag_events", "Events not yet acknowledged by each sink.", "sink",
+                          lambda: {k: float(v) for k, v in shipper.lag().items()})
+        metrics.add_gauge("onexd_signing_key_age_seconds", "Age of the active signing key.", "kid",
+                          lambda: {e.kid: time.time() - (e.activated_at or e.created_at)
+                                   for e in keystore.entries() if e.state == "active"})
+        rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", checkpointer.write, "interval")
+        if cfg.audit.sinks:
+            rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
         app = build_app(ctx)
         app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await app_runner.setup()
@@ -205,6 +261,12 @@ class Daemon:
             await jobs.shutdown(SHUTDOWN_GRACE_S)
             await app_runner.cleanup()
             socket_path.unlink(missing_ok=True)
+            with contextlib.suppress(AuditUnavailable):
+                audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})
+            checkpointer.write("stop")
+            if cfg.audit.sinks:
+                await asyncio.to_thread(shipper.ship)
+            audit.close()
             store.close()
             if isinstance(runtime, DockerRuntime):
                 runtime.close()

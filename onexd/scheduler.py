@@ -1,7 +1,5 @@
-"""APScheduler wiring only: key and data-key rotation on schedules, retirement of keys past their grace.
-
-Overdue rotations (the daemon was down when one was due) run at start.
-"""
+"""APScheduler wiring only: key and data-key rotation, retirement of keys past their grace, and whatever else
+the daemon runs periodically (audit checkpoints, shipping). Overdue rotations run at start."""
 
 from __future__ import annotations
 
@@ -43,7 +41,11 @@ class RotationScheduler:
         self._add(self.keystore.retire_expired, min(60, every_keys, self.config.grace_s), "retire keys")
         self._scheduler.start()
 
-    def _add(self, fn: Callable[..., Any], every_s: int, name: str, *args: str) -> None:
+    def every(self, seconds: float, name: str, fn: Callable[..., Any], *args: str) -> None:
+        """Run fn (on a worker thread) every `seconds`; call before start()."""
+        self._add(fn, seconds, name, *args)
+
+    def _add(self, fn: Callable[..., Any], every_s: float, name: str, *args: str) -> None:
         async def job() -> None:
             try:
                 await asyncio.to_thread(fn, *args)

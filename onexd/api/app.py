@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError
 from onexd import API_VERSION, __version__
 from onexd.api.errors import ApiError, error_response
 from onexd.api.ratelimit import RateLimiter
+from onexd.audit.trail import AuditLog
 from onexd.crypto import TokenError
 from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
@@ -35,6 +36,7 @@ from onexd.jobs.records import JobRecord, iso
 from onexd.jobs.service import JobService, decision_reasons
 from onexd.keys.keystore import Keystore
 from onexd.logs import correlation_id
+from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager
 from onexd.policy.models import Model
 
@@ -65,6 +67,9 @@ class ApiContext:
     reload: Callable[[str], Awaitable[dict[str, Any]]]
     engine_ok: Callable[[], bool]
     credentials: Credentials | None = None
+    audit: AuditLog | None = None
+    metrics: Metrics | None = None
+    verify_audit: Callable[[], dict[str, Any]] | None = None
     max_body_bytes: int = 1024 * 1024
     principals: dict[tuple[int, int], tuple[float, Principal]] = field(default_factory=dict)
 
@@ -147,16 +152,50 @@ def _principal(ctx: ApiContext, request: web.Request) -> Principal:
                      group_names=base.group_names, pid=pid)
 
 
-def _require(ctx: ApiContext, principal: Principal, permission: str) -> None:
+async def _require(ctx: ApiContext, principal: Principal, permission: str) -> None:
     granted, roles = permissions_for(ctx.policy.state.snapshot, principal, permission)
+    await _decision(ctx, principal, permission, granted, {"roles": list(roles)})
     if not granted:
         raise ApiError(403, "denied", f"{principal.display} lacks {permission}",
                        reasons=[{"code": "missing-permission",
                                  "message": f"none of the roles {', '.join(roles) or '(none)'} grants {permission}"}])
 
 
+async def _decision(ctx: ApiContext, principal: Principal, permission: str, allowed: bool,
+                    data: dict[str, Any]) -> None:
+    """Every authorization decision is counted and, before the answer goes out, durable in the trail."""
+    resource, _, action = permission.partition(":")
+    result = "allowed" if allowed else "denied"
+    if ctx.metrics is not None:
+        ctx.metrics.authorization.labels(resource, action, result).inc()
+    if ctx.audit is not None:
+        await ctx.audit.aappend("authz.decision", principal.display, result, {"permission": permission, **data},
+                                ctx.policy.state.snapshot.digest)
+
+
 def _allowed(ctx: ApiContext, principal: Principal, permission: str) -> bool:
     return permissions_for(ctx.policy.state.snapshot, principal, permission)[0]
+
+
+async def _authenticate(ctx: ApiContext, request: web.Request) -> Principal:
+    """_principal(), counted and audited: failures always, token and API key successes too (a Unix peer's
+    identity is the kernel's, and every decision event names it)."""
+    method = "bearer" if "Authorization" in request.headers else "apikey" if "X-API-Key" in request.headers \
+        else "peer"
+    try:
+        principal = _principal(ctx, request)
+    except ApiError as exc:
+        if ctx.metrics is not None:
+            ctx.metrics.authentication.labels(method, "failure").inc()
+        if ctx.audit is not None:
+            await ctx.audit.aappend("auth.failure", None, "failure", {"method": method, "code": exc.code,
+                                                                      "reason": exc.message})
+        raise
+    if ctx.metrics is not None:
+        ctx.metrics.authentication.labels(method, "success").inc()
+    if method != "peer" and ctx.audit is not None:
+        await ctx.audit.aappend("auth.success", principal.display, "success", {"method": method})
+    return principal
 
 
 # --- middleware ----------------------------------------------------------------------------------------
@@ -172,7 +211,7 @@ async def errors_and_identity(request: web.Request, handler: Handler) -> web.Str
     try:
         ctx = request.app[CTX]
         if request.path not in PUBLIC_PATHS:
-            principal = _principal(ctx, request)
+            principal = await _authenticate(ctx, request)
             request[PRINCIPAL] = principal
             wait = ctx.limiter.check(principal.display)
             if wait is not None:
@@ -273,10 +312,13 @@ async def submit_job(request: web.Request) -> web.Response:
     body = _parse(JobRequest, await _json_body(request))
     snapshot = ctx.policy.state.snapshot  # one reference read: the job lives with this snapshot
     admission = ctx.jobs.admit(snapshot, principal, body)
+    await _decision(ctx, principal, "nodes:execute", admission.decision.allowed,
+                    {"target": body.target, "capability": admission.decision.capability,
+                     "reasons": [r["code"] for r in decision_reasons(admission.decision)]})
     if not admission.decision.allowed:
         raise ApiError(403, "denied", f"{principal.display} may not run {body.target}",
                        reasons=decision_reasons(admission.decision))
-    record = ctx.jobs.submit(snapshot, principal, body, admission)
+    record = await ctx.jobs.submit(snapshot, principal, body, admission)
     if request.query.get("wait") in ("true", "1"):
         final = await ctx.jobs.wait(record.id)
         assert final is not None
@@ -308,9 +350,9 @@ async def list_jobs(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid-request", "limit must be an integer") from None
     everyone = request.query.get("all") in ("true", "1")
     if everyone:
-        _require(ctx, principal, "jobs:read-all")
+        await _require(ctx, principal, "jobs:read-all")
     else:
-        _require(ctx, principal, "jobs:read")
+        await _require(ctx, principal, "jobs:read")
     records = ctx.jobs.store.query(None if everyone else principal.display, limit + 1,
                                    request.query.get("before"), request.query.get("status"))
     page = records[:limit]
@@ -348,7 +390,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 async def policy_status(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    _require(ctx, request[PRINCIPAL], "policy:read")
+    await _require(ctx, request[PRINCIPAL], "policy:read")
     state = ctx.policy.state
     return _json({
         "digest": state.snapshot.digest, "degraded": state.degraded, "reloadedAt": iso(state.reloaded_at),
@@ -361,7 +403,7 @@ async def policy_status(request: web.Request) -> web.Response:
 
 async def policy_reload(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    _require(ctx, request[PRINCIPAL], "policy:reload")
+    await _require(ctx, request[PRINCIPAL], "policy:reload")
     return _json(await ctx.reload(f"api:{request[PRINCIPAL].display}"))
 
 
@@ -371,7 +413,7 @@ async def policy_explain(request: web.Request) -> web.Response:
     body = _parse(ExplainBody, await _json_body(request))
     subject = principal
     if body.subject is not None:
-        _require(ctx, principal, "policy:read")
+        await _require(ctx, principal, "policy:read")
         try:
             subject = parse_subject(body.subject)
         except Exception as exc:
@@ -391,6 +433,44 @@ async def policy_explain(request: web.Request) -> web.Response:
     return _json(result)
 
 
+async def _event(request: web.Request, type_: str, data: dict[str, Any]) -> None:
+    audit = request.app[CTX].audit
+    if audit is not None:
+        await audit.aappend(type_, request[PRINCIPAL].display, "success", data)
+
+
+async def audit_events(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    await _require(ctx, request[PRINCIPAL], "audit:read")
+    if ctx.audit is None:
+        raise ApiError(503, "not-configured", "no audit trail in this daemon")
+    try:
+        since = int(request.query.get("since", "0"))
+        limit = min(max(int(request.query.get("limit", "1000")), 1), 10000)
+    except ValueError:
+        raise ApiError(400, "invalid-request", "since and limit must be integers") from None
+    events = await asyncio.to_thread(ctx.audit.read, since, limit)
+    return _json({"events": events, "next": events[-1]["seq"] if events else since,
+                  "lastSeq": ctx.audit.last_seq})
+
+
+async def audit_verify(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    await _require(ctx, request[PRINCIPAL], "audit:read")
+    if ctx.verify_audit is None:
+        raise ApiError(503, "not-configured", "no audit trail in this daemon")
+    return _json(await asyncio.to_thread(ctx.verify_audit))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    await _require(ctx, request[PRINCIPAL], "monitoring:read")
+    if ctx.metrics is None:
+        raise ApiError(503, "not-configured", "no metrics in this daemon")
+    return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
 def _creds(request: web.Request) -> Credentials:
     creds = request.app[CTX].credentials
     if creds is None:
@@ -403,12 +483,12 @@ async def jwks(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    _require(request.app[CTX], request[PRINCIPAL], "keys:read")
+    await _require(request.app[CTX], request[PRINCIPAL], "keys:read")
     return _json({"keys": [e.public() for e in _creds(request).keystore.entries()]})
 
 
 async def rotate_keys(request: web.Request) -> web.Response:
-    _require(request.app[CTX], request[PRINCIPAL], "keys:rotate")
+    await _require(request.app[CTX], request[PRINCIPAL], "keys:rotate")
     raw = await request.read()
     body = _parse(RotateBody, await _json_body(request) if raw.strip() else {})
     creds = _creds(request)
@@ -421,40 +501,45 @@ async def rotate_keys(request: web.Request) -> web.Response:
 
 
 async def issue_token(request: web.Request) -> web.Response:
-    _require(request.app[CTX], request[PRINCIPAL], "tokens:issue")
+    await _require(request.app[CTX], request[PRINCIPAL], "tokens:issue")
     body = _parse(TokenBody, await _json_body(request))
     try:
         token, claims = _creds(request).tokens.issue(body.subject, body.ttlSeconds)
     except TokenError as exc:
         raise ApiError(400, "invalid-request", str(exc)) from None
     log.info("token issued", extra={"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"]})
+    await _event(request, "token.issued", {"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"],
+                                           "expiresAt": claims["exp"]})
     return _json({"token": token, "expiresAt": claims["exp"], "subject": body.subject, "kid": claims["kid"]}, 201)
 
 
 async def create_apikey(request: web.Request) -> web.Response:
-    _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
+    await _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
     body = _parse(ApiKeyBody, await _json_body(request))
     try:
         key, record = _creds(request).apikeys.create(body.name, body.ttlDays * 86400 if body.ttlDays else None)
     except ApiKeyError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     log.info("api key created", extra={"apikey": record.name, "keyId": record.key_id})
+    await _event(request, "apikey.created", {"apikey": record.name, "keyId": record.key_id,
+                                             "expiresAt": record.expires_at})
     return _json({"name": record.name, "key": key, "keyId": record.key_id, "expiresAt": record.expires_at,
                   "note": "shown once: onexd stores only its hash"}, 201)
 
 
 async def list_apikeys(request: web.Request) -> web.Response:
-    _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
+    await _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
     return _json({"apikeys": _creds(request).apikeys.entries()})
 
 
 async def revoke_apikey(request: web.Request) -> web.Response:
-    _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
+    await _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
     try:
         record = _creds(request).apikeys.revoke(request.match_info["name"])
     except ApiKeyError as exc:
         raise ApiError(404, "not-found", str(exc)) from None
     log.info("api key revoked", extra={"apikey": record.name})
+    await _event(request, "apikey.revoked", {"apikey": record.name})
     return _json({"name": record.name, "revokedAt": record.revoked_at})
 
 
@@ -482,6 +567,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/v1/apikeys", create_apikey),
     ("GET", "/v1/apikeys", list_apikeys),
     ("DELETE", "/v1/apikeys/{name}", revoke_apikey),
+    ("GET", "/v1/audit", audit_events),
+    ("GET", "/v1/audit/verify", audit_verify),
+    ("GET", "/metrics", metrics),
     ("GET", "/openapi.json", openapi),
 ]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from onexd.audit.trail import AuditUnavailable
 from onexd.errors import ConfigError, OnexdError, PolicyError, RuntimeFailure, UsageError
 from onexd.jobs.runner import InvalidInput
 from onexd.jobs.service import NotAccepting, TooManyJobs
@@ -31,6 +32,7 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidInput, 400, "invalid-input"),
     (TooManyJobs, 429, "too-many-jobs"),
     (NotAccepting, 503, "shutting-down"),
+    (AuditUnavailable, 503, "audit-unavailable"),
     (RuntimeFailure, 503, "engine-unavailable"),
     (UsageError, 400, "invalid-request"),
     (PolicyError, 409, "policy-invalid"),
@@ -58,13 +60,13 @@ def error_response(exc: BaseException, correlation_id: str) -> web.Response:
         status, code, message = _http_error(exc)
     else:
         status, code = next(((s, c) for cls, s, c in ERROR_TABLE if isinstance(exc, cls)), (500, "internal"))
-        message = str(exc) if status < 500 or isinstance(exc, (RuntimeFailure, NotAccepting)) else \
+        message = str(exc) if status < 500 or isinstance(exc, (RuntimeFailure, NotAccepting, AuditUnavailable)) else \
             "internal error; see the daemon log for this correlation id"
         if isinstance(exc, InvalidInput):
             extra["details"] = exc.errors
         if isinstance(exc, TooManyJobs):
             headers["Retry-After"] = str(exc.retry_after_s)
-        if status >= 500 and not isinstance(exc, (RuntimeFailure, NotAccepting)):
+        if status >= 500 and not isinstance(exc, (RuntimeFailure, NotAccepting, AuditUnavailable)):
             log.error("unhandled error", exc_info=exc)
     body = {"error": {"code": code, "message": message, "correlationId": correlation_id, **extra}}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json",

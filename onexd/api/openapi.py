@@ -136,6 +136,21 @@ def document() -> dict[str, Any]:
             "summary": "Revoke an API key (apikeys:manage)", "operationId": "revokeApiKey",
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {**_ok("revoked", {"type": "object"}), **_errors(403, 404, *common)}}},
+        "/v1/audit": {"get": {
+            "summary": "Audit events after a seq (audit:read)", "operationId": "auditEvents",
+            "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+            "responses": {**_ok("events", {"type": "object", "properties": {
+                "events": {"type": "array", "items": {"type": "object"}}, "next": {"type": "integer"}}}),
+                **_errors(400, 403, *common)}}},
+        "/v1/audit/verify": {"get": {"summary": "Verify the hash chain and signed checkpoints (audit:read)",
+                                     "operationId": "auditVerify",
+                                     "responses": {**_ok("result", {"type": "object", "properties": {
+                                         "ok": {"type": "boolean"}, "firstBadSeq": {"type": ["integer", "null"]}}}),
+                                         **_errors(403, *common)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (monitoring:read)", "operationId": "metrics",
+                             "responses": {**_ok("text format", {"type": "string"}, media="text/plain"),
+                                           **_errors(403, *common)}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": _ok("OpenAPI 3.1", {"type": "object"})}},
     }

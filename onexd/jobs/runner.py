@@ -111,7 +111,7 @@ class JobRunner:
                  environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
                  secret_cache: SecretCache | None = None, release_networks: bool = False,
                  secret_store: EncryptedBackend | None = None,
-                 on_secret_access: Callable[[str, str, str], None] | None = None) -> None:
+                 on_secret_access: Callable[[str, str, str], object] | None = None) -> None:
         self.runtime = runtime
         self.nodes = NodeStore(state_dir / "nodes")
         self.staging_dir = staging_dir

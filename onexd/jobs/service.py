@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import ConcurrencyConfig
 from onexd.engine.decide import Decision
 from onexd.engine.request import JobRequest
@@ -22,6 +23,7 @@ from onexd.identity.principal import Principal
 from onexd.jobs.records import FINAL, JobRecord
 from onexd.jobs.runner import Admission, JobRunner
 from onexd.jobs.store import JobStore
+from onexd.metrics import Metrics
 from onexd.policy.snapshot import Snapshot
 
 log = logging.getLogger("onexd.jobs")
@@ -48,8 +50,11 @@ class _Live:
 
 
 class JobService:
-    def __init__(self, runner: JobRunner, store: JobStore, limits: ConcurrencyConfig) -> None:
+    def __init__(self, runner: JobRunner, store: JobStore, limits: ConcurrencyConfig,
+                 audit: AuditLog | None = None, metrics: Metrics | None = None) -> None:
         self.runner = runner
+        self.audit = audit
+        self.metrics = metrics
         self.store = store
         self.limits = limits
         self._slots = asyncio.Semaphore(limits.maxJobs)
@@ -63,9 +68,15 @@ class JobService:
         """Decision and checked input; raises InvalidInput. Pure CPU work: fine on the loop."""
         return self.runner.admit(snapshot, principal, request)
 
-    def submit(self, snapshot: Snapshot, principal: Principal, request: JobRequest, admission: Admission
-               ) -> JobRecord:
-        """Queue an admitted job; its record is durable before this returns."""
+    async def _event(self, type_: str, record: JobRecord, outcome: str = "success", **data: object) -> None:
+        if self.audit is not None:
+            await self.audit.aappend(type_, record.principal, outcome,
+                                     {"job": record.id, "node": record.node, "profile": record.profile,
+                                      "zone": record.zone, **data}, record.policy_digest)
+
+    async def submit(self, snapshot: Snapshot, principal: Principal, request: JobRequest, admission: Admission
+                     ) -> JobRecord:
+        """Queue an admitted job; its audit event and its record are durable before this returns."""
         if not self._accepting:
             raise NotAccepting("onexd is shutting down and accepts no new jobs")
         mine = sum(1 for j in self._live.values() if j.record.principal == principal.display)
@@ -75,6 +86,7 @@ class JobService:
         if len(self._live) >= self.limits.maxJobs + self.limits.maxQueued:
             raise TooManyJobs(f"the queue is full ({len(self._live)} jobs)", retry_after_s=2)
         record = self.runner.new_record(snapshot, principal, request, admission.decision)
+        await self._event("job.submitted", record)  # AuditUnavailable here refuses the job (enforced mode)
         self.store.put(record)
         live = _Live(record)
         self._live[record.id] = live
@@ -92,6 +104,8 @@ class JobService:
                 else:
                     live.record = dataclasses.replace(live.record, status="running", started_at=self.runner.clock())
                     self.store.put(live.record)
+                    with contextlib.suppress(AuditUnavailable):  # the job was accepted; finishing it is owed
+                        await self._event("job.started", live.record)
                     loop = asyncio.get_running_loop()
                     final = await loop.run_in_executor(self._executor, self.runner.execute, snapshot, admission,
                                                        request, live.record, live.cancel)
@@ -101,6 +115,12 @@ class JobService:
                                         finished_at=self.runner.clock())
         live.record = final
         self.store.put(final)
+        if self.metrics is not None:
+            self.metrics.job_finished(final.status, final.duration_ms / 1000 if final.duration_ms else None,
+                                      final.reason)
+        with contextlib.suppress(AuditUnavailable):
+            await self._event("job.finished", final, "success" if final.status == "succeeded" else "failure",
+                              status=final.status, exitCode=final.exit_code, reason=final.reason)
         self._live.pop(final.id, None)
         live.done.set()
         log.info("job finished", extra={"job": final.id, "status": final.status, "exitCode": final.exit_code,

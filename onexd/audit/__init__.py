@@ -1,0 +1,1 @@
+"""Audit: the hash-chained trail, signed checkpoints, verification, shipping to sinks."""

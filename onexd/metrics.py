@@ -1,0 +1,63 @@
+"""Prometheus metrics (prometheus-client), in a registry of the daemon's own: the only module importing it.
+
+Names follow the ONEX security specification where it has them (onex_*), onexd's own otherwise (onexd_*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _Callback(Collector):
+    """Gauges computed at scrape time (shipping lag, key age), so nothing has to keep them up to date."""
+
+    def __init__(self, name: str, doc: str, label: str, values: Callable[[], dict[str, float]]) -> None:
+        self.name, self.doc, self.label, self.values = name, doc, label, values
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = GaugeMetricFamily(self.name, self.doc, labels=[self.label])
+        for key, value in self.values().items():
+            family.add_metric([key], value)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.authentication = Counter("onex_authentication_attempts_total", "Authentication attempts.",
+                                      ["method", "result"], registry=r)
+        self.authorization = Counter("onex_authorization_checks_total", "Authorization decisions.",
+                                     ["resource_type", "action", "result"], registry=r)
+        self.security_events = Counter("onex_node_execution_security_events_total",
+                                       "Security-relevant job outcomes (OOM, timeout, seccomp kill, denial).",
+                                       ["event_type", "severity"], registry=r)
+        self.jobs = Counter("onexd_jobs_total", "Jobs by final status.", ["status"], registry=r)
+        self.job_duration = Histogram("onexd_job_duration_seconds", "Job run time.", registry=r,
+                                      buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+        self.reloads = Counter("onexd_policy_reloads_total", "Policy reloads.", ["result"], registry=r)
+        self.audit_events = Counter("onexd_audit_events_total", "Audit events written.", registry=r)
+        self.audit_dropped = Counter("onexd_audit_events_dropped_total", "Audit events lost (best_effort).",
+                                     registry=r)
+        self.shipping_failures = Counter("onexd_audit_shipping_failures_total", "Failed shipping batches.",
+                                         ["sink"], registry=r)
+
+    def add_gauge(self, name: str, doc: str, label: str, values: Callable[[], dict[str, float]]) -> None:
+        self.registry.register(_Callback(name, doc, label, values))
+
+    def job_finished(self, status: str, duration_s: float | None, reason: str) -> None:
+        self.jobs.labels(status).inc()
+        if duration_s is not None:
+            self.job_duration.observe(duration_s)
+        event = {"oom_killed": ("oom_killed", "high"), "timed_out": ("timed_out", "medium")}.get(status)
+        if event is None and "seccomp" in reason:
+            event = ("seccomp_kill", "high")
+        if event is not None:
+            self.security_events.labels(*event).inc()
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
