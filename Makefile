@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 HOST_PACKAGES := docker.io mmdebstrap busybox-static
 DOCKERD_LOG ?= /var/log/onexd-dockerd.log
 
-.PHONY: demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon generate clean
+.PHONY: demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon bench-audit generate clean
 
 # A venv with the pinned dependencies, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -52,7 +52,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not docker"
 
-bench: bench-policy bench-runtime bench-daemon
+bench: bench-policy bench-runtime bench-daemon bench-audit
 
 bench-policy: $(STAMP)
 	$(BIN)/python bench/bench_policy.py
@@ -62,6 +62,10 @@ bench-runtime: images
 
 bench-daemon: images
 	$(BIN)/python bench/bench_daemon.py
+
+bench-audit: $(STAMP)
+	$(BIN)/python bench/bench_audit.py
+	$(BIN)/python bench/audit_crash.py 100
 
 # Regenerate what is derived from the code (tests fail when these drift).
 generate: $(STAMP)

@@ -261,11 +261,14 @@ class Daemon:
             await jobs.shutdown(SHUTDOWN_GRACE_S)
             await app_runner.cleanup()
             socket_path.unlink(missing_ok=True)
-            with contextlib.suppress(AuditUnavailable):
+            # Each step on its own: a failing disk must not keep the daemon from stopping.
+            try:
                 audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})
-            checkpointer.write("stop")
-            if cfg.audit.sinks:
-                await asyncio.to_thread(shipper.ship)
+                checkpointer.write("stop")
+                if cfg.audit.sinks:
+                    await asyncio.to_thread(shipper.ship)
+            except (AuditUnavailable, OSError) as exc:
+                log.error("audit trail not finalized at stop", extra={"why": type(exc).__name__})
             audit.close()
             store.close()
             if isinstance(runtime, DockerRuntime):

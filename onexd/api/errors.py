@@ -12,6 +12,7 @@ from onexd.audit.trail import AuditUnavailable
 from onexd.errors import ConfigError, OnexdError, PolicyError, RuntimeFailure, UsageError
 from onexd.jobs.runner import InvalidInput
 from onexd.jobs.service import NotAccepting, TooManyJobs
+from onexd.jobs.store import StorageUnavailable
 
 log = logging.getLogger("onexd.api")
 
@@ -33,12 +34,17 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (TooManyJobs, 429, "too-many-jobs"),
     (NotAccepting, 503, "shutting-down"),
     (AuditUnavailable, 503, "audit-unavailable"),
+    (StorageUnavailable, 503, "state-unavailable"),
     (RuntimeFailure, 503, "engine-unavailable"),
     (UsageError, 400, "invalid-request"),
     (PolicyError, 409, "policy-invalid"),
     (ConfigError, 500, "config"),
     (OnexdError, 500, "internal"),
 )
+
+
+# 503s whose message is safe and useful to show: they say what is unavailable, not how the code failed.
+SERVICE_ERRORS = (RuntimeFailure, NotAccepting, AuditUnavailable, StorageUnavailable)
 
 
 def _http_error(exc: web.HTTPException) -> tuple[int, str, str]:
@@ -60,13 +66,13 @@ def error_response(exc: BaseException, correlation_id: str) -> web.Response:
         status, code, message = _http_error(exc)
     else:
         status, code = next(((s, c) for cls, s, c in ERROR_TABLE if isinstance(exc, cls)), (500, "internal"))
-        message = str(exc) if status < 500 or isinstance(exc, (RuntimeFailure, NotAccepting, AuditUnavailable)) else \
+        message = str(exc) if status < 500 or isinstance(exc, SERVICE_ERRORS) else \
             "internal error; see the daemon log for this correlation id"
         if isinstance(exc, InvalidInput):
             extra["details"] = exc.errors
         if isinstance(exc, TooManyJobs):
             headers["Retry-After"] = str(exc.retry_after_s)
-        if status >= 500 and not isinstance(exc, (RuntimeFailure, NotAccepting, AuditUnavailable)):
+        if status >= 500 and not isinstance(exc, SERVICE_ERRORS):
             log.error("unhandled error", exc_info=exc)
     body = {"error": {"code": code, "message": message, "correlationId": correlation_id, **extra}}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json",

@@ -131,7 +131,8 @@ def verify_trail(directory: Path, public_key: Callable[[str], PublicKey | None])
     """Check the chain, the segment sequence and every checkpoint; name the first bad seq."""
     problems: list[tuple[int, str]] = []
     hashes: dict[int, str] = {}
-    checkpoints = _read_checkpoints(directory, public_key, problems)
+    checkpoint_problems: list[tuple[int, str]] = []
+    checkpoints = _read_checkpoints(directory, public_key, checkpoint_problems)
     segs = segments(directory)
     expected, prev_hash, count = None, GENESIS, 0
     if segs and segs[0][0] > 1:
@@ -177,6 +178,7 @@ def verify_trail(directory: Path, public_key: Callable[[str], PublicKey | None])
         elif c["toSeq"] in hashes and hashes[c["toSeq"]] != c["lastHash"]:
             problems.append((c["toSeq"], f"the record at seq {c['toSeq']} differs from the one its checkpoint "
                                          "signed"))
+    problems += checkpoint_problems
     if problems:
         seq, why = min(problems)
         return VerifyResult(False, count, len(checkpoints), seq, why)

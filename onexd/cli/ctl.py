@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,26 @@ def run(args: argparse.Namespace) -> int:
             _show(data, fmt)
     elif cmd == ("apikey", "revoke"):
         _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
+    elif cmd == ("audit", "tail"):
+        since = args.since
+        if since is None:  # the last N events
+            since = max(0, int(client.call("GET", "/v1/audit?limit=1&since=0")["lastSeq"]) - args.lines)
+        while True:
+            page = client.call("GET", f"/v1/audit?since={since}&limit=1000")
+            for event in page["events"]:
+                sys.stdout.write(json.dumps(event) + "\n" if fmt == "json" else
+                                 f"{event['seq']:>8} {event['ts']} {event['type']:<18} {event['outcome']:<8} "
+                                 f"{event.get('principal') or '-'} {json.dumps(event.get('data'))}\n")
+            sys.stdout.flush()
+            since = page["next"]
+            if not args.follow:
+                break
+            if not page["events"]:
+                time.sleep(1)
+    elif cmd == ("audit", "verify"):
+        data = client.call("GET", "/v1/audit/verify")
+        _show(data, fmt)
+        return EXIT_OK if data["ok"] else EXIT_DENIED
     elif cmd == ("policy", "explain"):
         try:
             request = json.loads(Path(args.request).read_text() if args.request != "-" else sys.stdin.read())
@@ -289,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", metavar="DURATION", help="like 90d (default: the daemon's)")
     apikey.add_parser("list", help="keys, never their secrets")
     apikey.add_parser("revoke", help="revoke a key").add_argument("name", metavar="NAME")
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True,
+                                                                           metavar="ACTION")
+    p = audit.add_parser("tail", help="recent events (audit:read)")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--lines", type=int, default=20)
+    p.add_argument("--since", type=int, metavar="SEQ")
+    audit.add_parser("verify", help="verify the trail (exit 3 when tampered)")
     return parser
 
 

@@ -333,6 +333,30 @@ def cmd_secret_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from onexd.audit.checkpoints import verify_trail
+    from onexd.keys.keystore import Keystore
+    from onexd.keys.master import load_master_key
+
+    state = Path(args.state_dir)
+    if not (state / "audit").is_dir():
+        raise UsageError(f"no audit trail under {state}")
+    keys_path = state / "keys" / "keystore.json"
+    if keys_path.exists():
+        public_key = Keystore(keys_path, load_master_key(state)).public_key
+    else:
+        def public_key(kid: str) -> None:
+            return None
+    result = verify_trail(state / "audit", public_key)
+    if args.output == "json":
+        print_json(result.as_dict())
+    elif result.ok:
+        console().print(f"[green]intact[/green]: {result.events} events, {result.checkpoints} signed checkpoints")
+    else:
+        console().print(f"[red]tampered[/red]: first bad seq {result.first_bad_seq}: {escape(result.reason)}")
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onexd", description="Declarative sandbox runtime daemon.")
     parser.add_argument("--version", action="version", version=f"onexd {__version__}")
@@ -408,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=state_default, metavar="DIR")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_secret_list)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    p = asub.add_parser("verify", help="check the hash chain and signed checkpoints (0 intact, 3 tampered)")
+    p.add_argument("--state-dir", default=state_default, metavar="DIR")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("run", help="run one job without the daemon (0 succeeded, 1 failed, 3 denied/invalid)")
     p.add_argument("--policy-dir", required=True, metavar="DIR")

@@ -11,7 +11,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from onexd.errors import OnexdError
 from onexd.jobs.records import JobRecord
+
+
+class StorageUnavailable(OnexdError):
+    """The job database cannot be written (a full or read-only state directory)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,13 +71,18 @@ class JobStore:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StorageUnavailable(f"the job database cannot be written ({exc})") from None
 
     def put(self, record: JobRecord) -> None:
         row = _row(record)
