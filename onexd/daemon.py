@@ -32,12 +32,14 @@ from onexd.audit.shipper import Shipper, make_sink
 from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
+from onexd.engine.translate import zone_network_name
 from onexd.errors import ConfigError, RuntimeFailure
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.tokens import TokenService
 from onexd.jobs.runner import JobRunner
 from onexd.jobs.service import JobService
 from onexd.jobs.store import JobStore
+from onexd.jobs.zones import EgressZones
 from onexd.keys.keystore import Keystore
 from onexd.keys.master import load_master_key
 from onexd.metrics import Metrics
@@ -175,12 +177,22 @@ class Daemon:
         runner = JobRunner(runtime, state_dir, staging, secret_store=secret_store,
                            on_secret_access=lambda job, name, source: audit.append(
                                "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}))
+        def refused(event: dict[str, Any]) -> None:
+            metrics.security_events.labels("egress_refused", "medium").inc()
+            with contextlib.suppress(AuditUnavailable):
+                audit.append("egress.refused", None, "denied",
+                             {"job": event.get("job"), "zone": event.get("zone"),
+                              "destination": f"{event.get('host')}:{event.get('port')}", "why": event.get("reason")})
+
+        zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=refused)
+        runner.zones = zones
         jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
         jobs.recover()
         limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
                             max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
         policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), self._trust(), limits)
         def audited_reload(reason: str) -> ReloadResult:
+            before = policy.state.snapshot.zones
             result = policy.reload(reason)
             state = policy.state
             metrics.reloads.labels("rejected" if result.rejected else "ok").inc()
@@ -196,6 +208,14 @@ class Daemon:
                        for d in result.removed]
             if events:
                 audit.append_many(events)
+            if result.changed or result.removed:
+                after = policy.state.snapshot.zones
+                try:
+                    zones.update(policy.state.snapshot)
+                    for gone in set(before) - set(after):  # a removed zone leaves no network behind
+                        runtime.release_network(zone_network_name(gone))
+                except RuntimeFailure as exc:
+                    log.error("zone update failed", extra={"why": str(exc)})
             return result
 
         first = await asyncio.to_thread(audited_reload, "startup")
@@ -214,6 +234,7 @@ class Daemon:
                          reload=reload, engine_ok=lambda: self._engine_ok, credentials=credentials,
                          audit=audit, metrics=metrics,
                          verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
+                         zones=zones.zones,
                          max_body_bytes=cfg.limits.maxRequestBytes)
         shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
                           batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
@@ -223,6 +244,7 @@ class Daemon:
                           lambda: {e.kid: time.time() - (e.activated_at or e.created_at)
                                    for e in keystore.entries() if e.state == "active"})
         rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", checkpointer.write, "interval")
+        rotation.every(2, "egress refusals", zones.collect)
         if cfg.audit.sinks:
             rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
         app = build_app(ctx)
@@ -259,6 +281,13 @@ class Daemon:
             rotation.stop()
             engine_task.cancel()
             await jobs.shutdown(SHUTDOWN_GRACE_S)
+            try:
+                await asyncio.to_thread(zones.collect)
+                await asyncio.to_thread(zones.stop)
+                for zone in policy.state.snapshot.zones:  # unused zone networks go; other processes' jobs stay
+                    await asyncio.to_thread(runtime.release_network, zone_network_name(zone))
+            except RuntimeFailure as exc:
+                log.error("zone proxies not removed", extra={"why": str(exc)})
             await app_runner.cleanup()
             socket_path.unlink(missing_ok=True)
             # Each step on its own: a failing disk must not keep the daemon from stopping.

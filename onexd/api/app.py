@@ -29,6 +29,7 @@ from onexd.audit.trail import AuditLog
 from onexd.crypto import TokenError
 from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
+from onexd.engine.translate import zone_network_name
 from onexd.identity.apikeys import ApiKeyError, ApiKeyStore
 from onexd.identity.principal import Principal, parse_subject, unix_principal
 from onexd.identity.tokens import TokenService
@@ -70,6 +71,7 @@ class ApiContext:
     audit: AuditLog | None = None
     metrics: Metrics | None = None
     verify_audit: Callable[[], dict[str, Any]] | None = None
+    zones: Callable[[], dict[str, bool]] | None = None
     max_body_bytes: int = 1024 * 1024
     principals: dict[tuple[int, int], tuple[float, Principal]] = field(default_factory=dict)
 
@@ -462,6 +464,19 @@ async def audit_verify(request: web.Request) -> web.Response:
     return _json(await asyncio.to_thread(ctx.verify_audit))
 
 
+async def list_zones(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    await _require(ctx, request[PRINCIPAL], "policy:read")
+    running = await asyncio.to_thread(ctx.zones) if ctx.zones is not None else {}
+    out = []
+    for name, zone in sorted(ctx.policy.state.snapshot.zones.items()):
+        out.append({"name": name, "mode": zone.mode,
+                    "network": None if zone.mode == "none" else zone_network_name(name),
+                    "proxy": ("running" if running.get(name) else "not started") if zone.mode == "egress" else None,
+                    "egress": [r.model_dump(mode="json", exclude_none=True) for r in zone.egress]})
+    return _json({"zones": out})
+
+
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await _require(ctx, request[PRINCIPAL], "monitoring:read")
@@ -570,6 +585,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/audit", audit_events),
     ("GET", "/v1/audit/verify", audit_verify),
     ("GET", "/metrics", metrics),
+    ("GET", "/v1/zones", list_zones),
     ("GET", "/openapi.json", openapi),
 ]
 

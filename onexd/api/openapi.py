@@ -148,6 +148,9 @@ def document() -> dict[str, Any]:
                                      "responses": {**_ok("result", {"type": "object", "properties": {
                                          "ok": {"type": "boolean"}, "firstBadSeq": {"type": ["integer", "null"]}}}),
                                          **_errors(403, *common)}}},
+        "/v1/zones": {"get": {"summary": "Network zones: mode, network, proxy state, allowlist (policy:read)",
+                              "operationId": "listZones",
+                              "responses": {**_ok("zones", {"type": "object"}), **_errors(403, *common)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (monitoring:read)", "operationId": "metrics",
                              "responses": {**_ok("text format", {"type": "string"}, media="text/plain"),
                                            **_errors(403, *common)}}},

@@ -218,6 +218,12 @@ def run(args: argparse.Namespace) -> int:
             _show(data, fmt)
     elif cmd == ("apikey", "revoke"):
         _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
+    elif cmd == ("zone", "list"):
+        data = client.call("GET", "/v1/zones")
+        if fmt == "table":
+            _show(data["zones"], fmt, ("name", "mode", "network", "proxy", "egress"))
+        else:
+            _show(data, fmt)
     elif cmd == ("audit", "tail"):
         since = args.since
         if since is None:  # the last N events
@@ -310,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", metavar="DURATION", help="like 90d (default: the daemon's)")
     apikey.add_parser("list", help="keys, never their secrets")
     apikey.add_parser("revoke", help="revoke a key").add_argument("name", metavar="NAME")
+    zone = sub.add_parser("zone", help="network zones").add_subparsers(dest="action", required=True,
+                                                                       metavar="ACTION")
+    zone.add_parser("list", help="zones, their mode, network, proxy state and allowlist (policy:read)")
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True,
                                                                            metavar="ACTION")
     p = audit.add_parser("tail", help="recent events (audit:read)")

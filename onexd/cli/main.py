@@ -24,6 +24,7 @@ from onexd.engine.request import JobRequest
 from onexd.errors import ConfigError, KeyFileError, OnexdError, PolicyError, UsageError
 from onexd.identity.principal import parse_subject, unix_principal
 from onexd.jobs.runner import InvalidInput, JobRunner
+from onexd.jobs.zones import EgressZones
 from onexd.policy.diff import diff_snapshots
 from onexd.policy.pipeline import Evaluation, Trust, load_directory, severity_counts
 from onexd.policy.problems import Problem, rules_markdown
@@ -236,7 +237,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     snapshot = _valid_snapshot(args.policy_dir)
     principal = parse_subject(args.subject) if args.subject else unix_principal(os.getuid(), os.getgid())
     staging = check_staging_dir(Path(args.staging_dir) if args.staging_dir else default_staging_dir())
-    runner = JobRunner(_runtime(args), Path(args.state_dir), staging, release_networks=True)
+    runtime = _runtime(args)
+    zones = EgressZones(runtime, Path(args.state_dir), args.egress_network)
+    runner = JobRunner(runtime, Path(args.state_dir), staging, release_networks=True, zones=zones)
     cancel = threading.Event()
 
     def on_signal(signum: int, _: object) -> None:
@@ -250,8 +253,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         outcome = runner.run(snapshot, principal, request, cancel)
     except InvalidInput as exc:
+        zones.stop()
         console(stderr=True).print(f"[red]onexd: invalid input:[/red] {escape('; '.join(exc.errors))}")
         return EXIT_INVALID
+    zones.stop()  # a one-shot run leaves no proxy or network behind
     if outcome.record is None:
         if args.output == "json":
             print_json(outcome.decision.as_dict(snapshot))
@@ -449,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=os.environ.get("ONEXD_STATE_DIR", "/var/lib/onexd"), metavar="DIR")
     p.add_argument("--staging-dir", metavar="DIR", help="memory-backed directory for secret files")
     p.add_argument("--docker-host", default=docker_host, metavar="URL")
+    p.add_argument("--egress-network", default="bridge", metavar="NETWORK",
+                   help="network egress proxies reach out through")
     p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     p.add_argument("target", nargs="*", metavar="NODE | -- CMD ARG...")
     p.set_defaults(func=cmd_run)

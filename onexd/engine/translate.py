@@ -38,8 +38,43 @@ class HostPaths:
     secrets_dir: str | None = None  # memory-backed directory with one file per granted secret
 
 
+PROXY_ALIAS = "onexd-proxy"
+PROXY_PORT = 3128
+PROXY_IMAGE = "onexd/runner-python"
+PROXY_USER = "65532:65532"
+
+
 def zone_network_name(zone: str) -> str:
     return f"onexd-zone-{zone}"
+
+
+def proxy_name(zone: str) -> str:
+    return f"onexd-proxy-{zone}"
+
+
+def proxy_env() -> dict[str, str]:
+    """What a job in an egress zone needs to find its proxy (both spellings: tools disagree)."""
+    url = f"http://{PROXY_ALIAS}:{PROXY_PORT}"
+    env = {"HTTP_PROXY": url, "HTTPS_PROXY": url, "NO_PROXY": "localhost,127.0.0.1"}
+    return {**env, **{k.lower(): v for k, v in env.items()}}
+
+
+def proxy_spec(zone: str, digest: str, code_dir: str, config_dir: str, egress_network: str) -> ContainerSpec:
+    """The zone's proxy container: onexd's own code, locked down like a job (read-only, no capabilities,
+    no-new-privileges, seccomp, non-root, limits). Its first network is the egress network; the daemon joins
+    it to the zone's internal network under the alias jobs use."""
+    return ContainerSpec(
+        name=proxy_name(zone), image=PROXY_IMAGE, command=("python3", "/app/proxy/egress_proxy.py"),
+        user=PROXY_USER, env=(("ONEXD_PROXY_PORT", str(PROXY_PORT)), ("PYTHONDONTWRITEBYTECODE", "1")),
+        working_dir="/",
+        limits=Limits(memory_bytes=64 * 1024**2, memory_swap_bytes=64 * 1024**2, nano_cpus=500_000_000,
+                      pids_limit=64, nofile_limit=4096, timeout_s=0, output_limit_bytes=0),
+        seccomp=SeccompSetting(name=RUNTIME_DEFAULT),
+        network=NetworkPlacement(zone=zone, mode="egress", network_name=egress_network),
+        labels=(("onexd.managed", "true"), ("onexd.policy", digest), ("onexd.role", "proxy"), ("onexd.zone", zone)),
+        mounts=(BindMount(code_dir, "/app/proxy", read_only=True),
+                BindMount(config_dir, "/etc/onexd-zone", read_only=True)),
+    )
 
 
 def seccomp_json(profile: dict[str, object]) -> str:
@@ -79,7 +114,8 @@ def translate(snapshot: Snapshot, decision: Decision, request: JobRequest, job_i
                                  profile_json=seccomp_json(dict(snapshot.seccomp[profile.seccompProfile])))
     network = NetworkPlacement(zone=box.zone, mode=zone.mode,
                                network_name=None if zone.mode == "none" else zone_network_name(box.zone))
-    env = tuple(sorted({**profile.env, "ONEXD_JOB_ID": job_id}.items()))
+    extra = proxy_env() if zone.mode == "egress" else {}
+    env = tuple(sorted({**profile.env, **extra, "ONEXD_JOB_ID": job_id}.items()))
     return ContainerSpec(
         name=f"onexd-job-{job_id}",
         image=profile.image,

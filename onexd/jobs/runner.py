@@ -25,6 +25,7 @@ from onexd.engine.translate import HostPaths, translate
 from onexd.errors import OnexdError, RuntimeFailure
 from onexd.identity.principal import Principal
 from onexd.jobs.records import JobRecord, new_job_id
+from onexd.jobs.zones import EgressZones
 from onexd.policy.schema import InputValidator
 from onexd.policy.snapshot import NodeInfo, Snapshot
 from onexd.runtime.base import Runtime
@@ -111,7 +112,8 @@ class JobRunner:
                  environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
                  secret_cache: SecretCache | None = None, release_networks: bool = False,
                  secret_store: EncryptedBackend | None = None,
-                 on_secret_access: Callable[[str, str, str], object] | None = None) -> None:
+                 on_secret_access: Callable[[str, str, str], object] | None = None,
+                 zones: EgressZones | None = None) -> None:
         self.runtime = runtime
         self.nodes = NodeStore(state_dir / "nodes")
         self.staging_dir = staging_dir
@@ -119,6 +121,7 @@ class JobRunner:
         self.clock = clock
         self.cache = secret_cache or SecretCache()
         self.secret_store = secret_store
+        self.zones = zones
         # (job id, secret name, source): every access is recorded by name, never by value.
         self.on_secret_access = on_secret_access or (lambda job, name, source: None)
         # One-shot runs (`onexd run`) leave no zone network behind; the daemon keeps them while zones are in use.
@@ -142,6 +145,11 @@ class JobRunner:
     def _prepared(self, snapshot: Snapshot, decision: Decision, request: JobRequest, job_id: str
                   ) -> Iterator[tuple[HostPaths, list[bytes]]]:
         assert decision.sandbox is not None
+        if snapshot.zones[decision.sandbox.zone].mode == "egress":
+            if self.zones is None:  # fail closed: no proxy, no egress
+                raise RuntimeFailure(f"zone {decision.sandbox.zone} needs an egress proxy, which is not available "
+                                     "here")
+            self.zones.prepare(snapshot, decision.sandbox.zone)
         node_dir = None
         if request.node is not None and snapshot.nodes[request.node].has_source:
             node_dir = str(self.nodes.materialize(snapshot.nodes[request.node]))

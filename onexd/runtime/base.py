@@ -49,6 +49,21 @@ class Runtime(Protocol):
     def release_network(self, name: str) -> None:
         """Remove a zone network if no container uses it."""
 
+    def start_service(self, spec: ContainerSpec, networks: list[tuple[str, str]]) -> str:
+        """Start a long-running, locked-down container (a zone proxy) joined to (network, alias) pairs."""
+
+    def service_running(self, name: str) -> bool:
+        """Whether the named service container is running."""
+
+    def service_logs(self, name: str, since: float) -> list[str]:
+        """The service's own output lines since a time."""
+
+    def remove_service(self, name: str) -> None:
+        """Stop and remove a service container."""
+
+    def job_for_address(self, address: str) -> str | None:
+        """The job a zone-network address belonged to."""
+
     def reap(self) -> list[str]:
         """Remove every onexd-managed container, and managed networks no container uses; return their names."""
 

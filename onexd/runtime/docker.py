@@ -150,6 +150,7 @@ class DockerRuntime:
             self._client = docker.DockerClient(base_url=base_url, version="auto", timeout=timeout_s)
         self._api = self._client.api
         self._network_lock = threading.Lock()
+        self._addresses: dict[str, str] = {}
 
     def close(self) -> None:
         self._client.close()
@@ -226,10 +227,57 @@ class DockerRuntime:
                                                  filters={"container": cid, "event": "oom"})
             return any(True for _ in events)
 
+    # --- long-running services (zone proxies) --------------------------------------------------------
+
+    def start_service(self, spec: ContainerSpec, networks: list[tuple[str, str]]) -> str:
+        """Start a detached container with the spec's lockdown, joined to extra (network, alias) pairs. Its own
+        output (never a job's) goes to a bounded json-file log, read back with service_logs()."""
+        request = engine_request(spec)
+        request.update(detach=True, stdin_open=False)
+        request["host_config"]["LogConfig"] = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}}
+        with _engine_errors(f"starting service {spec.name}"):
+            cid = str(self._api.create_container(**request)["Id"])
+            try:
+                for network, alias in networks:
+                    self._api.connect_container_to_network(cid, network, aliases=[alias])
+                self._api.start(cid)
+            except BaseException:
+                self._remove(cid)
+                raise
+        return cid
+
+    def service_running(self, name: str) -> bool:
+        try:
+            return bool(self._api.inspect_container(name)["State"]["Running"])
+        except NotFound:
+            return False
+        except (DockerException, requests.RequestException, OSError) as exc:
+            raise RuntimeFailure(f"inspecting {name}: {exc}") from None
+
+    def service_logs(self, name: str, since: float) -> list[str]:
+        with _engine_errors(f"reading the log of {name}"), contextlib.suppress(NotFound):
+            kwargs: dict[str, Any] = {"since": int(since)} if since >= 1 else {}
+            raw = self._api.logs(name, stdout=True, stderr=True, timestamps=False, **kwargs)
+            return [line for line in raw.decode(errors="replace").splitlines() if line.strip()]
+        return []
+
+    def remove_service(self, name: str) -> None:
+        self._remove(name)
+
+    def job_for_address(self, address: str) -> str | None:
+        """The job whose container had this address on a zone network (kept from when it started)."""
+        return self._addresses.get(address)
+
+    def _remember_address(self, cid: str, network: str) -> None:
+        with contextlib.suppress(DockerException, requests.RequestException, OSError, KeyError):
+            info = self._api.inspect_container(cid)
+            address = info["NetworkSettings"]["Networks"][network]["IPAddress"]
+            if address:
+                if len(self._addresses) > 10_000:
+                    self._addresses.clear()
+                self._addresses[address] = info["Config"]["Labels"].get("onexd.job", "")
+
     def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None) -> RunResult:
-        if spec.network.mode == "egress":
-            raise RuntimeFailure(f"zone {spec.network.zone} has mode egress, which this onexd cannot provide yet; "
-                                 "refusing to run the job (fail closed)")
         if self.image(spec.image) is None:
             raise RuntimeFailure(f"image {spec.image} is not present; build it with `onexd image build`")
         if spec.network.network_name is not None:
@@ -246,6 +294,8 @@ class DockerRuntime:
             started = time.time()
             with _engine_errors(f"starting container {spec.name}"):
                 self._api.start(cid)
+            if spec.network.mode == "egress" and spec.network.network_name:
+                self._remember_address(cid, spec.network.network_name)
             self._feed(raw, stdin)
             timed_out = cancelled = False
             deadline = time.monotonic() + spec.limits.timeout_s

@@ -31,6 +31,8 @@ class FakeRuntime:
     images: dict[str, ImageInfo] = field(default_factory=dict)
     live: set[str] = field(default_factory=set)
     seen_files: list[dict[str, bytes]] = field(default_factory=list)
+    services: dict[str, tuple[ContainerSpec, list[tuple[str, str]]]] = field(default_factory=dict)
+    service_output: dict[str, list[str]] = field(default_factory=dict)
 
     def ping(self) -> None:
         return None
@@ -55,6 +57,22 @@ class FakeRuntime:
 
     def release_network(self, name: str) -> None:
         self.networks.discard(name)
+
+    def start_service(self, spec: ContainerSpec, networks: list[tuple[str, str]]) -> str:
+        self.services[spec.name] = (spec, networks)
+        return spec.name
+
+    def service_running(self, name: str) -> bool:
+        return name in self.services
+
+    def service_logs(self, name: str, since: float) -> list[str]:
+        return list(self.service_output.get(name, []))
+
+    def remove_service(self, name: str) -> None:
+        self.services.pop(name, None)
+
+    def job_for_address(self, address: str) -> str | None:
+        return None
 
     def reap(self) -> list[str]:
         removed = sorted(self.live | self.networks)

@@ -1,0 +1,1 @@
+"""The egress proxy program that runs inside a zone proxy container (standard library only)."""
