@@ -39,7 +39,8 @@ for attempt in range(int(sys.argv[3]) if len(sys.argv) > 3 else 1):
 else:
     print("exit=1")
 """
-SERVE = "mkdir -p /tmp/www && echo ok-$NAME > /tmp/www/index.html && httpd -p 8080 -h /tmp/www && httpd -f -p 8081 -h /tmp/www"
+SERVE = ("mkdir -p /tmp/www && echo ok-$NAME > /tmp/www/index.html && httpd -p 8080 -h /tmp/www "
+         "&& httpd -f -p 8081 -h /tmp/www")
 
 
 @dataclass
@@ -90,7 +91,8 @@ def _zone_docs(allow: list[dict[str, Any]]) -> list[dict[str, Any]]:
         doc("Capability", "probe-zones", {"adhoc": True, "profiles": ["in-web", "in-lab", "isolated"],
                                           "zones": ["web", "lab"]}),
         doc("Role", "zone-prober", {"permissions": ["nodes:execute"], "capabilities": ["probe-zones"]}),
-        doc("RoleBinding", "zone-probers", {"roles": ["zone-prober"], "subjects": [{"kind": "UnixUser", "name": "root"}]}),
+        doc("RoleBinding", "zone-probers", {"roles": ["zone-prober"],
+                                            "subjects": [{"kind": "UnixUser", "name": "root"}]}),
     ]
 
 

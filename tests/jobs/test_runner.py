@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -165,3 +166,50 @@ def test_records_carry_the_spec_fields(snapshot: Snapshot, tmp_path: Path, stagi
     assert str(data["createdAt"]).endswith("Z") and len(data["id"]) == 32
     assert hashlib.sha256(b"").hexdigest() not in data["stdout"]
     assert os.environ.get("ONEXD_DEMO_SECRET_API_TOKEN") is None
+
+
+def test_egress_zone_without_a_proxy_manager_fails_closed(tmp_path: Path, staging: Path) -> None:
+    """A job placed in an egress zone where no proxy can be provided ends `error`; nothing runs."""
+    from tests.conftest import doc, minimal_docs, write_bundle
+
+    docs = minimal_docs()
+    docs.append(doc("NetworkZone", "web", {"mode": "egress", "egress": [{"host": "example.org", "ports": [443]}]}))
+    docs[0]["spec"]["zone"] = "web"
+    docs[2]["spec"]["zones"] = ["web"]
+    write_bundle(tmp_path / "p", "b", docs)
+    snapshot = load_directory(tmp_path / "p").snapshot
+    assert snapshot is not None
+    runtime = FakeRuntime()
+    record = JobRunner(runtime, tmp_path / "state", staging, environ={}).run(
+        snapshot, ROOT_USER, JobRequest(node="echo")).record
+    assert record is not None and record.status == "error" and "egress proxy" in record.reason
+    assert runtime.runs == []
+
+
+def test_egress_job_gets_a_proxy_and_its_environment(tmp_path: Path, staging: Path) -> None:
+    """With a zone manager, the zone's proxy is started first and the job's env names it."""
+    from onexd.jobs.zones import EgressZones
+    from tests.conftest import doc, minimal_docs, write_bundle
+
+    docs = minimal_docs()
+    docs.append(doc("NetworkZone", "web", {"mode": "egress", "egress": [{"cidr": "10.9.0.0/16", "ports": [80]}]}))
+    docs[0]["spec"]["zone"] = "web"
+    docs[2]["spec"]["zones"] = ["web"]
+    write_bundle(tmp_path / "p", "b", docs)
+    snapshot = load_directory(tmp_path / "p").snapshot
+    assert snapshot is not None
+    runtime = FakeRuntime()
+    runtime.service_output["onexd-proxy-web"] = ['{"event": "listening"}']
+    zones = EgressZones(runtime, tmp_path / "state", "egress-net")
+    record = JobRunner(runtime, tmp_path / "state", staging, environ={}, zones=zones).run(
+        snapshot, ROOT_USER, JobRequest(node="echo")).record
+    assert record is not None and record.status == "succeeded"
+    spec, networks = runtime.services["onexd-proxy-web"]
+    assert networks == [("onexd-zone-web", "onexd-proxy")] and spec.network.network_name == "egress-net"
+    assert spec.read_only_rootfs and spec.cap_drop == ("ALL",) and spec.user == "65532:65532"
+    env = dict(runtime.runs[0][0].env)
+    assert env["HTTP_PROXY"] == env["https_proxy"] == "http://onexd-proxy:3128"
+    config = json.loads((tmp_path / "state" / "zones" / "web" / "config.json").read_text())
+    assert config["egress"] == [{"cidr": "10.9.0.0/16", "ports": [80]}]
+    zones.stop()
+    assert runtime.services == {}

@@ -265,18 +265,6 @@ def test_reap_removes_leftovers(docker_runtime: DockerRuntime, probe_snapshot: S
         client.close()
 
 
-def test_egress_zone_is_refused_until_supported(docker_runtime: DockerRuntime) -> None:
-    """Fail closed: a spec placed in an egress zone does not run."""
-    from onexd.errors import RuntimeFailure
-
-    spec = ContainerSpec(name="onexd-job-egress", image="onexd/runner-busybox", command=("true",), user="1000:1000",
-                         env=(), working_dir="/", limits=Limits(32 << 20, 32 << 20, 10**8, 8, 64, 5, 1024),
-                         seccomp=SeccompSetting("runtime-default"),
-                         network=NetworkPlacement("web", "egress", "onexd-zone-web"), labels=())
-    with pytest.raises(RuntimeFailure, match="egress"):
-        docker_runtime.run(spec, b"")
-
-
 def test_python_runner_has_the_full_standard_library(runner: JobRunner, probe_snapshot: Snapshot) -> None:
     """onexd/runner-python is Debian's python3 (not -minimal): the wider standard library imports."""
     from onexd.engine.request import JobRequest
