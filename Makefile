@@ -6,10 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
-HOST_PACKAGES := docker.io mmdebstrap busybox-static
+HOST_PACKAGES := docker.io mmdebstrap busybox-static systemd curl
 DOCKERD_LOG ?= /var/log/onexd-dockerd.log
 
-.PHONY: demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon bench-audit generate clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+
+.PHONY: install demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon bench-audit generate clean
 
 # A venv with the pinned dependencies, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -71,6 +75,23 @@ bench-audit: $(STAMP)
 generate: $(STAMP)
 	$(BIN)/onexd policy schemas --out schemas
 	$(BIN)/onexd policy rules > docs/rules.md
+	$(BIN)/onexd docs policy > docs/policy-reference.md
+	$(BIN)/onexd docs api > docs/api.md
+
+# Where a distribution would put things: the program (with its dependencies) under PREFIX, units, sysusers and
+# tmpfiles snippets, a commented onexd.yaml and the baseline policies (never overwriting an operator's).
+install:
+	$(PYTHON) -m pip install --quiet --no-warn-script-location --root "$(DESTDIR)/" --prefix "$(PREFIX)" .
+	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/system" "$(DESTDIR)$(PREFIX)/lib/sysusers.d" \
+	  "$(DESTDIR)$(PREFIX)/lib/tmpfiles.d" "$(DESTDIR)$(PREFIX)/share/doc/onexd" "$(DESTDIR)$(SYSCONFDIR)/onexd/policies.d"
+	sed 's|/usr/bin/onexd|$(PREFIX)/bin/onexd|' systemd/onexd.service > "$(DESTDIR)$(PREFIX)/lib/systemd/system/onexd.service"
+	install -m 0644 systemd/onexd.socket "$(DESTDIR)$(PREFIX)/lib/systemd/system/onexd.socket"
+	install -m 0644 systemd/onexd.sysusers "$(DESTDIR)$(PREFIX)/lib/sysusers.d/onexd.conf"
+	install -m 0644 systemd/onexd.tmpfiles "$(DESTDIR)$(PREFIX)/lib/tmpfiles.d/onexd.conf"
+	test -e "$(DESTDIR)$(SYSCONFDIR)/onexd/onexd.yaml" || install -m 0640 examples/onexd.yaml "$(DESTDIR)$(SYSCONFDIR)/onexd/onexd.yaml"
+	test -e "$(DESTDIR)$(SYSCONFDIR)/onexd/policies.d/baseline" || cp -r policies/baseline "$(DESTDIR)$(SYSCONFDIR)/onexd/policies.d/"
+	install -m 0644 README.md docs/*.md "$(DESTDIR)$(PREFIX)/share/doc/onexd/"
+	@echo "installed under $(DESTDIR)$(PREFIX); then: systemd-sysusers, systemd-tmpfiles --create, systemctl enable --now onexd.socket"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/results

@@ -151,8 +151,10 @@ class DaemonConfig(Model):
         return self.rotation.graceSeconds or self.auth.tokens.ttlSeconds
 
 
-def load_config(path: Path, overrides: dict[str, str] | None = None) -> DaemonConfig:
-    """Read onexd.yaml (if it exists) and apply overrides (dotted keys, from flags and ONEXD_* variables)."""
+def load_config(path: Path, overrides: dict[str, str] | None = None,
+                fallbacks: dict[str, str] | None = None) -> DaemonConfig:
+    """Read onexd.yaml (if it exists), fill what it leaves unset from fallbacks (systemd's directories), then
+    apply overrides (dotted keys, from flags and ONEXD_* variables)."""
     from onexd.policy.yamlsafe import load_documents
 
     data: dict[str, Any] = {}
@@ -168,13 +170,19 @@ def load_config(path: Path, overrides: dict[str, str] | None = None) -> DaemonCo
         if len(docs) != 1 or not isinstance(docs[0].data, dict):
             raise ConfigError(f"{path}: expected exactly one YAML mapping (kind: DaemonConfig)")
         data = docs[0].data
+    for dotted, value in (fallbacks or {}).items():
+        _set(data, dotted, value, replace=False)
     for dotted, value in (overrides or {}).items():
-        target = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = value
+        _set(data, dotted, value, replace=True)
     return config_from_data(data, str(path))
+
+
+def _set(data: dict[str, Any], dotted: str, value: str, replace: bool) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    if replace or leaf not in data:
+        data[leaf] = value
 
 
 def config_from_data(data: object, source: str) -> DaemonConfig:

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from onexd import __version__
+from onexd import __version__, systemd
 from onexd.api.app import ApiContext, Credentials, build_app
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
@@ -251,7 +251,8 @@ class Daemon:
         app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await app_runner.setup()
         socket_path = Path(cfg.socket.path)
-        sock = bind_socket(socket_path, int(cfg.socket.mode, 8), cfg.socket.group)
+        passed = systemd.listen_socket()
+        sock = passed if passed is not None else bind_socket(socket_path, int(cfg.socket.mode, 8), cfg.socket.group)
         site = web.SockSite(app_runner, sock)
         await site.start()
         def changed() -> None:  # on watchdog's thread
@@ -260,8 +261,15 @@ class Daemon:
         watcher = PolicyWatcher(Path(cfg.policyDir), changed)
         with contextlib.suppress(OSError):
             watcher.start()
+        async def hup_reload() -> None:
+            systemd.notify(systemd.reloading())
+            try:
+                await reload("SIGHUP")
+            finally:
+                systemd.notify(f"READY=1\nSTATUS={self._status(policy)}")
+
         def on_hup() -> None:
-            self._tasks.add(task := loop.create_task(reload("SIGHUP")))
+            self._tasks.add(task := loop.create_task(hup_reload()))
             task.add_done_callback(self._tasks.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
@@ -270,13 +278,20 @@ class Daemon:
         engine_task = loop.create_task(self._watch_engine(runtime))
         rotation.start()
         log.info("onexd ready", extra={"policy": policy.state.snapshot.digest, "degraded": policy.state.degraded,
-                                       "pid": os.getpid()})
+                                       "pid": os.getpid(), "socketActivated": passed is not None})
+        systemd.notify(f"READY=1\nSTATUS={self._status(policy)}")
+        watchdog = systemd.watchdog_interval_s()
+        if watchdog is not None:
+            self._tasks.add(loop.create_task(self._watchdog(watchdog)))
         if ready is not None:
             ready()
         try:
             await self._stop.wait()
         finally:
             log.info("stopping", extra={"graceSeconds": SHUTDOWN_GRACE_S})
+            systemd.notify("STOPPING=1\nSTATUS=stopping: letting running jobs finish")
+            for task in list(self._tasks):
+                task.cancel()
             watcher.stop()
             rotation.stop()
             engine_task.cancel()
@@ -289,7 +304,8 @@ class Daemon:
             except RuntimeFailure as exc:
                 log.error("zone proxies not removed", extra={"why": str(exc)})
             await app_runner.cleanup()
-            socket_path.unlink(missing_ok=True)
+            if passed is None:  # a socket systemd passed stays: it is systemd's
+                socket_path.unlink(missing_ok=True)
             # Each step on its own: a failing disk must not keep the daemon from stopping.
             try:
                 audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})
@@ -307,6 +323,19 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @staticmethod
+    def _status(policy: PolicyManager) -> str:
+        state = policy.state
+        health = "degraded: " + ", ".join(sorted(r.name for r in state.rejections.values())) + " rejected" \
+            if state.degraded else "ok"
+        return f"{health}; policy {state.snapshot.digest[:12]}, {len(state.entries)} bundles"
+
+    async def _watchdog(self, interval_s: float) -> None:
+        """WATCHDOG=1 from the event loop itself: a stuck loop stops the pings and systemd restarts us."""
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval_s)
 
     def _schedule_reload(self) -> None:
         """Debounce watcher events; a steady stream of changes still reloads every MAX_RELOAD_DELAY_S."""

@@ -298,10 +298,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         value = flag or os.environ.get(env)
         if value:
             overrides[key] = str(Path(value).absolute())
-    config_path = Path(args.config or os.environ.get("ONEXD_CONFIG", "/etc/onexd/onexd.yaml"))
+    from onexd import systemd
+
+    conf_dir = systemd.directory("CONFIGURATION_DIRECTORY")
+    default_config = conf_dir / "onexd.yaml" if conf_dir else Path("/etc/onexd/onexd.yaml")
+    config_path = Path(args.config or os.environ.get("ONEXD_CONFIG", default_config))
     if args.config and not config_path.exists():
         raise ConfigError(f"{config_path}: no such file")
-    config = load_config(config_path, overrides)
+    # The unit's directories come after the file: flags > ONEXD_* > onexd.yaml > systemd > defaults.
+    runtime_dir, state_dir = systemd.directory("RUNTIME_DIRECTORY"), systemd.directory("STATE_DIRECTORY")
+    candidates: dict[str, Path | None] = {
+        "socket.path": runtime_dir / "onexd.sock" if runtime_dir else None,
+        "stateDir": state_dir,
+        "policyDir": conf_dir / "policies.d" if conf_dir else None,
+    }
+    fallbacks = {key: str(path) for key, path in candidates.items() if path is not None}
+    config = load_config(config_path, overrides, fallbacks)
     logs.setup(os.environ.get("ONEXD_LOG_LEVEL", "INFO"))
     serve(config)
     return EXIT_OK
@@ -360,6 +372,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     else:
         console().print(f"[red]tampered[/red]: first bad seq {result.first_bad_seq}: {escape(result.reason)}")
     return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from onexd.docgen import api_reference, policy_reference
+
+    sys.stdout.write((policy_reference() if args.which == "policy" else api_reference()) + "\n")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -444,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=state_default, metavar="DIR")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("docs", help="print generated reference documentation (markdown)")
+    p.add_argument("which", choices=("policy", "api"))
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("run", help="run one job without the daemon (0 succeeded, 1 failed, 3 denied/invalid)")
     p.add_argument("--policy-dir", required=True, metavar="DIR")

@@ -96,3 +96,12 @@ def test_example_daemon_config_validates_against_model_and_schema() -> None:
     docs, problems = load_documents(path.read_bytes(), str(path))
     assert problems == []
     assert SchemaSet().validate_data("DaemonConfig", docs[0].data) == []
+
+
+@pytest.mark.parametrize(("name", "which"), [("policy-reference.md", "policy"), ("api.md", "api")])
+def test_generated_references_match_the_sources(name: str, which: str) -> None:
+    """docs/policy-reference.md and docs/api.md equal what the schemas and OpenAPI generate (make generate)."""
+    from onexd.docgen import api_reference, policy_reference
+
+    expected = (policy_reference() if which == "policy" else api_reference()) + "\n"
+    assert (ROOT / "docs" / name).read_text() == expected
