@@ -12,7 +12,7 @@ from onexd.policy.schema import generated_schemas, schema_file_name
 
 def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
     if "$ref" in node:
-        return node["$ref"].rsplit("/", 1)[-1]
+        return str(node["$ref"]).rsplit("/", 1)[-1]
     if "enum" in node:
         return " \\| ".join(f"`{v}`" for v in node["enum"])
     if "const" in node:
