@@ -80,8 +80,17 @@ generate: $(STAMP)
 
 # Where a distribution would put things: the program (with its dependencies) under PREFIX, units, sysusers and
 # tmpfiles snippets, a commented onexd.yaml and the baseline policies (never overwriting an operator's).
+# The program lives in a private venv, PREFIX/lib/onexd (its dependencies never touch the system Python);
+# with DESTDIR the scripts' shebangs are rewritten to where the files will finally be.
 install:
-	$(PYTHON) -m pip install --quiet --no-warn-script-location --root "$(DESTDIR)/" --prefix "$(PREFIX)" .
+	rm -rf "$(DESTDIR)$(PREFIX)/lib/onexd"
+	$(PYTHON) -m venv "$(DESTDIR)$(PREFIX)/lib/onexd"
+	"$(DESTDIR)$(PREFIX)/lib/onexd/bin/python" -m pip install --quiet .
+	@if [ -n "$(DESTDIR)" ]; then for f in "$(DESTDIR)$(PREFIX)/lib/onexd/bin/"*; do \
+	  [ -L "$$f" ] || ! head -c2 "$$f" | grep -q '#!' || sed -i "1s|$(DESTDIR)||" "$$f"; done; fi
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	ln -sf ../lib/onexd/bin/onexd "$(DESTDIR)$(PREFIX)/bin/onexd"
+	ln -sf ../lib/onexd/bin/onexctl "$(DESTDIR)$(PREFIX)/bin/onexctl"
 	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/system" "$(DESTDIR)$(PREFIX)/lib/sysusers.d" \
 	  "$(DESTDIR)$(PREFIX)/lib/tmpfiles.d" "$(DESTDIR)$(PREFIX)/share/doc/onexd" "$(DESTDIR)$(SYSCONFDIR)/onexd/policies.d"
 	sed 's|/usr/bin/onexd|$(PREFIX)/bin/onexd|' systemd/onexd.service > "$(DESTDIR)$(PREFIX)/lib/systemd/system/onexd.service"

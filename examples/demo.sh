@@ -73,6 +73,13 @@ step "One job without the daemon: onexd run, with a 3 s timeout"
 onexd run --policy-dir examples/policies --state-dir "$work/state-run" --timeout 3 --profile busybox-tiny -- sleep 60 \
   || echo "(exit $? — timed out)"
 
+step "The audit trail: every decision above is recorded, hash-chained and signed; verify it"
+onexctl audit tail -n 8
+onexctl audit verify
+
 step "Stop the daemon (SIGTERM: running jobs finish, the socket is removed)"
 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=""
 [ ! -e "$ONEXD_SOCKET" ] && echo "stopped; socket removed"
+
+step "Offline verification of the trail, now sealed by a signed checkpoint written at stop"
+onexd audit verify --state-dir "$work/state"

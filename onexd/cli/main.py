@@ -374,6 +374,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_INVALID
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from onexd.cli import ctl
+    from onexd.cli.completion import bash_script
+
+    sys.stdout.write(bash_script("onexd", build_parser()) + bash_script("onexctl", ctl.build_parser()))
+    return EXIT_OK
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from onexd.docgen import api_reference, policy_reference
 
@@ -463,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=state_default, metavar="DIR")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("completion", help="shell completion for onexd and onexctl: eval \"$(onexd completion bash)\"")
+    p.add_argument("shell", choices=("bash", "zsh"), help="zsh: load bashcompinit first")
+    p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("docs", help="print generated reference documentation (markdown)")
     p.add_argument("which", choices=("policy", "api"))

@@ -101,3 +101,18 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "onexd"
     proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.startswith("onexd ")
+
+
+def test_bash_completion_completes_subcommands_and_options(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`onexd completion bash` completes commands, subcommands and options of onexd and onexctl."""
+    code, script, _ = run_cli(["completion", "bash"], capsys)
+    assert code == 0
+    (tmp_path / "c.sh").write_text(script)
+    probe = ('source c.sh; complete() { :; }; '
+             'COMP_WORDS=(onexd policy va); COMP_CWORD=2; _onexd; echo "${COMPREPLY[@]}"; '
+             'COMP_WORDS=(onexctl job run --w); COMP_CWORD=3; _onexctl; echo "${COMPREPLY[@]}"; '
+             'COMP_WORDS=(onexd nope x); COMP_CWORD=2; _onexd; echo done')
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=10,
+                         check=True).stdout.splitlines()
+    assert out[0] == "validate" and out[1] == "--wait" and out[-1] == "done"

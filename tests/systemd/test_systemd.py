@@ -136,3 +136,25 @@ def test_unit_directories_fill_in_what_the_config_leaves_unset(tmp_path: Path, v
     loaded = load_config(config, {}, fallback)
     assert (loaded.stateDir if field == "stateDir" else loaded.socket.path).startswith("/srv/s")
     assert variable
+
+
+def test_make_install_puts_everything_where_a_distribution_would(tmp_path: Path) -> None:
+    """`make install PREFIX DESTDIR`: the program in a private venv with bin/ links (shebangs rewritten to
+    the final place), units, sysusers and tmpfiles snippets, a commented onexd.yaml and the baseline policy."""
+    stage = tmp_path / "stage"
+    proc = subprocess.run(["make", "install", f"DESTDIR={stage}", "PREFIX=/usr", f"PYTHON={sys.executable}"],
+                          cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    usr = stage / "usr"
+    assert (usr / "bin/onexd").readlink() == Path("../lib/onexd/bin/onexd")
+    assert (usr / "lib/onexd/bin/onexd").read_text().splitlines()[0] == "#!/usr/lib/onexd/bin/python"
+    for path in ("lib/systemd/system/onexd.service", "lib/systemd/system/onexd.socket", "lib/sysusers.d/onexd.conf",
+                 "lib/tmpfiles.d/onexd.conf", "share/doc/onexd/operator-guide.md"):
+        assert (usr / path).is_file(), path
+    assert "ExecStart=/usr/bin/onexd serve" in (usr / "lib/systemd/system/onexd.service").read_text()
+    assert (stage / "etc/onexd/onexd.yaml").is_file()
+    assert (stage / "etc/onexd/policies.d/baseline/bundle.yaml").is_file()
+    # The staged program runs (its venv is self-contained; only the shebang names the final place).
+    version = subprocess.run([str(usr / "lib/onexd/bin/python"), "-m", "onexd.cli.main", "--version"],
+                             capture_output=True, text=True, check=False)
+    assert version.stdout.startswith("onexd ")
