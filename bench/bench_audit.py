@@ -8,7 +8,6 @@ verification per million events. Writes bench/results/audit.json.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -18,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _results import publish  # noqa: E402
 
 from onexd.audit.checkpoints import Checkpointer, verify_trail  # noqa: E402
 from onexd.audit.trail import AuditLog  # noqa: E402
@@ -61,10 +63,7 @@ def main() -> None:
         "bytes_per_event": sum(p.stat().st_size for p in (work / "audit").glob("audit-*.jsonl")) / events,
     }
     shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(results, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "audit.json").write_text(json.dumps(results, indent=2) + "\n")
+    publish("audit", results)
 
 
 if __name__ == "__main__":

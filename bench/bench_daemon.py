@@ -10,7 +10,6 @@ Targets (issue 4): socket p50 within 1.25x of sdk p50; api-fake p50 < 2 ms. Inte
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -26,8 +25,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import docker  # noqa: E402
+from _results import publish  # noqa: E402
 
 from onexd.cli.ctl import Client  # noqa: E402
 from onexd.engine.decide import decide  # noqa: E402
@@ -121,10 +122,7 @@ def main() -> None:
         shutil.rmtree(STAGING, ignore_errors=True)
     results: dict[str, Any] = {k: _stats(v) for k, v in samples.items()}
     results["ratios"] = {"socket_vs_sdk_p50": statistics.median(samples["socket"]) / statistics.median(samples["sdk"])}
-    print(json.dumps(results, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "daemon.json").write_text(json.dumps(results, indent=2) + "\n")
+    publish("daemon", results)
 
 
 if __name__ == "__main__":

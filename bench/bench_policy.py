@@ -6,7 +6,6 @@ bench/results/policy.json. Targets (issue 2): validate < 1 s; decide p99 < 50 us
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import sys
@@ -19,6 +18,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _results import publish  # noqa: E402
 
 from onexd.engine.decide import decide  # noqa: E402
 from onexd.engine.request import JobRequest  # noqa: E402
@@ -132,10 +134,7 @@ def bench_hostile() -> dict[str, float]:
 
 def main() -> None:
     results = {"validate_1000_docs": bench_validate(), "decide": bench_decide(), "hostile": bench_hostile()}
-    print(json.dumps(results, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "policy.json").write_text(json.dumps(results, indent=2) + "\n")
+    publish("policy", results)
 
 
 if __name__ == "__main__":

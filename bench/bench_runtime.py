@@ -11,7 +11,6 @@ Run: `make bench-runtime` (N=30 by default; BENCH_N to change). Writes bench/res
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -25,8 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import docker  # noqa: E402
+from _results import publish  # noqa: E402
 
 from onexd.engine.decide import decide  # noqa: E402
 from onexd.engine.request import JobRequest  # noqa: E402
@@ -123,10 +124,7 @@ def main() -> None:
         "onexd_overhead_ms_p50": (ours - sdk) * 1000,
         "onexd_overhead_pct_of_sdk": (ours - sdk) / sdk * 100,
     }
-    print(json.dumps(results, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "runtime.json").write_text(json.dumps(results, indent=2) + "\n")
+    publish("runtime", results)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,14 @@ def _show(data: Any, fmt: str, columns: Sequence[str] | None = None) -> None:
         print_json(data)
 
 
+def _listing(data: dict[str, Any], fmt: str, key: str, columns: Sequence[str]) -> None:
+    """A list answer: the rows under `key` as a table, or the whole answer as JSON/YAML."""
+    if fmt == "table":
+        _show(data[key], fmt, columns)
+    else:
+        _show(data, fmt)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -154,11 +162,7 @@ def run(args: argparse.Namespace) -> int:
             query["all"] = "true"
         if args.status:
             query["status"] = args.status
-        page = client.call("GET", "/v1/jobs?" + urlencode(query))
-        if fmt == "table":
-            _show(page["jobs"], fmt, JOB_COLUMNS)
-        else:
-            _show(page, fmt)
+        _listing(client.call("GET", "/v1/jobs?" + urlencode(query)), fmt, "jobs", JOB_COLUMNS)
     elif cmd == ("job", "logs"):
         path = f"/v1/jobs/{quote(args.id)}/logs" + ("?follow=true" if args.follow else "")
         for entry in client.stream(path):
@@ -182,11 +186,8 @@ def run(args: argparse.Namespace) -> int:
     elif cmd == ("policy", "reload"):
         _show(client.call("POST", "/v1/policy/reload"), fmt)
     elif cmd == ("keys", "list"):
-        data = client.call("GET", "/v1/keys")
-        if fmt == "table":
-            _show(data["keys"], fmt, ("kid", "algorithm", "state", "createdAt", "activatedAt", "graceUntil"))
-        else:
-            _show(data, fmt)
+        _listing(client.call("GET", "/v1/keys"), fmt, "keys",
+                 ("kid", "algorithm", "state", "createdAt", "activatedAt", "graceUntil"))
     elif cmd == ("keys", "rotate"):
         _show(client.call("POST", "/v1/keys/rotate", {"target": "secrets" if args.secrets else "signing"}), fmt)
     elif cmd == ("keys", "jwks"):
@@ -211,19 +212,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             _show(data, fmt)
     elif cmd == ("apikey", "list"):
-        data = client.call("GET", "/v1/apikeys")
-        if fmt == "table":
-            _show(data["apikeys"], fmt, ("name", "keyId", "state", "createdAt", "expiresAt", "revokedAt"))
-        else:
-            _show(data, fmt)
+        _listing(client.call("GET", "/v1/apikeys"), fmt, "apikeys",
+                 ("name", "keyId", "state", "createdAt", "expiresAt", "revokedAt"))
     elif cmd == ("apikey", "revoke"):
         _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
     elif cmd == ("zone", "list"):
-        data = client.call("GET", "/v1/zones")
-        if fmt == "table":
-            _show(data["zones"], fmt, ("name", "mode", "network", "proxy", "egress"))
-        else:
-            _show(data, fmt)
+        _listing(client.call("GET", "/v1/zones"), fmt, "zones", ("name", "mode", "network", "proxy", "egress"))
     elif cmd == ("audit", "tail"):
         since = args.since
         if since is None:  # the last N events

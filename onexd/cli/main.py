@@ -121,13 +121,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
             input_errors = InputValidator(schema).errors(request.input)
     result = decision.as_dict(snapshot)
     result["inputErrors"] = input_errors
-    if args.output == "json":
-        print_json(result)
-    elif args.output == "yaml":
-        print_yaml(result)
-    else:
-        _explain_text(result)
+    _emit(result, args.output, _explain_text)
     return EXIT_OK if decision.allowed and not input_errors else EXIT_INVALID
+
+
+def _emit(data: Any, fmt: str, text: Callable[[Any], None]) -> None:
+    """One answer in the chosen format: JSON, YAML, or the command's own text rendering."""
+    if fmt == "json":
+        print_json(data)
+    elif fmt == "yaml":
+        print_yaml(data)
+    else:
+        text(data)
 
 
 def _explain_text(result: dict[str, Any]) -> None:
@@ -149,11 +154,8 @@ def _explain_text(result: dict[str, Any]) -> None:
 def cmd_diff(args: argparse.Namespace) -> int:
     old, new = _valid_snapshot(args.old), _valid_snapshot(args.new)
     changes = diff_snapshots(old, new)
-    if args.output == "json":
-        print_json([c.as_dict() for c in changes])
-    elif args.output == "yaml":
-        print_yaml([c.as_dict() for c in changes])
-    else:
+
+    def text(_: Any) -> None:
         out = console()
         for c in changes:
             color = {"widens": "red", "narrows": "green", "changes": "yellow"}[c.effect]
@@ -161,6 +163,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         widen = sum(1 for c in changes if c.effect == "widens")
         console(stderr=True).print(f"{_plural(len(changes), 'change')}, {widen} widening access" if changes
                                    else "no changes")
+
+    _emit([c.as_dict() for c in changes], args.output, text)
     return 1 if changes else EXIT_OK
 
 
@@ -258,18 +262,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     zones.stop()  # a one-shot run leaves no proxy or network behind
     if outcome.record is None:
-        if args.output == "json":
-            print_json(outcome.decision.as_dict(snapshot))
-        else:
-            _explain_text({**outcome.decision.as_dict(snapshot), "inputErrors": []})
+        _emit({**outcome.decision.as_dict(snapshot), "inputErrors": []}, args.output, _explain_text)
         return EXIT_INVALID
     record = outcome.record.as_dict()
-    if args.output == "json":
-        print_json(record)
-    elif args.output == "yaml":
-        print_yaml(record)
-    else:
-        _record_text(record)
+    _emit(record, args.output, _record_text)
     return EXIT_OK if record["status"] == "succeeded" else EXIT_ERROR
 
 

@@ -168,17 +168,23 @@ def test_records_carry_the_spec_fields(snapshot: Snapshot, tmp_path: Path, stagi
     assert os.environ.get("ONEXD_DEMO_SECRET_API_TOKEN") is None
 
 
-def test_egress_zone_without_a_proxy_manager_fails_closed(tmp_path: Path, staging: Path) -> None:
-    """A job placed in an egress zone where no proxy can be provided ends `error`; nothing runs."""
+def _egress_snapshot(root: Path, rule: dict[str, object]) -> Snapshot:
+    """The minimal policy with its profile placed in an egress zone `web` allowing one rule."""
     from tests.conftest import doc, minimal_docs, write_bundle
 
     docs = minimal_docs()
-    docs.append(doc("NetworkZone", "web", {"mode": "egress", "egress": [{"host": "example.org", "ports": [443]}]}))
+    docs.append(doc("NetworkZone", "web", {"mode": "egress", "egress": [rule]}))
     docs[0]["spec"]["zone"] = "web"
     docs[2]["spec"]["zones"] = ["web"]
-    write_bundle(tmp_path / "p", "b", docs)
-    snapshot = load_directory(tmp_path / "p").snapshot
+    write_bundle(root, "b", docs)
+    snapshot = load_directory(root).snapshot
     assert snapshot is not None
+    return snapshot
+
+
+def test_egress_zone_without_a_proxy_manager_fails_closed(tmp_path: Path, staging: Path) -> None:
+    """A job placed in an egress zone where no proxy can be provided ends `error`; nothing runs."""
+    snapshot = _egress_snapshot(tmp_path / "p", {"host": "example.org", "ports": [443]})
     runtime = FakeRuntime()
     record = JobRunner(runtime, tmp_path / "state", staging, environ={}).run(
         snapshot, ROOT_USER, JobRequest(node="echo")).record
@@ -189,15 +195,8 @@ def test_egress_zone_without_a_proxy_manager_fails_closed(tmp_path: Path, stagin
 def test_egress_job_gets_a_proxy_and_its_environment(tmp_path: Path, staging: Path) -> None:
     """With a zone manager, the zone's proxy is started first and the job's env names it."""
     from onexd.jobs.zones import EgressZones
-    from tests.conftest import doc, minimal_docs, write_bundle
 
-    docs = minimal_docs()
-    docs.append(doc("NetworkZone", "web", {"mode": "egress", "egress": [{"cidr": "10.9.0.0/16", "ports": [80]}]}))
-    docs[0]["spec"]["zone"] = "web"
-    docs[2]["spec"]["zones"] = ["web"]
-    write_bundle(tmp_path / "p", "b", docs)
-    snapshot = load_directory(tmp_path / "p").snapshot
-    assert snapshot is not None
+    snapshot = _egress_snapshot(tmp_path / "p", {"cidr": "10.9.0.0/16", "ports": [80]})
     runtime = FakeRuntime()
     runtime.service_output["onexd-proxy-web"] = ['{"event": "listening"}']
     zones = EgressZones(runtime, tmp_path / "state", "egress-net")
