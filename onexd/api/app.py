@@ -365,15 +365,21 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     job_id = request.match_info["id"]
     record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(job_id), "jobs:read", "jobs:read-all")
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    streamed = 0
     if request.query.get("follow") in ("true", "1") and not ctx.jobs.is_final(record):
+        # Live lines as the job prints them, then whatever the final (masked, capped) record adds.
+        async for stream, line in ctx.jobs.follow(job_id):
+            await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
+            streamed += 1
         final = await ctx.jobs.wait(job_id)
         assert final is not None
         record = final
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    for stream in ("stdout", "stderr"):
-        for line in getattr(record, stream).splitlines():
-            await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
+    if not streamed:  # finished, or a job with secrets (never streamed live): the masked record's output
+        for stream in ("stdout", "stderr"):
+            for line in getattr(record, stream).splitlines():
+                await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
     if ctx.jobs.is_final(record):
         await response.write(json.dumps({"event": "end", "status": record.status,
                                          "truncated": record.truncated}).encode() + b"\n")

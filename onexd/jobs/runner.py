@@ -28,7 +28,7 @@ from onexd.jobs.records import JobRecord, new_job_id
 from onexd.jobs.zones import EgressZones
 from onexd.policy.schema import InputValidator
 from onexd.policy.snapshot import NodeInfo, Snapshot
-from onexd.runtime.base import Runtime
+from onexd.runtime.base import OutputSink, Runtime
 from onexd.secrets.sources import EncryptedBackend, SecretCache, SecretError, source_for
 from onexd.secrets.staging import mask, staged_secrets
 
@@ -179,15 +179,17 @@ class JobRunner:
                          zone=decision.sandbox.zone)
 
     def execute(self, snapshot: Snapshot, admission: Admission, request: JobRequest, base: JobRecord,
-                cancel: threading.Event | None = None) -> JobRecord:
-        """Run an admitted job on the snapshot it was decided on; always returns its final record."""
+                cancel: threading.Event | None = None, on_output: OutputSink | None = None) -> JobRecord:
+        """Run an admitted job on the snapshot it was decided on; always returns its final record. Live output
+        goes to on_output only for jobs without secrets: masking needs the whole output."""
         decision, job_id = admission.decision, base.id
         secret_values: list[bytes] = []
         try:
             with self._prepared(snapshot, decision, request, job_id) as (paths, secret_values):
                 spec = translate(snapshot, decision, request, job_id, paths)
                 try:
-                    result = self.runtime.run(spec, admission.stdin, cancel)
+                    live = on_output if not secret_values else None
+                    result = self.runtime.run(spec, admission.stdin, cancel, live)
                 finally:
                     if self.release_networks and spec.network.network_name:
                         self.runtime.release_network(spec.network.network_name)

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -47,6 +48,19 @@ class _Live:
     cancel: threading.Event = field(default_factory=threading.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    lines: list[tuple[str, str]] = field(default_factory=list)  # complete output lines so far
+    partial: dict[int, bytes] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def output(self, stream: int, chunk: bytes) -> None:
+        """On the event loop: split arriving output into lines and wake followers."""
+        data = self.partial.pop(stream, b"") + chunk
+        *complete, rest = data.split(b"\n")
+        if rest:
+            self.partial[stream] = rest
+        name = "stdout" if stream == 1 else "stderr"
+        self.lines += [(name, line.decode(errors="replace")) for line in complete]
+        self.changed.set()
 
 
 class JobService:
@@ -107,8 +121,12 @@ class JobService:
                     with contextlib.suppress(AuditUnavailable):  # the job was accepted; finishing it is owed
                         await self._event("job.started", live.record)
                     loop = asyncio.get_running_loop()
+
+                    def on_output(stream: int, chunk: bytes) -> None:  # on the job's thread
+                        loop.call_soon_threadsafe(live.output, stream, chunk)
+
                     final = await loop.run_in_executor(self._executor, self.runner.execute, snapshot, admission,
-                                                       request, live.record, live.cancel)
+                                                       request, live.record, live.cancel, on_output)
         except Exception as exc:  # a bug must still leave a final record, never a job stuck in running
             log.exception("job failed unexpectedly", extra={"job": live.record.id})
             final = dataclasses.replace(live.record, status="error", reason=f"internal error ({type(exc).__name__})",
@@ -123,6 +141,7 @@ class JobService:
                               status=final.status, exitCode=final.exit_code, reason=final.reason)
         self._live.pop(final.id, None)
         live.done.set()
+        live.changed.set()
         log.info("job finished", extra={"job": final.id, "status": final.status, "exitCode": final.exit_code,
                                         "durationMs": final.duration_ms})
 
@@ -138,6 +157,24 @@ class JobService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live.done.wait(), timeout_s)
         return self.get(job_id)
+
+    async def follow(self, job_id: str) -> AsyncIterator[tuple[str, str]]:
+        """(stream, line) pairs of a running job as they arrive; ends when the job ends. Jobs with secrets
+        stream nothing live (their output is masked as a whole): the caller reads the final record then."""
+        live = self._live.get(job_id)
+        if live is None:
+            return
+        sent = 0
+        while True:
+            live.changed.clear()
+            while sent < len(live.lines):
+                yield live.lines[sent]
+                sent += 1
+            if live.done.is_set():
+                for stream, rest in sorted(live.partial.items()):  # a last line without a newline
+                    yield ("stdout" if stream == 1 else "stderr"), rest.decode(errors="replace")
+                return
+            await live.changed.wait()
 
     def cancel(self, job_id: str) -> JobRecord | None:
         live = self._live.get(job_id)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from onexd.spec import ContainerSpec
 
 EXIT_SIGNAL_BASE = 128
+OutputSink = Callable[[int, bytes], None]  # (1 stdout | 2 stderr, bytes kept within the output limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +42,10 @@ class Runtime(Protocol):
     def ping(self) -> None:
         """Raise RuntimeFailure unless the engine answers and applies seccomp by default."""
 
-    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None) -> RunResult:
-        """Create, start, feed, wait for and always remove one container."""
+    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
+            on_output: OutputSink | None = None) -> RunResult:
+        """Create, start, feed, wait for and always remove one container; output is also passed to on_output
+        as it arrives."""
 
     def ensure_network(self, name: str, zone: str) -> None:
         """Create the internal (no route out) network of a zone, or reuse it."""

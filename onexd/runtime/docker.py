@@ -18,7 +18,7 @@ import requests
 from docker.errors import APIError, DockerException, NotFound
 
 from onexd.errors import RuntimeFailure
-from onexd.runtime.base import EXIT_SIGNAL_BASE, ImageInfo, RunResult, describe_exit, status_for
+from onexd.runtime.base import EXIT_SIGNAL_BASE, ImageInfo, OutputSink, RunResult, describe_exit, status_for
 from onexd.spec import MANAGED_LABEL, ContainerSpec
 
 ZONE_LABEL = "onexd.zone"
@@ -95,9 +95,9 @@ def _engine_errors(action: str) -> Iterator[None]:
 class _OutputReader(threading.Thread):
     """Demultiplexes the attach stream, keeping at most `limit` bytes of stdout+stderr, draining the rest."""
 
-    def __init__(self, sock: socket.socket, limit: int) -> None:
+    def __init__(self, sock: socket.socket, limit: int, on_output: OutputSink | None = None) -> None:
         super().__init__(name="onexd-output", daemon=True)
-        self.sock, self.limit = sock, limit
+        self.sock, self.limit, self.on_output = sock, limit, on_output
         self.out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
         self.truncated = False
         self.kept = 0
@@ -129,6 +129,8 @@ class _OutputReader(threading.Thread):
                     if chunk and stream in self.out:
                         self.out[stream] += chunk
                         self.kept += len(chunk)
+                        if self.on_output is not None:
+                            self.on_output(stream, chunk)
         except (EOFError, OSError):
             return
 
@@ -277,7 +279,8 @@ class DockerRuntime:
                     self._addresses.clear()
                 self._addresses[address] = info["Config"]["Labels"].get("onexd.job", "")
 
-    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None) -> RunResult:
+    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
+            on_output: OutputSink | None = None) -> RunResult:
         if self.image(spec.image) is None:
             raise RuntimeFailure(f"image {spec.image} is not present; build it with `onexd image build`")
         if spec.network.network_name is not None:
@@ -289,7 +292,7 @@ class DockerRuntime:
                 cid = self._api.create_container(**engine_request(spec))["Id"]
                 attached = self._api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             raw: socket.socket = getattr(attached, "_sock", attached)
-            reader = _OutputReader(raw, spec.limits.output_limit_bytes)
+            reader = _OutputReader(raw, spec.limits.output_limit_bytes, on_output)
             reader.start()
             started = time.time()
             with _engine_errors(f"starting container {spec.name}"):

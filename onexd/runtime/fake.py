@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onexd.runtime.base import ImageInfo, RunResult
+from onexd.runtime.base import ImageInfo, OutputSink, RunResult
 from onexd.spec import ContainerSpec
 
 Behaviour = Callable[[ContainerSpec, bytes], RunResult]
@@ -37,7 +37,8 @@ class FakeRuntime:
     def ping(self) -> None:
         return None
 
-    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None) -> RunResult:
+    def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
+            on_output: OutputSink | None = None) -> RunResult:
         self.runs.append((spec, stdin))
         self.live.add(spec.name)
         try:
@@ -48,7 +49,12 @@ class FakeRuntime:
                     if path.is_file():
                         files[f"{mount.target}/{path.relative_to(mount.source)}"] = path.read_bytes()
             self.seen_files.append(files)
-            return self.behaviour(spec, stdin)
+            result = self.behaviour(spec, stdin)
+            if on_output is not None:
+                for stream, data in ((1, result.stdout), (2, result.stderr)):
+                    if data:
+                        on_output(stream, data)
+            return result
         finally:
             self.live.discard(spec.name)
 

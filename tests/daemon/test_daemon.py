@@ -314,3 +314,24 @@ def test_bad_config_stops_the_daemon_naming_the_field(tmp_path: Path, config: st
     proc = subprocess.run([ONEXD, "serve", "--config", str(path), "--state-dir", str(tmp_path / "s")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and field in proc.stderr, proc.stderr
+
+
+def test_logs_follow_streams_lines_while_the_job_runs(daemon: Daemon) -> None:
+    """`logs?follow=true` delivers each line as the job prints it, then an end event."""
+    import subprocess as sp
+
+    script = "for i in 1 2 3; do echo line-$i; sleep 1; done"
+    job = daemon.curl("POST", "/v1/jobs", {"profile": "busybox-tiny", "command": ["sh", "-c", script]})[1]
+    proc = sp.Popen(["curl", "-sN", "--unix-socket", str(daemon.socket),
+                     f"http://onexd/v1/jobs/{job['id']}/logs?follow=true"], stdout=sp.PIPE, text=True)
+    assert proc.stdout is not None
+    arrivals = []
+    with proc.stdout:
+        for raw in proc.stdout:
+            arrivals.append((time.monotonic(), json.loads(raw)))
+    proc.wait(timeout=30)
+    lines = [entry["line"] for _, entry in arrivals if "line" in entry]
+    assert lines == ["line-1", "line-2", "line-3"]
+    assert arrivals[-1][1]["event"] == "end" and arrivals[-1][1]["status"] == "succeeded"
+    first, last = arrivals[0][0], arrivals[2][0]
+    assert last - first > 1.5  # the first line came while the job was still running
