@@ -243,7 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     staging = check_staging_dir(Path(args.staging_dir) if args.staging_dir else default_staging_dir())
     runtime = _runtime(args)
     zones = EgressZones(runtime, Path(args.state_dir), args.egress_network)
-    runner = JobRunner(runtime, Path(args.state_dir), staging, release_networks=True, zones=zones)
+    store_path = Path(args.state_dir) / "secrets" / "store.json"
+    secret_store = _secret_store(args) if store_path.exists() else None  # the daemon's encrypted store, if any
+    runner = JobRunner(runtime, Path(args.state_dir), staging, release_networks=True, zones=zones,
+                       secret_store=secret_store)
     cancel = threading.Event()
 
     def on_signal(signum: int, _: object) -> None:
