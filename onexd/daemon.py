@@ -191,9 +191,9 @@ class Daemon:
         limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
                             max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
         policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), self._trust(), limits)
-        def audited_reload(reason: str) -> ReloadResult:
+        def audited_reload(reason: str, rollback: frozenset[str] = frozenset()) -> ReloadResult:
             before = policy.state.snapshot.zones
-            result = policy.reload(reason)
+            result = policy.reload(reason, rollback)
             state = policy.state
             metrics.reloads.labels("rejected" if result.rejected else "ok").inc()
             events: list[tuple[str, str | None, str, dict[str, Any] | None, str | None]] = [
@@ -222,8 +222,8 @@ class Daemon:
         if policy.state.degraded:
             log.warning("started degraded: some bundles are rejected", extra={"digest": first.digest})
 
-        async def reload(reason: str) -> dict[str, Any]:
-            result = await asyncio.to_thread(audited_reload, reason)
+        async def reload(reason: str, rollback: frozenset[str] = frozenset()) -> dict[str, Any]:
+            result = await asyncio.to_thread(audited_reload, reason, rollback)
             return {"changed": result.changed, "digest": result.digest, "activated": list(result.activated),
                     "rejected": list(result.rejected), "removed": list(result.removed),
                     "degraded": policy.state.degraded}

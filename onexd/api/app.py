@@ -65,7 +65,7 @@ class ApiContext:
     policy: PolicyManager
     jobs: JobService
     limiter: RateLimiter
-    reload: Callable[[str], Awaitable[dict[str, Any]]]
+    reload: Callable[[str, frozenset[str]], Awaitable[dict[str, Any]]]
     engine_ok: Callable[[], bool]
     credentials: Credentials | None = None
     audit: AuditLog | None = None
@@ -95,6 +95,10 @@ class TokenBody(Model):
 class ApiKeyBody(Model):
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     ttlDays: int | None = Field(default=None, ge=1, le=3650)
+
+
+class ReloadBody(Model):
+    allowRollback: tuple[str, ...] = ()  # bundle names that may go back to a lower version (an explicit rollback)
 
 
 class RotateBody(Model):
@@ -412,7 +416,11 @@ async def policy_status(request: web.Request) -> web.Response:
 async def policy_reload(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await _require(ctx, request[PRINCIPAL], "policy:reload")
-    return _json(await ctx.reload(f"api:{request[PRINCIPAL].display}"))
+    raw = await request.read()
+    body = _parse(ReloadBody, await _json_body(request) if raw.strip() else {})
+    if body.allowRollback:
+        await _event(request, "policy.rollback-allowed", {"bundles": list(body.allowRollback)})
+    return _json(await ctx.reload(f"api:{request[PRINCIPAL].display}", frozenset(body.allowRollback)))
 
 
 async def policy_explain(request: web.Request) -> web.Response:

@@ -95,8 +95,12 @@ def document() -> dict[str, Any]:
                           **_errors(404, *common)}}},
         "/v1/policy": {"get": {"summary": "Active bundles and rejections (policy:read)", "operationId": "policy",
                                "responses": {**_ok("policy state", _ref("Policy")), **_errors(403, *common)}}},
-        "/v1/policy/reload": {"post": {"summary": "Reload the policy directory now (policy:reload)",
+        "/v1/policy/reload": {"post": {"summary": "Reload the policy directory now (policy:reload); "
+                                                  "allowRollback names bundles that may go back to a lower version",
                                        "operationId": "reloadPolicy",
+                                       "requestBody": {"required": False, "content": {"application/json": {
+                                           "schema": {"type": "object", "properties": {"allowRollback": {
+                                               "type": "array", "items": {"type": "string"}}}}}}},
                                        "responses": {**_ok("reload result", {"type": "object"}),
                                                      **_errors(403, *common)}}},
         "/v1/policy/explain": {"post": {

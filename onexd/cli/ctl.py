@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             _show(data, fmt)
     elif cmd == ("policy", "reload"):
-        _show(client.call("POST", "/v1/policy/reload"), fmt)
+        _show(client.call("POST", "/v1/policy/reload", {"allowRollback": args.rollback}), fmt)
     elif cmd == ("keys", "list"):
         _listing(client.call("GET", "/v1/keys"), fmt, "keys",
                  ("kid", "algorithm", "state", "createdAt", "activatedAt", "graceUntil"))
@@ -290,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policy", help="policy status, reload and explain").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     pol.add_parser("status", help="active bundles and rejections")
-    pol.add_parser("reload", help="reload the policy directory now")
+    p = pol.add_parser("reload", help="reload the policy directory now")
+    p.add_argument("--rollback", action="append", default=[], metavar="BUNDLE",
+                   help="explicitly allow BUNDLE to go back to a lower version (repeatable)")
     p = pol.add_parser("explain", help="why a request would be allowed or denied (nothing runs)")
     p.add_argument("request", metavar="REQUEST.json")
     p.add_argument("--as", dest="subject", metavar="KIND:NAME", help="another subject (needs policy:read)")

@@ -86,12 +86,13 @@ class PolicyManager:
     def state(self) -> PolicyState:
         return self._state
 
-    def reload(self, reason: str) -> ReloadResult:
-        """Validate the directory and activate what is valid. Serialized; safe to call from any thread."""
+    def reload(self, reason: str, allow_rollback: frozenset[str] = frozenset()) -> ReloadResult:
+        """Validate the directory and activate what is valid. Serialized; safe to call from any thread.
+        allow_rollback names bundles an operator explicitly allows to go back to a lower version."""
         with self._reload_lock:
-            return self._reload(reason)
+            return self._reload(reason, allow_rollback)
 
-    def _reload(self, reason: str) -> ReloadResult:
+    def _reload(self, reason: str, allow_rollback: frozenset[str] = frozenset()) -> ReloadResult:
         before = self._state
         shown = str(self.policy_dir)
         try:
@@ -106,7 +107,7 @@ class PolicyManager:
         present = {c.dir_name for c in candidates}
         fallbacks = {d: b for d, b in before.active_bundles.items() if d in present}
         active = {e.name: ActiveVersion(e.name, e.version, e.digest) for e in before.entries.values()}
-        ev = evaluate(candidates, trust=self.trust, active=active, fallbacks=fallbacks)
+        ev = evaluate(candidates, trust=self.trust, active=active, fallbacks=fallbacks, allow_rollback=allow_rollback)
         assert ev.snapshot is not None
         now = time.time()
         rejections = {r.dir_name: Rejection(r.dir_name, r.name, r.version, r.digest, now, r.problems)

@@ -80,3 +80,16 @@ def test_removed_bundle_is_deactivated(tmp_path: Path) -> None:
     result = manager.reload("test")
     assert result.removed == ("data-job",) and "wordcount" not in manager.state.snapshot.nodes
     assert not manager.state.degraded
+
+
+def test_explicit_rollback_allows_a_lower_version(tmp_path: Path) -> None:
+    """Going back to a lower version is refused as a downgrade unless the operator names the bundle."""
+    manager, policy = _manager(tmp_path)
+    manager.reload("test")
+    _edit(policy / "hello" / "bundle.yaml", "version: 1.0.0", "version: 1.1.0")
+    manager.reload("test")
+    _edit(policy / "hello" / "bundle.yaml", "version: 1.1.0", "version: 1.0.0")
+    _edit(policy / "hello" / "sandbox.yaml", "memory: 128Mi", "memory: 96Mi")
+    assert manager.reload("test").rejected == ("hello",)
+    result = manager.reload("operator", allow_rollback=frozenset({"hello"}))
+    assert result.rejected == () and manager.state.entries["hello"].version == "1.0.0"
