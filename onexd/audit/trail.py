@@ -257,10 +257,10 @@ class AuditLog:
 
     def read(self, since: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for first, path in segments(self.dir):
-            nxt = [f for f, _ in segments(self.dir) if f > first]
-            if nxt and nxt[0] <= since:
-                continue
+        found = segments(self.dir)
+        for index, (_, path) in enumerate(found):
+            if index + 1 < len(found) and found[index + 1][0] <= since:
+                continue  # every record of this segment is at or before `since`
             for line in path.read_bytes().splitlines():
                 try:
                     event = json.loads(line)
