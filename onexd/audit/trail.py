@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -271,14 +271,6 @@ class AuditLog:
                     if len(out) >= limit:
                         return out
         return out
-
-    def iter_from(self, since: int) -> Iterator[dict[str, Any]]:
-        while True:
-            batch = self.read(since, 1000)
-            if not batch:
-                return
-            yield from batch
-            since = batch[-1]["seq"]
 
     def close(self) -> None:
         with self._lock:

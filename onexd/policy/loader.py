@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -14,7 +13,7 @@ from types import MappingProxyType
 from pydantic import ValidationError
 
 from onexd.policy.models import KINDS, BundleDoc, Document
-from onexd.policy.problems import Problem, Severity, problem
+from onexd.policy.problems import Problem, problem
 from onexd.policy.schema import SchemaSet
 from onexd.policy.yamlsafe import YamlDocument, YamlLimits, load_documents
 
@@ -78,9 +77,6 @@ class ParsedBundle:
 
     def display_path(self, relpath: str) -> str:
         return f"{self.display.rstrip('/')}/{relpath}"
-
-    def with_problems(self, extra: Iterable[Problem]) -> ParsedBundle:
-        return dataclasses.replace(self, problems=self.problems + tuple(extra))
 
 
 def ignored(name: str) -> bool:
@@ -215,6 +211,3 @@ def parse_bundle(root: Path, display: str | None = None, schemas: SchemaSet | No
                         problems=tuple(problems),
                         raw_docs=tuple(d for d in raw_docs if not is_code(d[0])))
 
-
-def errors_of(problems: Iterable[Problem]) -> list[Problem]:
-    return [p for p in problems if p.severity is Severity.ERROR]

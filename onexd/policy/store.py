@@ -19,7 +19,6 @@ from pathlib import Path
 
 from onexd.policy.loader import LoadLimits, ParsedBundle, parse_bundle
 from onexd.policy.schema import SchemaSet
-from onexd.policy.versions import ActiveVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +42,6 @@ class BundleStore:
             return {}
         data = json.loads(self.index.read_text())
         return {d: ActiveEntry(**e) for d, e in data.items()}
-
-    def active_versions(self) -> dict[str, ActiveVersion]:
-        return {e.name: ActiveVersion(e.name, e.version, e.digest) for e in self.entries().values()}
 
     def load(self, schemas: SchemaSet, limits: LoadLimits, display_root: str) -> dict[str, ParsedBundle]:
         """The persisted bundles, parsed again (they passed before; parsing restores the in-memory form)."""

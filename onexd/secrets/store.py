@@ -82,13 +82,6 @@ class EncryptedStore:
         with self._locked() as data:
             return sorted(data["entries"])
 
-    def delete(self, source: str, key: str) -> bool:
-        with self._locked() as data:
-            removed = data["entries"].pop(self._name(source, key), None) is not None
-            if removed:
-                self._save(data)
-            return removed
-
     def data_key_age_s(self) -> float:
         with self._locked() as data:
             return self.clock() - float(data["dataKey"]["createdAt"])
