@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from onexd.errors import ConfigError
-from onexd.policy.models import ABS_PATH_PATTERN, Model, Name, Size
+from onexd.policy.models import ABS_PATH_PATTERN, Model, Name, Size, first_error
 
 AbsPath = Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)]
 
@@ -192,6 +192,5 @@ def config_from_data(data: object, source: str) -> DaemonConfig:
     try:
         return DaemonConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{source}: field {field}: {first['msg']}") from None
+        field, message = first_error(exc, "(top level)")
+        raise ConfigError(f"{source}: field {field}: {message}") from None

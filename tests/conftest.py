@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,17 @@ def write_bundle(root: Path, name: str, docs: list[dict[str, Any]] | str, versio
         else:
             path.write_text(content)
     return bundle
+
+
+@pytest.fixture
+def staging_dir() -> Iterator[Path]:
+    """A memory-backed secret staging root of the test's own; it must be empty again when the test ends."""
+    path = Path("/dev/shm") / f"onexd-test-{uuid.uuid4().hex[:12]}"
+    path.mkdir(mode=0o711)
+    yield path
+    leftovers = list(path.iterdir())
+    shutil.rmtree(path, ignore_errors=True)
+    assert leftovers == [], f"staging directories left behind: {leftovers}"
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from onexd.keys.keystore import Keystore
 from onexd.logs import correlation_id
 from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager
-from onexd.policy.models import Model
+from onexd.policy.models import Model, first_error
 
 log = logging.getLogger("onexd.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -284,9 +284,8 @@ def _parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(400, "invalid-request", f"{where}: {first['msg'].removeprefix('Value error, ')}",
+        where, message = first_error(exc, "body")
+        raise ApiError(400, "invalid-request", f"{where}: {message}",
                        details=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
                                 for e in exc.errors()[:20]]) from None
 

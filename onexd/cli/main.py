@@ -26,6 +26,7 @@ from onexd.identity.principal import parse_subject, unix_principal
 from onexd.jobs.runner import InvalidInput, JobRunner
 from onexd.jobs.zones import EgressZones
 from onexd.policy.diff import diff_snapshots
+from onexd.policy.models import first_error
 from onexd.policy.pipeline import Evaluation, Trust, load_directory, severity_counts
 from onexd.policy.problems import Problem, rules_markdown
 from onexd.policy.schema import InputValidator, write_schemas
@@ -104,9 +105,8 @@ def parse_request(data: Any, source: str) -> JobRequest:
     try:
         return JobRequest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "request"
-        raise UsageError(f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+        where, message = first_error(exc, "request")
+        raise UsageError(f"{source}: {where}: {message}") from None
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

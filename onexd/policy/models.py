@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
@@ -66,6 +67,13 @@ class Model(BaseModel):
 
     # python-re: the patterns use look-ahead (valid ECMA-262 too, so editors read the schemas the same way).
     model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
+
+
+def first_error(exc: ValidationError, top: str) -> tuple[str, str]:
+    """(dotted field, message) of the first error of a failed validation, for messages that name the field."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or top
+    return where, first["msg"].removeprefix("Value error, ")
 
 
 class Metadata(Model):

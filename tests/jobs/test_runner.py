@@ -1,4 +1,4 @@
-"""JobRunner with the fake runtime: input checks, code and secret staging, masking, cleanup, error records."""
+"""JobRunner with the fake runtime: input checks, code and secret staging_dir, masking, cleanup, error records."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,23 +33,14 @@ def snapshot() -> Snapshot:
     return ev.snapshot
 
 
-@pytest.fixture
-def staging() -> Iterator[Path]:
-    path = Path("/dev/shm") / f"onexd-unit-{uuid.uuid4().hex[:12]}"
-    path.mkdir(mode=0o711)
-    yield path
-    assert list(path.iterdir()) == [], "staging directory not cleaned"
-    path.rmdir()
+def _runner(runtime: FakeRuntime, tmp_path: Path, staging_dir: Path, **env: str) -> JobRunner:
+    return JobRunner(runtime, tmp_path / "state", staging_dir, environ={"ONEXD_DEMO_SECRET_API_TOKEN": TOKEN, **env})
 
 
-def _runner(runtime: FakeRuntime, tmp_path: Path, staging: Path, **env: str) -> JobRunner:
-    return JobRunner(runtime, tmp_path / "state", staging, environ={"ONEXD_DEMO_SECRET_API_TOKEN": TOKEN, **env})
-
-
-def test_node_job_gets_input_on_stdin_and_code_mounted(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+def test_node_job_gets_input_on_stdin_and_code_mounted(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
     """The input is one JSON line on stdin; the code is a read-only, content-addressed copy."""
     runtime = FakeRuntime()
-    outcome = _runner(runtime, tmp_path, staging).run(snapshot, ROOT_USER, JobRequest(node="hello",
+    outcome = _runner(runtime, tmp_path, staging_dir).run(snapshot, ROOT_USER, JobRequest(node="hello",
                                                                                         input={"name": "x"}))
     assert outcome.record is not None and outcome.record.status == "succeeded"
     spec, stdin = runtime.runs[0]
@@ -62,35 +52,35 @@ def test_node_job_gets_input_on_stdin_and_code_mounted(snapshot: Snapshot, tmp_p
     assert outcome.record.policy_digest == snapshot.digest
 
 
-def test_code_copy_is_reused(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+def test_code_copy_is_reused(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
     """Two jobs of the same node share one copy (content-addressed, created once)."""
     runtime = FakeRuntime()
-    runner = _runner(runtime, tmp_path, staging)
+    runner = _runner(runtime, tmp_path, staging_dir)
     for _ in range(2):
         runner.run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": "x"}))
     assert runtime.runs[0][0].mounts[0].source == runtime.runs[1][0].mounts[0].source
     assert len(list((tmp_path / "state" / "nodes").iterdir())) == 1
 
 
-def test_invalid_input_is_refused_before_anything_runs(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+def test_invalid_input_is_refused_before_anything_runs(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
     """Input failing the inputSchema raises InvalidInput naming the problem; the runtime is never called."""
     runtime = FakeRuntime()
     with pytest.raises(InvalidInput) as info:
-        _runner(runtime, tmp_path, staging).run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": 5}))
+        _runner(runtime, tmp_path, staging_dir).run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": 5}))
     assert "/name" in info.value.errors[0]
     assert runtime.runs == []
 
 
-def test_denied_request_runs_nothing(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+def test_denied_request_runs_nothing(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
     """A denial returns the decision and no record."""
     runtime = FakeRuntime()
-    outcome = _runner(runtime, tmp_path, staging).run(snapshot, parse_subject("ApiKey:deploy-bot"),
+    outcome = _runner(runtime, tmp_path, staging_dir).run(snapshot, parse_subject("ApiKey:deploy-bot"),
                                                       JobRequest(node="wordcount", input={"text": "a"}))
     assert outcome.record is None and not outcome.decision.allowed and runtime.runs == []
 
 
 def test_secret_is_a_0400_file_of_the_job_uid_and_masked_in_output(snapshot: Snapshot, tmp_path: Path,
-                                                                    staging: Path) -> None:
+                                                                    staging_dir: Path) -> None:
     """The secret is staged as /run/secrets/<name> (0400, job uid), never in env; output shows *** instead."""
     seen: dict[str, object] = {}
 
@@ -102,7 +92,7 @@ def test_secret_is_a_0400_file_of_the_job_uid_and_masked_in_output(snapshot: Sna
         value = (secrets_dir / "api-token").read_bytes()
         return dataclasses.replace(echo(spec, stdin), stdout=b"token=" + value + b"\n", stderr=value[:10])
 
-    outcome = _runner(FakeRuntime(behaviour=leak), tmp_path, staging).run(
+    outcome = _runner(FakeRuntime(behaviour=leak), tmp_path, staging_dir).run(
         snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"}))
     assert outcome.record is not None
     assert (seen["mode"], seen["uid"], seen["gid"], seen["dir_mode"]) == (0o400, 10002, 10002, 0o500)
@@ -113,10 +103,10 @@ def test_secret_is_a_0400_file_of_the_job_uid_and_masked_in_output(snapshot: Sna
 
 
 def test_missing_secret_is_an_error_record_without_the_value(snapshot: Snapshot, tmp_path: Path,
-                                                              staging: Path) -> None:
+                                                              staging_dir: Path) -> None:
     """An unresolvable secret fails the job (status error) naming the secret; nothing runs."""
     runtime = FakeRuntime()
-    runner = JobRunner(runtime, tmp_path / "state", staging, environ={})
+    runner = JobRunner(runtime, tmp_path / "state", staging_dir, environ={})
     record = runner.run(snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"})).record
     assert record is not None and record.status == "error"
     assert "api-token" in record.reason and "ONEXD_DEMO_SECRET_API_TOKEN" in record.reason
@@ -124,18 +114,18 @@ def test_missing_secret_is_an_error_record_without_the_value(snapshot: Snapshot,
 
 
 def test_runtime_failure_becomes_an_error_record_and_cleans_up(snapshot: Snapshot, tmp_path: Path,
-                                                                staging: Path) -> None:
+                                                                staging_dir: Path) -> None:
     """An engine failure is recorded as error with its message; staged secrets are still removed."""
     def boom(spec: ContainerSpec, stdin: bytes) -> RunResult:
         raise RuntimeFailure(f"engine exploded near {TOKEN}")
 
-    record = _runner(FakeRuntime(behaviour=boom), tmp_path, staging).run(
+    record = _runner(FakeRuntime(behaviour=boom), tmp_path, staging_dir).run(
         snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"})).record
     assert record is not None and record.status == "error"
     assert "engine exploded" in record.reason and TOKEN not in record.reason
 
 
-def test_secret_cache_honours_the_ttl(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+def test_secret_cache_honours_the_ttl(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
     """Within cacheTTLSeconds the source is read once; after it, again."""
     from onexd.secrets.sources import SecretCache
 
@@ -154,9 +144,9 @@ def test_secret_cache_honours_the_ttl(snapshot: Snapshot, tmp_path: Path, stagin
     assert len(reads) == 2
 
 
-def test_records_carry_the_spec_fields(snapshot: Snapshot, tmp_path: Path, staging: Path) -> None:
+def test_records_carry_the_spec_fields(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
     """as_dict() has every field SPEC §5 names, with ISO timestamps."""
-    record = _runner(FakeRuntime(), tmp_path, staging).run(snapshot, ROOT_USER,
+    record = _runner(FakeRuntime(), tmp_path, staging_dir).run(snapshot, ROOT_USER,
                                                            JobRequest(node="hello", input={"name": "x"})).record
     assert record is not None
     data = record.as_dict()
@@ -182,17 +172,17 @@ def _egress_snapshot(root: Path, rule: dict[str, object]) -> Snapshot:
     return snapshot
 
 
-def test_egress_zone_without_a_proxy_manager_fails_closed(tmp_path: Path, staging: Path) -> None:
+def test_egress_zone_without_a_proxy_manager_fails_closed(tmp_path: Path, staging_dir: Path) -> None:
     """A job placed in an egress zone where no proxy can be provided ends `error`; nothing runs."""
     snapshot = _egress_snapshot(tmp_path / "p", {"host": "example.org", "ports": [443]})
     runtime = FakeRuntime()
-    record = JobRunner(runtime, tmp_path / "state", staging, environ={}).run(
+    record = JobRunner(runtime, tmp_path / "state", staging_dir, environ={}).run(
         snapshot, ROOT_USER, JobRequest(node="echo")).record
     assert record is not None and record.status == "error" and "egress proxy" in record.reason
     assert runtime.runs == []
 
 
-def test_egress_job_gets_a_proxy_and_its_environment(tmp_path: Path, staging: Path) -> None:
+def test_egress_job_gets_a_proxy_and_its_environment(tmp_path: Path, staging_dir: Path) -> None:
     """With a zone manager, the zone's proxy is started first and the job's env names it."""
     from onexd.jobs.zones import EgressZones
 
@@ -200,7 +190,7 @@ def test_egress_job_gets_a_proxy_and_its_environment(tmp_path: Path, staging: Pa
     runtime = FakeRuntime()
     runtime.service_output["onexd-proxy-web"] = ['{"event": "listening"}']
     zones = EgressZones(runtime, tmp_path / "state", "egress-net")
-    record = JobRunner(runtime, tmp_path / "state", staging, environ={}, zones=zones).run(
+    record = JobRunner(runtime, tmp_path / "state", staging_dir, environ={}, zones=zones).run(
         snapshot, ROOT_USER, JobRequest(node="echo")).record
     assert record is not None and record.status == "succeeded"
     spec, networks = runtime.services["onexd-proxy-web"]

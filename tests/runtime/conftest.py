@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,16 +85,6 @@ def probe_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     ev = load_directory(root)
     assert ev.ok and ev.snapshot is not None, ev.all_problems()
     return ev.snapshot
-
-
-@pytest.fixture
-def staging_dir() -> Iterator[Path]:
-    path = Path("/dev/shm") / f"onexd-test-{uuid.uuid4().hex[:12]}"
-    path.mkdir(mode=0o711)
-    yield path
-    leftovers = list(path.iterdir())
-    shutil.rmtree(path, ignore_errors=True)
-    assert leftovers == [], f"staging directories left behind: {leftovers}"
 
 
 @pytest.fixture
