@@ -22,15 +22,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
-from onexd.errors import KeyFileError
+from onexd.errors import JwsError as JwsError
+from onexd.errors import JwsMalformed, JwsUntrusted, KeyFileError, TokenRejected
+from onexd.errors import TokenError as TokenError
 
 PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 ALGORITHMS = ("EdDSA", "RS256")
 
-
-class JwsError(Exception):
-    """A JWS could not be parsed or verified (mapped to SignatureError by callers)."""
 
 
 def algorithm_for(key: PrivateKey | PublicKey) -> str:
@@ -105,7 +104,7 @@ def _header(token: str) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
-        raise JwsError(f"malformed JWS: {exc}") from None
+        raise JwsMalformed(f"malformed JWS: {exc}") from None
     return dict(header)
 
 
@@ -114,12 +113,12 @@ def jws_verify(token: str, trusted: list[PublicKey], typ: str) -> VerifiedJws:
     header = _header(token)
     alg, kid = header.get("alg"), header.get("kid")
     if alg not in ALGORITHMS:
-        raise JwsError(f"algorithm {alg!r} is not accepted")
+        raise JwsUntrusted(f"algorithm {alg!r} is not accepted")
     if header.get("typ") != typ:
-        raise JwsError(f"typ {header.get('typ')!r} is not {typ!r}")
+        raise JwsMalformed(f"typ {header.get('typ')!r} is not {typ!r}")
     candidates = [k for k in trusted if algorithm_for(k) == alg and (kid is None or key_id(k) == kid)]
     if not candidates:
-        raise JwsError(f"no trusted key with id {kid!r}")
+        raise JwsUntrusted(f"no trusted key with id {kid!r}")
     for key in candidates:
         try:
             body = jwt.api_jws.decode(token, key, algorithms=[algorithm_for(key)])
@@ -128,11 +127,11 @@ def jws_verify(token: str, trusted: list[PublicKey], typ: str) -> VerifiedJws:
         try:
             payload = json.loads(body)
         except ValueError:
-            raise JwsError("payload is not JSON") from None
+            raise JwsUntrusted("payload is not JSON") from None
         if not isinstance(payload, dict):
-            raise JwsError("payload is not a JSON object")
+            raise JwsUntrusted("payload is not a JSON object")
         return VerifiedJws(payload=payload, kid=key_id(key), algorithm=alg)
-    raise JwsError("signature does not verify with the trusted key")
+    raise JwsUntrusted("signature does not verify with the trusted key")
 
 
 def b64url(data: bytes) -> str:
@@ -191,9 +190,6 @@ def generate_key(algorithm: str) -> PrivateKey:
 # --- JWT and JWK ---------------------------------------------------------------------------------------------
 
 
-class TokenError(Exception):
-    """A token failed verification; the message says why without repeating the token."""
-
 
 def to_jwk(public: PublicKey, kid: str) -> dict[str, Any]:
     algorithm: Any = OKPAlgorithm if isinstance(public, ed25519.Ed25519PublicKey) else RSAAlgorithm
@@ -225,14 +221,14 @@ def jwt_header(token: str) -> dict[str, Any]:
     try:
         return dict(jwt.get_unverified_header(token))
     except jwt.PyJWTError:
-        raise TokenError("malformed token") from None
+        raise TokenRejected("malformed token") from None
 
 
 def jwt_unverified_issuer(token: str) -> str | None:
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
-        raise TokenError("malformed token") from None
+        raise TokenRejected("malformed token") from None
     iss = claims.get("iss")
     return iss if isinstance(iss, str) else None
 
@@ -243,14 +239,14 @@ def jwt_verify(token: str, key: PublicKey, audience: str, issuer: str, leeway_s:
         return dict(jwt.decode(token, key, algorithms=[algorithm_for(key)], audience=audience, issuer=issuer,
                                leeway=leeway_s, options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]}))
     except jwt.ExpiredSignatureError:
-        raise TokenError("token expired") from None
+        raise TokenRejected("token expired") from None
     except jwt.ImmatureSignatureError:
-        raise TokenError("token not yet valid") from None
+        raise TokenRejected("token not yet valid") from None
     except jwt.InvalidAudienceError:
-        raise TokenError("wrong audience") from None
+        raise TokenRejected("wrong audience") from None
     except jwt.InvalidIssuerError:
-        raise TokenError("wrong issuer") from None
+        raise TokenRejected("wrong issuer") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise TokenError(f"missing claim {exc.claim}") from None
+        raise TokenRejected(f"missing claim {exc.claim}") from None
     except jwt.PyJWTError:
-        raise TokenError("signature or token invalid") from None
+        raise TokenRejected("signature or token invalid") from None

@@ -23,14 +23,24 @@ from aiohttp import web
 from pydantic import Field, ValidationError
 
 from onexd import API_VERSION, __version__
-from onexd.api.errors import ApiError, error_response
+from onexd.api.errors import error_response
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.trail import AuditLog
-from onexd.crypto import TokenError
 from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
 from onexd.engine.translate import zone_network_name
-from onexd.identity.apikeys import ApiKeyError, ApiKeyStore
+from onexd.errors import (
+    ApiKeyRejected,
+    AuthenticationError,
+    BodyTooLarge,
+    NotConfigured,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RequestError,
+    TokenRejected,
+)
+from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.principal import Principal, parse_subject, unix_principal
 from onexd.identity.tokens import TokenService
 from onexd.jobs.records import JobRecord, iso
@@ -113,7 +123,7 @@ def peer_credentials(request: web.Request) -> tuple[int, int, int]:
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None or sock.family != socket.AF_UNIX:
-        raise ApiError(401, "no-peer-credentials", "this API is only served on a Unix socket")
+        raise AuthenticationError("this API is only served on a Unix socket", "no-peer-credentials")
     pid, uid, gid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))
     return pid, uid, gid
 
@@ -125,24 +135,24 @@ def _principal(ctx: ApiContext, request: web.Request) -> Principal:
     if auth is not None or apikey is not None:
         creds = ctx.credentials
         if creds is None:
-            raise ApiError(401, "unsupported-credentials", "this daemon accepts no tokens or API keys")
+            raise AuthenticationError("this daemon accepts no tokens or API keys", "unsupported-credentials")
         if auth is not None and apikey is not None:
-            raise ApiError(401, "ambiguous-credentials", "send a bearer token or an API key, not both")
+            raise AuthenticationError("send a bearer token or an API key, not both", "ambiguous-credentials")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise ApiError(401, "invalid-credentials", "Authorization must be `Bearer <token>`")
+                raise AuthenticationError("Authorization must be `Bearer <token>`", "invalid-credentials")
             try:
                 principal = creds.tokens.verify(token.strip())
-            except TokenError as exc:
+            except TokenRejected as exc:
                 log.warning("authentication failed", extra={"method": "token", "why": str(exc)})
-                raise ApiError(401, "invalid-token", f"token rejected: {exc}") from None
+                raise AuthenticationError(f"token rejected: {exc}", exc.code) from None
         else:
             try:
                 principal, left = creds.apikeys.verify(apikey or "")
-            except ApiKeyError as exc:
+            except ApiKeyRejected as exc:
                 log.warning("authentication failed", extra={"method": "apikey", "why": str(exc)})
-                raise ApiError(401, "invalid-api-key", str(exc)) from None
+                raise
             if left is not None:
                 request[EXPIRY_WARNING] = f"API key {principal.name} expires in {left / 86400:.1f} days; rotate it"
         log.info("authenticated", extra={"method": principal.kind, "principal": principal.display})
@@ -162,8 +172,8 @@ async def _require(ctx: ApiContext, principal: Principal, permission: str) -> No
     granted, roles = permissions_for(ctx.policy.state.snapshot, principal, permission)
     await _decision(ctx, principal, permission, granted, {"roles": list(roles)})
     if not granted:
-        raise ApiError(403, "denied", f"{principal.display} lacks {permission}",
-                       reasons=[{"code": "missing-permission",
+        raise PermissionDenied(f"{principal.display} lacks {permission}",
+                               reasons=[{"code": "missing-permission",
                                  "message": f"none of the roles {', '.join(roles) or '(none)'} grants {permission}"}])
 
 
@@ -190,12 +200,12 @@ async def _authenticate(ctx: ApiContext, request: web.Request) -> Principal:
         else "peer"
     try:
         principal = _principal(ctx, request)
-    except ApiError as exc:
+    except AuthenticationError as exc:
         if ctx.metrics is not None:
             ctx.metrics.authentication.labels(method, "failure").inc()
         if ctx.audit is not None:
             await ctx.audit.aappend("auth.failure", None, "failure", {"method": method, "code": exc.code,
-                                                                      "reason": exc.message})
+                                                                      "reason": str(exc)})
         raise
     if ctx.metrics is not None:
         ctx.metrics.authentication.labels(method, "success").inc()
@@ -221,8 +231,7 @@ async def errors_and_identity(request: web.Request, handler: Handler) -> web.Str
             request[PRINCIPAL] = principal
             wait = ctx.limiter.check(principal.display)
             if wait is not None:
-                raise ApiError(429, "rate-limited", f"too many requests from {principal.display}",
-                               headers={"Retry-After": str(max(1, round(wait)))})
+                raise RateLimited(f"too many requests from {principal.display}", max(1, round(wait)))
         response = await handler(request)
         status = response.status
         response.headers["X-Correlation-Id"] = cid
@@ -242,17 +251,17 @@ async def errors_and_identity(request: web.Request, handler: Handler) -> web.Str
 async def _json_body(request: web.Request) -> Any:
     raw = await request.read()
     if len(raw) > request.app[CTX].max_body_bytes:
-        raise ApiError(413, "body-too-large", f"request body over {request.app[CTX].max_body_bytes} bytes")
+        raise BodyTooLarge(f"request body over {request.app[CTX].max_body_bytes} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, "invalid-encoding", f"body is not UTF-8 (byte {exc.start})") from None
+        raise RequestError("invalid-encoding", f"body is not UTF-8 (byte {exc.start})") from None
     if _depth(text) > MAX_JSON_DEPTH:
-        raise ApiError(400, "too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        raise RequestError("too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ApiError(400, "invalid-json", f"body is not JSON: {exc}") from None
+        raise RequestError("invalid-json", f"body is not JSON: {exc}") from None
 
 
 def _depth(text: str) -> int:
@@ -285,8 +294,8 @@ def _parse(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         where, message = first_error(exc, "body")
-        raise ApiError(400, "invalid-request", f"{where}: {message}",
-                       details=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+        raise RequestError("invalid-request", f"{where}: {message}",
+                           details=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
                                 for e in exc.errors()[:20]]) from None
 
 
@@ -321,8 +330,8 @@ async def submit_job(request: web.Request) -> web.Response:
                     {"target": body.target, "capability": admission.decision.capability,
                      "reasons": [r["code"] for r in decision_reasons(admission.decision)]})
     if not admission.decision.allowed:
-        raise ApiError(403, "denied", f"{principal.display} may not run {body.target}",
-                       reasons=decision_reasons(admission.decision))
+        raise PermissionDenied(f"{principal.display} may not run {body.target}",
+                               reasons=decision_reasons(admission.decision))
     record = await ctx.jobs.submit(snapshot, principal, body, admission)
     if request.query.get("wait") in ("true", "1"):
         final = await ctx.jobs.wait(record.id)
@@ -337,7 +346,7 @@ def _visible(ctx: ApiContext, principal: Principal, record: JobRecord | None, ow
             return record
         if _allowed(ctx, principal, other):
             return record
-    raise ApiError(404, "not-found", "no such job (or not yours to see)")
+    raise NotFound("no such job (or not yours to see)")
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -352,7 +361,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     try:
         limit = min(max(int(request.query.get("limit", "50")), 1), 500)
     except ValueError:
-        raise ApiError(400, "invalid-request", "limit must be an integer") from None
+        raise RequestError("invalid-request", "limit must be an integer") from None
     everyone = request.query.get("all") in ("true", "1")
     if everyone:
         await _require(ctx, principal, "jobs:read-all")
@@ -429,10 +438,7 @@ async def policy_explain(request: web.Request) -> web.Response:
     subject = principal
     if body.subject is not None:
         await _require(ctx, principal, "policy:read")
-        try:
-            subject = parse_subject(body.subject)
-        except Exception as exc:
-            raise ApiError(400, "invalid-request", str(exc)) from None
+        subject = parse_subject(body.subject)  # a bad subject is a UsageError: 400
     snapshot = ctx.policy.state.snapshot
     from onexd.engine.decide import decide
     from onexd.jobs.runner import InvalidInput, check_input
@@ -458,12 +464,12 @@ async def audit_events(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await _require(ctx, request[PRINCIPAL], "audit:read")
     if ctx.audit is None:
-        raise ApiError(503, "not-configured", "no audit trail in this daemon")
+        raise NotConfigured("no audit trail in this daemon")
     try:
         since = int(request.query.get("since", "0"))
         limit = min(max(int(request.query.get("limit", "1000")), 1), 10000)
     except ValueError:
-        raise ApiError(400, "invalid-request", "since and limit must be integers") from None
+        raise RequestError("invalid-request", "since and limit must be integers") from None
     events = await asyncio.to_thread(ctx.audit.read, since, limit)
     return _json({"events": events, "next": events[-1]["seq"] if events else since,
                   "lastSeq": ctx.audit.last_seq})
@@ -473,7 +479,7 @@ async def audit_verify(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await _require(ctx, request[PRINCIPAL], "audit:read")
     if ctx.verify_audit is None:
-        raise ApiError(503, "not-configured", "no audit trail in this daemon")
+        raise NotConfigured("no audit trail in this daemon")
     return _json(await asyncio.to_thread(ctx.verify_audit))
 
 
@@ -494,7 +500,7 @@ async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await _require(ctx, request[PRINCIPAL], "monitoring:read")
     if ctx.metrics is None:
-        raise ApiError(503, "not-configured", "no metrics in this daemon")
+        raise NotConfigured("no metrics in this daemon")
     return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 
@@ -502,7 +508,7 @@ async def metrics(request: web.Request) -> web.Response:
 def _creds(request: web.Request) -> Credentials:
     creds = request.app[CTX].credentials
     if creds is None:
-        raise ApiError(503, "not-configured", "keys and credentials are not available in this daemon")
+        raise NotConfigured("keys and credentials are not available in this daemon")
     return creds
 
 
@@ -531,10 +537,7 @@ async def rotate_keys(request: web.Request) -> web.Response:
 async def issue_token(request: web.Request) -> web.Response:
     await _require(request.app[CTX], request[PRINCIPAL], "tokens:issue")
     body = _parse(TokenBody, await _json_body(request))
-    try:
-        token, claims = _creds(request).tokens.issue(body.subject, body.ttlSeconds)
-    except TokenError as exc:
-        raise ApiError(400, "invalid-request", str(exc)) from None
+    token, claims = _creds(request).tokens.issue(body.subject, body.ttlSeconds)  # a bad ttl is a 400
     log.info("token issued", extra={"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"]})
     await _event(request, "token.issued", {"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"],
                                            "expiresAt": claims["exp"]})
@@ -544,10 +547,7 @@ async def issue_token(request: web.Request) -> web.Response:
 async def create_apikey(request: web.Request) -> web.Response:
     await _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
     body = _parse(ApiKeyBody, await _json_body(request))
-    try:
-        key, record = _creds(request).apikeys.create(body.name, body.ttlDays * 86400 if body.ttlDays else None)
-    except ApiKeyError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    key, record = _creds(request).apikeys.create(body.name, body.ttlDays * 86400 if body.ttlDays else None)
     log.info("api key created", extra={"apikey": record.name, "keyId": record.key_id})
     await _event(request, "apikey.created", {"apikey": record.name, "keyId": record.key_id,
                                              "expiresAt": record.expires_at})
@@ -562,10 +562,7 @@ async def list_apikeys(request: web.Request) -> web.Response:
 
 async def revoke_apikey(request: web.Request) -> web.Response:
     await _require(request.app[CTX], request[PRINCIPAL], "apikeys:manage")
-    try:
-        record = _creds(request).apikeys.revoke(request.match_info["name"])
-    except ApiKeyError as exc:
-        raise ApiError(404, "not-found", str(exc)) from None
+    record = _creds(request).apikeys.revoke(request.match_info["name"])  # unknown: ApiKeyNotFound, a 404
     log.info("api key revoked", extra={"apikey": record.name})
     await _event(request, "apikey.revoked", {"apikey": record.name})
     return _json({"name": record.name, "revokedAt": record.revoked_at})

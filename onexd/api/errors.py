@@ -8,34 +8,48 @@ from typing import Any
 
 from aiohttp import web
 
-from onexd.audit.trail import AuditUnavailable
-from onexd.errors import ConfigError, OnexdError, PolicyError, RuntimeFailure, UsageError
-from onexd.jobs.runner import InvalidInput
-from onexd.jobs.service import NotAccepting, TooManyJobs
-from onexd.jobs.store import StorageUnavailable
+from onexd.errors import (
+    ApiKeyExists,
+    AuditUnavailable,
+    AuthenticationError,
+    BodyTooLarge,
+    ConfigError,
+    InvalidInput,
+    NotAccepting,
+    NotConfigured,
+    NotFound,
+    OnexdError,
+    PermissionDenied,
+    PolicyError,
+    RateLimited,
+    RequestError,
+    RuntimeFailure,
+    ServiceUnavailable,
+    StorageUnavailable,
+    TooManyJobs,
+    UsageError,
+)
 
 log = logging.getLogger("onexd.api")
 
-
-class ApiError(Exception):
-    """An error a handler chose to return, with its status and stable code."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-        self.extra = extra
-
-
-# The most specific class first. Anything not listed is a 500 whose message says nothing internal.
-ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
+# The most specific class first; a code of None means the exception carries its own stable code. Anything not
+# listed (or not an OnexdError) is a 500 whose message says nothing internal, logged with its traceback.
+ERROR_TABLE: tuple[tuple[type[OnexdError], int, str | None], ...] = (
     (InvalidInput, 400, "invalid-input"),
+    (BodyTooLarge, 413, None),
+    (RequestError, 400, None),
+    (AuthenticationError, 401, None),
+    (PermissionDenied, 403, "denied"),
+    (NotFound, 404, "not-found"),
+    (ApiKeyExists, 409, "conflict"),
+    (RateLimited, 429, "rate-limited"),
     (TooManyJobs, 429, "too-many-jobs"),
     (NotAccepting, 503, "shutting-down"),
     (AuditUnavailable, 503, "audit-unavailable"),
     (StorageUnavailable, 503, "state-unavailable"),
     (RuntimeFailure, 503, "engine-unavailable"),
+    (NotConfigured, 503, "not-configured"),
+    (ServiceUnavailable, 503, "unavailable"),
     (UsageError, 400, "invalid-request"),
     (PolicyError, 409, "policy-invalid"),
     (ConfigError, 500, "config"),
@@ -43,8 +57,10 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
 )
 
 
-# 503s whose message is safe and useful to show: they say what is unavailable, not how the code failed.
-SERVICE_ERRORS = (RuntimeFailure, NotAccepting, AuditUnavailable, StorageUnavailable)
+def status_and_code(exc: OnexdError) -> tuple[int, str]:
+    """The HTTP status and stable error code of one of our errors, from ERROR_TABLE."""
+    status, code = next((s, c) for cls, s, c in ERROR_TABLE if isinstance(exc, cls))
+    return status, code if code is not None else str(getattr(exc, "code", "internal"))
 
 
 def _http_error(exc: web.HTTPException) -> tuple[int, str, str]:
@@ -57,23 +73,36 @@ def _http_error(exc: web.HTTPException) -> tuple[int, str, str]:
     return exc.status, "http-error", exc.reason
 
 
+def _extra(exc: OnexdError) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and body fields some errors carry besides code and message."""
+    if isinstance(exc, InvalidInput):
+        return {}, {"details": exc.errors}
+    if isinstance(exc, RequestError) and exc.details:
+        return {}, {"details": exc.details}
+    if isinstance(exc, PermissionDenied) and exc.reasons:
+        return {}, {"reasons": exc.reasons}
+    if isinstance(exc, (TooManyJobs, RateLimited)):
+        return {"Retry-After": str(exc.retry_after_s)}, {}
+    return {}, {}
+
+
 def error_response(exc: BaseException, correlation_id: str) -> web.Response:
+    """The answer for any exception a handler raised: a 4xx or 503 that says what, or a 500 that says nothing
+    internal and whose traceback is logged under the correlation id."""
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
-    if isinstance(exc, ApiError):
-        status, code, message, headers, extra = exc.status, exc.code, exc.message, exc.headers, exc.extra
-    elif isinstance(exc, web.HTTPException):
+    if isinstance(exc, web.HTTPException):
         status, code, message = _http_error(exc)
-    else:
-        status, code = next(((s, c) for cls, s, c in ERROR_TABLE if isinstance(exc, cls)), (500, "internal"))
-        message = str(exc) if status < 500 or isinstance(exc, SERVICE_ERRORS) else \
+    elif isinstance(exc, OnexdError):
+        status, code = status_and_code(exc)
+        headers, extra = _extra(exc)
+        # 503s say what is unavailable (safe and useful); a 500 says nothing about how the code failed.
+        message = str(exc) if status < 500 or isinstance(exc, ServiceUnavailable) else \
             "internal error; see the daemon log for this correlation id"
-        if isinstance(exc, InvalidInput):
-            extra["details"] = exc.errors
-        if isinstance(exc, TooManyJobs):
-            headers["Retry-After"] = str(exc.retry_after_s)
-        if status >= 500 and not isinstance(exc, SERVICE_ERRORS):
-            log.error("unhandled error", exc_info=exc)
+    else:
+        status, code, message = 500, "internal", "internal error; see the daemon log for this correlation id"
+    if status >= 500 and not isinstance(exc, ServiceUnavailable):
+        log.error("unhandled error", exc_info=exc)
     body = {"error": {"code": code, "message": message, "correlationId": correlation_id, **extra}}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json",
                         headers={**headers, "X-Correlation-Id": correlation_id})

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from onexd.errors import OnexdError
+from onexd.errors import AuditUnavailable as AuditUnavailable
 from onexd.logs import correlation_id
 
 log = logging.getLogger("onexd.audit")
@@ -31,9 +31,6 @@ _SECRET_FIELD = re.compile(r"(?i)(secret_?value|password|passwd|token|api_?key|p
                            r"credential|^key$|^value$)")
 REDACTED = "[redacted]"
 
-
-class AuditUnavailable(OnexdError):
-    """The trail cannot be written (disk full, I/O error): in enforced mode, actions are refused."""
 
 
 def segment_name(first_seq: int) -> str:

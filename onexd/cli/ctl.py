@@ -20,11 +20,12 @@ from urllib.parse import quote, urlencode
 from rich.markup import escape
 from rich.table import Table
 
+from onexd.cli.exits import EXIT_DENIED, EXIT_ERROR, EXIT_OK, exit_code_for
 from onexd.cli.output import console, print_json, print_yaml
+from onexd.errors import ApiFailure as ApiFailure
+from onexd.errors import DaemonUnreachable, OnexdError, UsageError
 
 DEFAULT_SOCKET = "/run/onexd/onexd.sock"
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DENIED = 0, 1, 2, 3
-DENIED_STATUSES = frozenset({400, 401, 403, 413})
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -40,13 +41,6 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-class ApiFailure(Exception):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        super().__init__(error.get("message", f"HTTP {status}"))
-        self.status, self.body, self.error = status, body, error
-
-
 class Client:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
@@ -58,10 +52,10 @@ class Client:
             conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
             return conn.getresponse()
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise ConnectionError(f"cannot connect to {self.socket_path}: {exc.strerror}; is onexd running? "
+            raise DaemonUnreachable(f"cannot connect to {self.socket_path}: {exc.strerror}; is onexd running? "
                                   "(--socket or ONEXD_SOCKET)") from None
         except PermissionError:
-            raise ConnectionError(f"permission denied on {self.socket_path}: join the socket's group") from None
+            raise DaemonUnreachable(f"permission denied on {self.socket_path}: join the socket's group") from None
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         response = self._open(method, path, body)
@@ -124,15 +118,15 @@ JOB_COLUMNS = ("id", "status", "node", "profile", "exitCode", "durationMs", "pri
 def _job_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile:
         if not args.target:
-            raise ValueError("--profile needs a command: onexctl job run --profile P -- CMD [ARG...]")
+            raise UsageError("--profile needs a command: onexctl job run --profile P -- CMD [ARG...]")
         body: dict[str, Any] = {"profile": args.profile, "command": args.target}
     else:
         if len(args.target) != 1:
-            raise ValueError("give exactly one NODE (or --profile P -- CMD...)")
+            raise UsageError("give exactly one NODE (or --profile P -- CMD...)")
         try:
             body = {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
         except ValueError as exc:
-            raise ValueError(f"--input is not JSON: {exc}") from None
+            raise UsageError(f"--input is not JSON: {exc}") from None
     if args.timeout:
         body["timeoutSeconds"] = args.timeout
     return body
@@ -242,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             request = json.loads(Path(args.request).read_text() if args.request != "-" else sys.stdin.read())
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{args.request}: {exc}") from None
+            raise UsageError(f"{args.request}: {exc}") from None
         body = {"request": request}
         if args.subject:
             body["subject"] = args.subject
@@ -260,7 +254,7 @@ def _duration(text: str) -> int:
             return int(text[:-1]) * units[text[-1]]
         return int(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not a duration (like 90d, 12h, 30m, 45s)") from None
+        raise UsageError(f"{text!r} is not a duration (like 90d, 12h, 30m, 45s)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,12 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = console(stderr=True)
     try:
         return run(args)
-    except ValueError as exc:
+    except UsageError as exc:
         err.print(f"[red]onexctl: usage:[/red] {escape(str(exc))}")
-        return EXIT_USAGE
-    except ConnectionError as exc:
-        err.print(f"[red]onexctl: error:[/red] {escape(str(exc))}")
-        return EXIT_ERROR
+        return exit_code_for(exc)
     except ApiFailure as exc:
         err.print(f"[red]onexctl: {exc.status}:[/red] {escape(str(exc))}")
         for reason in exc.error.get("reasons", []):
@@ -345,7 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cid = exc.error.get("correlationId")
         if cid:
             err.print(f"  [dim]correlation id {escape(cid)}[/dim]")
-        return EXIT_DENIED if exc.status in DENIED_STATUSES else EXIT_ERROR
+        return exit_code_for(exc)
+    except OnexdError as exc:
+        err.print(f"[red]onexctl: error:[/red] {escape(str(exc))}")
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         return 130
 

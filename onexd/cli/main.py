@@ -17,11 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from onexd import __version__
+from onexd.cli.exits import EXIT_ERROR, EXIT_INVALID, EXIT_OK, exit_code_for
 from onexd.cli.output import console, print_json, print_problems, print_yaml
 from onexd.crypto import generate_ed25519, load_private_key, load_public_key, private_pem, public_pem
 from onexd.engine.decide import decide
 from onexd.engine.request import JobRequest
-from onexd.errors import ConfigError, KeyFileError, OnexdError, PolicyError, UsageError
+from onexd.errors import ConfigError, OnexdError, PolicyError, UsageError
 from onexd.identity.principal import parse_subject, unix_principal
 from onexd.jobs.runner import InvalidInput, JobRunner
 from onexd.jobs.zones import EgressZones
@@ -35,17 +36,6 @@ from onexd.policy.snapshot import Snapshot
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.images import build_images
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
-# One table from errors to exit codes; the most specific class wins.
-EXIT_CODES: tuple[tuple[type[OnexdError], int], ...] = (
-    (UsageError, EXIT_USAGE), (ConfigError, EXIT_USAGE), (KeyFileError, EXIT_USAGE),
-    (PolicyError, EXIT_INVALID), (OnexdError, EXIT_ERROR),
-)
-
-
-def exit_code_for(exc: OnexdError) -> int:
-    return next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
 
 
 def _read_trust(paths: Sequence[str]) -> Trust:

@@ -18,15 +18,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from onexd.errors import OnexdError
+from onexd.errors import ApiKeyError as ApiKeyError
+from onexd.errors import ApiKeyExists, ApiKeyNameInvalid, ApiKeyNotFound, ApiKeyRejected
 from onexd.identity.principal import Principal
 
 _KEY = re.compile(r"^onx_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
-
-class ApiKeyError(OnexdError):
-    """An API key is unknown, revoked, expired, or a name is taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +67,11 @@ class ApiKeyStore:
 
     def create(self, name: str, ttl_s: float | None = None) -> tuple[str, ApiKeyRecord]:
         if not NAME.match(name):
-            raise ApiKeyError(f"invalid API key name {name!r} (lowercase letters, digits, dashes)")
+            raise ApiKeyNameInvalid(f"invalid API key name {name!r} (lowercase letters, digits, dashes)")
         with self._lock:
             existing = self._records.get(name)
             if existing is not None and not existing.revoked_at and existing.expires_at > self.clock():
-                raise ApiKeyError(f"an API key named {name!r} exists; revoke it first")
+                raise ApiKeyExists(f"an API key named {name!r} exists; revoke it first")
             key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
             now = self.clock()
             record = ApiKeyRecord(name, key_id, hashlib.sha256(secret.encode()).hexdigest(), now,
@@ -86,7 +84,7 @@ class ApiKeyStore:
         with self._lock:
             record = self._records.get(name)
             if record is None:
-                raise ApiKeyError(f"no API key named {name!r}")
+                raise ApiKeyNotFound(f"no API key named {name!r}")
             record = replace(record, revoked_at=record.revoked_at or self.clock())
             self._records[name] = record
             self._write()
@@ -100,16 +98,16 @@ class ApiKeyStore:
         """The key's principal, and its remaining seconds when inside the warning window."""
         match = _KEY.match(key)
         if not match:
-            raise ApiKeyError("malformed API key")
+            raise ApiKeyRejected("malformed API key")
         key_id, secret = match.groups()
         record = next((r for r in self._records.values() if r.key_id == key_id), None)
         digest = hashlib.sha256(secret.encode()).hexdigest()
         if record is None or not hmac.compare_digest(digest, record.secret_sha256):
-            raise ApiKeyError("unknown API key")
+            raise ApiKeyRejected("unknown API key")
         now = self.clock()
         if record.revoked_at:
-            raise ApiKeyError("API key revoked")
+            raise ApiKeyRejected("API key revoked")
         if record.expires_at <= now:
-            raise ApiKeyError("API key expired")
+            raise ApiKeyRejected("API key expired")
         left = record.expires_at - now
         return Principal(kind="apikey", name=record.name), left if left <= self.warn_s else None

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from onexd.config import AuthConfig, JwksIssuer
-from onexd.crypto import PublicKey, TokenError, jwt_header, jwt_sign, jwt_unverified_issuer, jwt_verify, keys_from_jwks
+from onexd.crypto import PublicKey, jwt_header, jwt_sign, jwt_unverified_issuer, jwt_verify, keys_from_jwks
+from onexd.errors import TokenRejected, TokenRequestInvalid
 from onexd.identity.principal import Principal
 from onexd.keys.keystore import Keystore
 
@@ -43,7 +44,7 @@ class TokenService:
     def issue(self, subject: str, ttl_s: int | None = None) -> tuple[str, dict[str, object]]:
         ttl = ttl_s or self.max_ttl_s
         if not 1 <= ttl <= self.max_ttl_s:
-            raise TokenError(f"ttl must be between 1 and {self.max_ttl_s} seconds")
+            raise TokenRequestInvalid(f"ttl must be between 1 and {self.max_ttl_s} seconds")
         now = int(self.clock())
         claims: dict[str, object] = {"iss": self.issuer, "aud": self.audience, "sub": subject, "iat": now,
                                      "nbf": now, "exp": now + ttl, "jti": secrets.token_hex(16)}
@@ -54,9 +55,9 @@ class TokenService:
         header = jwt_header(token)
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALLOWED_ALGORITHMS:
-            raise TokenError(f"algorithm {alg!r} is not accepted")
+            raise TokenRejected(f"algorithm {alg!r} is not accepted")
         if not isinstance(kid, str):
-            raise TokenError("token has no kid")
+            raise TokenRejected("token has no kid")
         issuer = jwt_unverified_issuer(token)
         if issuer == self.issuer:
             keys, audience = self.keystore.verifying_keys(), self.audience
@@ -64,10 +65,10 @@ class TokenService:
             ext = self._jwks(issuer)
             keys, audience = ext.keys, ext.config.audience
         else:
-            raise TokenError("untrusted issuer")
+            raise TokenRejected("untrusted issuer")
         key = keys.get(kid)
         if key is None:
-            raise TokenError("unknown or retired key id")
+            raise TokenRejected("unknown or retired key id")
         claims = jwt_verify(token, key, audience, issuer or "")
         return Principal(kind="token", name=str(claims["sub"]))
 
@@ -81,7 +82,7 @@ class TokenService:
                 except (OSError, ValueError) as exc:
                     log.error("cannot read an issuer's JWKS", extra={"issuer": issuer, "why": type(exc).__name__})
                     if not ext.keys:
-                        raise TokenError("issuer keys unavailable") from None
+                        raise TokenRejected("issuer keys unavailable") from None
             return ext
 
 

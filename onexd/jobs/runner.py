@@ -22,7 +22,8 @@ from pathlib import Path
 from onexd.engine.decide import Decision, decide
 from onexd.engine.request import JobRequest
 from onexd.engine.translate import HostPaths, translate
-from onexd.errors import OnexdError, RuntimeFailure
+from onexd.errors import InvalidInput as InvalidInput
+from onexd.errors import RuntimeFailure
 from onexd.identity.principal import Principal
 from onexd.jobs.records import JobRecord, new_job_id
 from onexd.jobs.zones import EgressZones
@@ -34,13 +35,6 @@ from onexd.secrets.staging import mask, staged_secrets
 
 MAX_INPUT_BYTES = 1024 * 1024
 
-
-class InvalidInput(OnexdError):
-    """The job input does not satisfy the node's inputSchema (a 400, or exit 3)."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("input does not match the node's inputSchema: " + "; ".join(errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)

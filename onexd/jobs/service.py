@@ -19,7 +19,8 @@ from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import ConcurrencyConfig
 from onexd.engine.decide import Decision
 from onexd.engine.request import JobRequest
-from onexd.errors import OnexdError
+from onexd.errors import NotAccepting as NotAccepting
+from onexd.errors import TooManyJobs as TooManyJobs
 from onexd.identity.principal import Principal
 from onexd.jobs.records import FINAL, JobRecord
 from onexd.jobs.runner import Admission, JobRunner
@@ -30,16 +31,6 @@ from onexd.policy.snapshot import Snapshot
 log = logging.getLogger("onexd.jobs")
 
 
-class TooManyJobs(OnexdError):
-    """A concurrency limit is reached (a 429 with Retry-After)."""
-
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class NotAccepting(OnexdError):
-    """The daemon is shutting down."""
 
 
 @dataclass

@@ -11,12 +11,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from onexd.errors import OnexdError
+from onexd.errors import StorageUnavailable as StorageUnavailable
 from onexd.jobs.records import JobRecord
-
-
-class StorageUnavailable(OnexdError):
-    """The job database cannot be written (a full or read-only state directory)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

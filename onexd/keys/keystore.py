@@ -32,7 +32,7 @@ from onexd.crypto import (
     to_jwk,
     unseal,
 )
-from onexd.errors import OnexdError
+from onexd.errors import KeystoreError as KeystoreError
 from onexd.keys.master import MasterKey
 
 log = logging.getLogger("onexd.keys")
@@ -173,7 +173,3 @@ class Keystore:
             out.append(e)
         self._entries = out
         return retired
-
-
-class KeystoreError(OnexdError):
-    """The keystore cannot be used (for example the master key does not decrypt it)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onexd.crypto import JwsError, PrivateKey, PublicKey, jws_sign, jws_verify
+from onexd.crypto import PrivateKey, PublicKey, jws_sign, jws_verify
+from onexd.errors import JwsMalformed, JwsUntrusted
 from onexd.policy.loader import SIGNATURE, ParsedBundle, file_hashes
 from onexd.policy.problems import Problem, problem
 
@@ -30,9 +31,10 @@ def check_signature(bundle: ParsedBundle, trusted: list[PublicKey]) -> list[Prob
         return [problem(shown, None, "", "signature/missing", "bundle is not signed (no signature.jws)")]
     try:
         verified = jws_verify(raw.decode("ascii", errors="replace").strip(), trusted, JWS_TYPE)
-    except JwsError as exc:
-        code = "signature/invalid" if "malformed" in str(exc) or "typ" in str(exc) else "signature/untrusted"
-        return [problem(shown, None, "", code, str(exc))]
+    except JwsMalformed as exc:
+        return [problem(shown, None, "", "signature/invalid", str(exc))]
+    except JwsUntrusted as exc:
+        return [problem(shown, None, "", "signature/untrusted", str(exc))]
     signed = verified.payload.get("files")
     if not isinstance(signed, dict):
         return [problem(shown, None, "", "signature/invalid", "payload has no file list")]

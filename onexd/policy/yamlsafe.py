@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import yaml
 
+from onexd.errors import OnexdError
 from onexd.policy.problems import Problem, problem
 
 # The C parser is ~20x faster; both are iterative at the event level.
@@ -73,7 +74,9 @@ class YamlDocument:
             pointer = pointer.rsplit("/", 1)[0]
 
 
-class _Reject(Exception):
+class _Reject(OnexdError):
+    """Internal: stops the event walk at the first refused construct (turned into a Problem below)."""
+
     def __init__(self, code: str, line: int | None, path: str, message: str) -> None:
         super().__init__(message)
         self.code, self.line, self.path, self.message = code, line, path, message

@@ -13,12 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from onexd.errors import OnexdError
+from onexd.errors import SecretError as SecretError
 from onexd.policy.models import SecretSourceSpec
-
-
-class SecretError(OnexdError):
-    """A secret could not be resolved (the message names it, never its value)."""
 
 
 class SecretSource(Protocol):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from onexd.api.app import ROUTES, _depth
-from onexd.api.errors import ApiError, error_response
+from onexd.api.errors import error_response
 from onexd.api.openapi import document
 from onexd.api.ratelimit import RateLimiter
-from onexd.errors import RuntimeFailure
+from onexd.errors import PermissionDenied, RuntimeFailure
 from onexd.jobs.runner import InvalidInput
 from onexd.jobs.service import TooManyJobs
 
@@ -46,7 +46,7 @@ def test_error_table_maps_exceptions_to_statuses_without_internals() -> None:
     """Known errors get their status and code; unknown ones a 500 that says nothing internal."""
     cases = [(InvalidInput(["/x: bad"]), 400, "invalid-input"), (TooManyJobs("full", 3), 429, "too-many-jobs"),
              (RuntimeFailure("engine down"), 503, "engine-unavailable"),
-             (ApiError(403, "denied", "no", reasons=[{"code": "c", "message": "m"}]), 403, "denied"),
+             (PermissionDenied("no", reasons=[{"code": "c", "message": "m"}]), 403, "denied"),
              (KeyError("/etc/secret/path"), 500, "internal")]
     for exc, status, code in cases:
         response = error_response(exc, "cid")
