@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from onexd.errors import ConfigError
-from onexd.policy.models import ABS_PATH_PATTERN, Model, Name, Size, first_error
-
-AbsPath = Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)]
+from onexd.fields import AbsPath, Model, Name, Size, first_error
 
 
 class SocketConfig(Model):
@@ -149,40 +146,6 @@ class DaemonConfig(Model):
     @property
     def grace_s(self) -> int:
         return self.rotation.graceSeconds or self.auth.tokens.ttlSeconds
-
-
-def load_config(path: Path, overrides: dict[str, str] | None = None,
-                fallbacks: dict[str, str] | None = None) -> DaemonConfig:
-    """Read onexd.yaml (if it exists), fill what it leaves unset from fallbacks (systemd's directories), then
-    apply overrides (dotted keys, from flags and ONEXD_* variables)."""
-    from onexd.policy.yamlsafe import load_documents
-
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        docs, problems = load_documents(raw, str(path))
-        if problems:
-            p = problems[0]
-            raise ConfigError(f"{path}:{p.line or '?'}: {p.message}")
-        if len(docs) != 1 or not isinstance(docs[0].data, dict):
-            raise ConfigError(f"{path}: expected exactly one YAML mapping (kind: DaemonConfig)")
-        data = docs[0].data
-    for dotted, value in (fallbacks or {}).items():
-        _set(data, dotted, value, replace=False)
-    for dotted, value in (overrides or {}).items():
-        _set(data, dotted, value, replace=True)
-    return config_from_data(data, str(path))
-
-
-def _set(data: dict[str, Any], dotted: str, value: str, replace: bool) -> None:
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        data = data.setdefault(part, {})
-    if replace or leaf not in data:
-        data[leaf] = value
 
 
 def config_from_data(data: object, source: str) -> DaemonConfig:

@@ -1,5 +1,6 @@
-"""Reference documentation generated from the single sources of truth: the JSON Schemas and the OpenAPI
-document. `make generate` writes docs/policy-reference.md and docs/api.md; tests fail when they drift."""
+"""Reference documentation generated from the single sources of truth: the JSON Schemas, the OpenAPI document
+and the rule codes. `make generate` writes docs/policy-reference.md, docs/api.md and docs/rules.md; tests fail
+when they drift."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 from typing import Any
 
 from onexd.api.openapi import document
+from onexd.policy.problems import RULES
 from onexd.policy.schema import generated_schemas, schema_file_name
+from onexd.policy.security import SAFE_CAPABILITIES
 
 
 def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
@@ -71,4 +74,26 @@ def api_reference() -> str:
     for name, schema in doc["components"]["schemas"].items():
         if name in ("JobRequest", "ExplainRequest"):
             lines += [f"### {name}", "", "```json", json.dumps(schema, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def rules_markdown() -> str:
+    """docs/rules.md, generated from RULES so the two never drift."""
+    lines = [
+        "# Validation rule codes",
+        "",
+        "Generated from `onexd/policy/problems.py` by `onexd policy rules > docs/rules.md`; a test fails "
+        "when this file drifts.",
+        "Every problem `onexd policy validate` reports carries one of these stable codes.",
+        "",
+    ]
+    stage = ""
+    for rule in RULES.values():
+        if rule.stage != stage:
+            stage = rule.stage
+            lines += [f"## Stage: {stage}", ""]
+        lines += [f"### `{rule.code}` — {rule.title}", "", f"**Why:** {rule.why}", "",
+                  f"**Fix:** {rule.fix}", ""]
+    lines += ["## Capabilities a profile may add", "",
+              ", ".join(f"`{c}`" for c in sorted(SAFE_CAPABILITIES)), ""]
     return "\n".join(lines)

@@ -29,7 +29,7 @@ from onexd.jobs.zones import EgressZones
 from onexd.policy.diff import diff_snapshots
 from onexd.policy.models import first_error
 from onexd.policy.pipeline import Evaluation, Trust, load_directory, severity_counts
-from onexd.policy.problems import Problem, rules_markdown
+from onexd.policy.problems import Problem
 from onexd.policy.schema import InputValidator, write_schemas
 from onexd.policy.signing import sign_bundle
 from onexd.policy.snapshot import Snapshot
@@ -193,6 +193,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(_: argparse.Namespace) -> int:
+    from onexd.docgen import rules_markdown
+
     sys.stdout.write(rules_markdown())
     return EXIT_OK
 
@@ -277,7 +279,7 @@ def _record_text(record: dict[str, Any]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from onexd import logs
-    from onexd.config import load_config
+    from onexd.configfile import load_config
     from onexd.daemon import serve
 
     # Precedence: flags > ONEXD_* environment > file > defaults.

@@ -6,8 +6,9 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from onexd.timestamps import iso as iso
 
 STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "oom_killed", "cancelled", "error")
 FINAL = frozenset(STATUSES[2:])
@@ -17,12 +18,6 @@ def new_job_id(clock: float | None = None) -> str:
     """Time-ordered, 32 hex digits: 12 of milliseconds, 20 random."""
     millis = int((time.time() if clock is None else clock) * 1000)
     return f"{millis:012x}{secrets.token_hex(10)}"
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from onexd.jobs.records import iso
 from onexd.policy.loader import LoadLimits, ParsedBundle, find_bundles, parse_bundle
 from onexd.policy.pipeline import Trust, evaluate
 from onexd.policy.problems import Problem, Severity, problem
@@ -23,6 +22,7 @@ from onexd.policy.schema import SchemaSet
 from onexd.policy.snapshot import Snapshot
 from onexd.policy.store import ActiveEntry, BundleStore
 from onexd.policy.versions import ActiveVersion
+from onexd.timestamps import iso
 
 log = logging.getLogger("onexd.policy")
 

@@ -6,33 +6,34 @@ fails when they drift.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
-    WithJsonSchema,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# Shared with the daemon config; re-exported here because the policy format is where readers look for them.
+from onexd.fields import ABS_PATH_PATTERN as ABS_PATH_PATTERN
+from onexd.fields import NAME_PATTERN as NAME_PATTERN
+from onexd.fields import SIZE_PATTERN as SIZE_PATTERN
+from onexd.fields import Model as Model
+from onexd.fields import Name as Name
+from onexd.fields import Size as Size
+from onexd.fields import first_error as first_error
+from onexd.fields import parse_size as parse_size
+
 # semver.org's recommended regular expression.
 SEMVER_PATTERN = (
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
-SIZE_PATTERN = r"^[1-9][0-9]*(Ki|Mi|Gi|Ti)?$"
-_SIZE_UNITS = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
 PERMISSION_PATTERN = r"^(\*|[a-z][a-z-]*:(\*|[a-z][a-z-]*))$"
 CAPABILITY_PATTERN = r"^[A-Z][A-Z0-9_]*$"
-ABS_PATH_PATTERN = r"^/(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._/-]*$"
 REL_PATH_PATTERN = r"^[A-Za-z0-9._/-]{1,1024}$"  # escapes (.., absolute) are a semantic rule
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LABEL_KEY_PATTERN = r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
@@ -40,40 +41,8 @@ LABEL_KEY_PATTERN = r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za
 API_VERSION = "onexd/v1"
 
 
-def parse_size(value: Any) -> Any:
-    """`64Mi` -> 67108864. Decimal suffixes (M, G) are refused: they read two ways."""
-    if isinstance(value, str) and re.fullmatch(SIZE_PATTERN, value):
-        digits = value.rstrip("KMGTi")
-        return int(digits) * _SIZE_UNITS[value[len(digits):]]
-    return value
-
-
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 SemVer = Annotated[str, StringConstraints(pattern=SEMVER_PATTERN)]
-Size = Annotated[
-    int,
-    BeforeValidator(parse_size),
-    Field(gt=0),
-    WithJsonSchema({
-        "description": "A size in bytes: an integer, or a string with a binary suffix (`512Ki`, `64Mi`, `1Gi`).",
-        "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
-    }),
-]
 Permission = Annotated[str, StringConstraints(pattern=PERMISSION_PATTERN)]
-
-
-class Model(BaseModel):
-    """Frozen, closed models: an unknown field is an error, nothing read from outside mutates."""
-
-    # python-re: the patterns use look-ahead (valid ECMA-262 too, so editors read the schemas the same way).
-    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
-
-
-def first_error(exc: ValidationError, top: str) -> tuple[str, str]:
-    """(dotted field, message) of the first error of a failed validation, for messages that name the field."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or top
-    return where, first["msg"].removeprefix("Value error, ")
 
 
 class Metadata(Model):

@@ -225,26 +225,3 @@ def problem(file: str, line: int | None, path: str, code: str, message: str,
 def has_errors(problems: list[Problem] | tuple[Problem, ...]) -> bool:
     return any(p.severity is Severity.ERROR for p in problems)
 
-
-def rules_markdown() -> str:
-    """docs/rules.md, generated from RULES so the two never drift."""
-    lines = [
-        "# Validation rule codes",
-        "",
-        "Generated from `onexd/policy/problems.py` by `onexd policy rules > docs/rules.md`; a test fails "
-        "when this file drifts.",
-        "Every problem `onexd policy validate` reports carries one of these stable codes.",
-        "",
-    ]
-    stage = ""
-    for rule in RULES.values():
-        if rule.stage != stage:
-            stage = rule.stage
-            lines += [f"## Stage: {stage}", ""]
-        lines += [f"### `{rule.code}` — {rule.title}", "", f"**Why:** {rule.why}", "",
-                  f"**Fix:** {rule.fix}", ""]
-    from onexd.policy.security import SAFE_CAPABILITIES
-
-    lines += ["## Capabilities a profile may add", "",
-              ", ".join(f"`{c}`" for c in sorted(SAFE_CAPABILITIES)), ""]
-    return "\n".join(lines)

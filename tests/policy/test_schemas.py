@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from onexd.docgen import rules_markdown
 from onexd.policy.models import KINDS
 from onexd.policy.pipeline import load_directory
-from onexd.policy.problems import RULES, rules_markdown
+from onexd.policy.problems import RULES
 from onexd.policy.schema import SchemaSet, generated_schemas, schema_file_name
 from tests.conftest import BASELINE, EXAMPLES, ROOT
 
@@ -87,7 +88,7 @@ def test_schema_set_reports_unknown_kind() -> None:
 
 def test_example_daemon_config_validates_against_model_and_schema() -> None:
     """examples/onexd.yaml loads as a DaemonConfig and satisfies schemas/daemon-config.json."""
-    from onexd.config import load_config
+    from onexd.configfile import load_config
     from onexd.policy.yamlsafe import load_documents
 
     path = ROOT / "examples" / "onexd.yaml"

@@ -124,7 +124,7 @@ def test_socket_activation_serves_on_the_passed_socket(daemons: Callable[..., Da
 def test_unit_directories_fill_in_what_the_config_leaves_unset(tmp_path: Path, variable: str, field: str,
                                                                leaf: str) -> None:
     """$STATE_DIRECTORY and $RUNTIME_DIRECTORY apply when onexd.yaml does not set the path (the file wins)."""
-    from onexd.config import load_config
+    from onexd.configfile import load_config
 
     config = tmp_path / "onexd.yaml"
     config.write_text("apiVersion: onexd/v1\nkind: DaemonConfig\n")
