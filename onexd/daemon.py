@@ -11,22 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import grp
 import logging
 import os
 import signal
-import socket
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from onexd import __version__, systemd
-from onexd.api.app import ApiContext, Credentials, build_app
+from onexd.api.context import ApiContext, Credentials
 from onexd.api.ratelimit import RateLimiter
+from onexd.api.server import ApiServer
 from onexd.audit.checkpoints import Checkpointer, verify_trail
 from onexd.audit.shipper import Shipper, make_sink
 from onexd.audit.trail import AuditLog, AuditUnavailable
@@ -80,40 +76,6 @@ def lock_state_dir(state_dir: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
-
-
-def bind_socket(path: Path, mode: int, group: str | None) -> socket.socket:
-    """Listen on path with mode and group; a stale socket file is replaced, a live one refused."""
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ConfigError(f"socket path {path} exists and is not a socket; refusing to replace it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            path.unlink(missing_ok=True)  # stale: left by a daemon that did not stop cleanly
-        else:
-            raise ConfigError(f"another process is serving on {path}")
-        finally:
-            probe.close()
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    gid = -1
-    if group is not None:
-        try:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ConfigError(f"socket.group: no group named {group!r}") from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # no window in which the socket is wider than 0600
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chown(path, -1, gid)
-    os.chmod(path, mode)
-    sock.listen(256)
-    sock.setblocking(False)
-    return sock
 
 
 class Daemon:
@@ -247,14 +209,9 @@ class Daemon:
         rotation.every(2, "egress refusals", zones.collect)
         if cfg.audit.sinks:
             rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
-        app = build_app(ctx)
-        app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await app_runner.setup()
-        socket_path = Path(cfg.socket.path)
         passed = systemd.listen_socket()
-        sock = passed if passed is not None else bind_socket(socket_path, int(cfg.socket.mode, 8), cfg.socket.group)
-        site = web.SockSite(app_runner, sock)
-        await site.start()
+        server = ApiServer(ctx, Path(cfg.socket.path), int(cfg.socket.mode, 8), cfg.socket.group, passed)
+        await server.start()
         def changed() -> None:  # on watchdog's thread
             loop.call_soon_threadsafe(self._schedule_reload)
 
@@ -303,9 +260,7 @@ class Daemon:
                     await asyncio.to_thread(runtime.release_network, zone_network_name(zone))
             except RuntimeFailure as exc:
                 log.error("zone proxies not removed", extra={"why": str(exc)})
-            await app_runner.cleanup()
-            if passed is None:  # a socket systemd passed stays: it is systemd's
-                socket_path.unlink(missing_ok=True)
+            await server.stop()
             # Each step on its own: a failing disk must not keep the daemon from stopping.
             try:
                 audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})

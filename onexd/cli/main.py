@@ -20,17 +20,16 @@ from onexd import __version__
 from onexd.cli.exits import EXIT_ERROR, EXIT_INVALID, EXIT_OK, exit_code_for
 from onexd.cli.output import console, print_json, print_problems, print_yaml
 from onexd.crypto import generate_ed25519, load_private_key, load_public_key, private_pem, public_pem
-from onexd.engine.decide import decide
 from onexd.engine.request import JobRequest
 from onexd.errors import ConfigError, OnexdError, PolicyError, UsageError
 from onexd.identity.principal import parse_subject, unix_principal
-from onexd.jobs.runner import InvalidInput, JobRunner
+from onexd.jobs.runner import InvalidInput, JobRunner, explain
 from onexd.jobs.zones import EgressZones
 from onexd.policy.diff import diff_snapshots
 from onexd.policy.models import first_error
 from onexd.policy.pipeline import Evaluation, Trust, load_directory, severity_counts
 from onexd.policy.problems import Problem
-from onexd.policy.schema import InputValidator, write_schemas
+from onexd.policy.schema import write_schemas
 from onexd.policy.signing import sign_bundle
 from onexd.policy.snapshot import Snapshot
 from onexd.runtime.docker import DockerRuntime
@@ -103,16 +102,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     snapshot = _valid_snapshot(args.policy_dir)
     principal = parse_subject(args.subject)
     request = parse_request(_read_json(args.request), args.request)
-    decision = decide(snapshot, principal, request)
-    input_errors: list[str] = []
-    if decision.allowed and request.node is not None:
-        schema = snapshot.nodes[request.node].spec.inputSchema
-        if schema is not None:
-            input_errors = InputValidator(schema).errors(request.input)
-    result = decision.as_dict(snapshot)
-    result["inputErrors"] = input_errors
+    result = explain(snapshot, principal, request)
     _emit(result, args.output, _explain_text)
-    return EXIT_OK if decision.allowed and not input_errors else EXIT_INVALID
+    return EXIT_OK if result["allowed"] and not result["inputErrors"] else EXIT_INVALID
 
 
 def _emit(data: Any, fmt: str, text: Callable[[Any], None]) -> None:

@@ -99,6 +99,20 @@ def check_input(node: NodeInfo, value: object) -> bytes:
     return data
 
 
+def explain(snapshot: Snapshot, principal: Principal, request: JobRequest) -> dict[str, object]:
+    """The decision for a request, with its reasons and input errors (what a submission would be told): the
+    one implementation behind `onexd policy explain` and POST /v1/policy/explain."""
+    decision = decide(snapshot, principal, request)
+    result = decision.as_dict(snapshot)
+    result["inputErrors"] = []
+    if decision.allowed and request.node is not None:
+        try:
+            check_input(snapshot.nodes[request.node], request.input)
+        except InvalidInput as exc:
+            result["inputErrors"] = exc.errors
+    return result
+
+
 class JobRunner:
     """Runs allowed jobs on a runtime. Collaborators come in through the constructor."""
 

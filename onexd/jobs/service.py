@@ -20,6 +20,7 @@ from onexd.config import ConcurrencyConfig
 from onexd.engine.decide import Decision
 from onexd.engine.request import JobRequest
 from onexd.errors import NotAccepting as NotAccepting
+from onexd.errors import PermissionDenied
 from onexd.errors import TooManyJobs as TooManyJobs
 from onexd.identity.principal import Principal
 from onexd.jobs.records import FINAL, JobRecord
@@ -29,8 +30,6 @@ from onexd.metrics import Metrics
 from onexd.policy.snapshot import Snapshot
 
 log = logging.getLogger("onexd.jobs")
-
-
 
 
 @dataclass
@@ -69,9 +68,32 @@ class JobService:
 
     # --- admission -------------------------------------------------------------------------------------
 
+    async def enqueue(self, snapshot: Snapshot, principal: Principal, request: JobRequest) -> JobRecord:
+        """From a request to a queued job, all on the one snapshot given: decide (and check the input), audit
+        the decision, and if allowed record and queue the job. A denial raises PermissionDenied with the
+        decision's reasons; bad input raises InvalidInput."""
+        admission = self.admit(snapshot, principal, request)
+        decision = admission.decision
+        await self._decided(snapshot, principal, decision, request)
+        if not decision.allowed:
+            raise PermissionDenied(f"{principal.display} may not run {request.target}",
+                                   reasons=decision_reasons(decision))
+        return await self.submit(snapshot, principal, request, admission)
+
     def admit(self, snapshot: Snapshot, principal: Principal, request: JobRequest) -> Admission:
         """Decision and checked input; raises InvalidInput. Pure CPU work: fine on the loop."""
         return self.runner.admit(snapshot, principal, request)
+
+    async def _decided(self, snapshot: Snapshot, principal: Principal, decision: Decision,
+                       request: JobRequest) -> None:
+        """The execute decision, counted and durable in the trail before the caller hears of it."""
+        result = "allowed" if decision.allowed else "denied"
+        if self.metrics is not None:
+            self.metrics.authorization.labels("nodes", "execute", result).inc()
+        if self.audit is not None:
+            await self.audit.aappend("authz.decision", principal.display, result, {
+                "permission": "nodes:execute", "target": request.target, "capability": decision.capability,
+                "reasons": [r.code for r in decision.reasons]}, snapshot.digest)
 
     async def _event(self, type_: str, record: JobRecord, outcome: str = "success", **data: object) -> None:
         if self.audit is not None:

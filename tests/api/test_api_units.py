@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from onexd.api.app import ROUTES, _depth
+from onexd.api.app import ROUTES
+from onexd.api.bodies import depth as _depth
 from onexd.api.errors import error_response
 from onexd.api.openapi import document
 from onexd.api.ratelimit import RateLimiter

@@ -1,0 +1,102 @@
+"""Request bodies: size, encoding and depth checked before parsing, then validated into frozen models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import Field, ValidationError
+
+from onexd.engine.request import JobRequest
+from onexd.errors import BodyTooLarge, RequestError
+from onexd.fields import NAME_PATTERN, Model, first_error
+
+MAX_JSON_DEPTH = 64
+M = TypeVar("M", bound=Model)
+
+
+class ExplainBody(Model):
+    request: JobRequest
+    subject: str | None = None  # KIND:NAME; default: the caller
+
+
+class TokenBody(Model):
+    subject: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,256}$")
+    ttlSeconds: int | None = Field(default=None, ge=1)
+
+
+class ApiKeyBody(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    ttlDays: int | None = Field(default=None, ge=1, le=3650)
+
+
+class ReloadBody(Model):
+    allowRollback: tuple[str, ...] = ()  # bundle names that may go back to a lower version (an explicit rollback)
+
+
+class RotateBody(Model):
+    target: Literal["signing", "secrets"] = "signing"
+
+
+async def json_body(request: web.Request, max_bytes: int) -> Any:
+    raw = await request.read()
+    if len(raw) > max_bytes:
+        raise BodyTooLarge(f"request body over {max_bytes} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError("invalid-encoding", f"body is not UTF-8 (byte {exc.start})") from None
+    if depth(text) > MAX_JSON_DEPTH:
+        raise RequestError("too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise RequestError("invalid-json", f"body is not JSON: {exc}") from None
+
+
+async def read_body(request: web.Request, model: type[M], max_bytes: int, empty_ok: bool = False) -> M:
+    """The body as a model; with empty_ok an empty body is the model's defaults."""
+    if empty_ok and not (await request.read()).strip():
+        return parse(model, {})
+    return parse(model, await json_body(request, max_bytes))
+
+
+def depth(text: str) -> int:
+    """Upper bound of JSON nesting without parsing (brackets inside strings are skipped)."""
+    level = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            level += 1
+            if level > deepest:
+                deepest = level
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif ch in "]}":
+            level -= 1
+    return deepest
+
+
+def parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        where, message = first_error(exc, "body")
+        raise RequestError("invalid-request", f"{where}: {message}",
+                           details=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                                    for e in exc.errors()[:20]]) from None
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers,
+                             dumps=lambda d: json.dumps(d, separators=(",", ":")))

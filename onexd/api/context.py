@@ -1,0 +1,66 @@
+"""What the HTTP application is given: the services it wires requests to (built by the composition root)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from onexd.api.ratelimit import RateLimiter
+from onexd.audit.trail import AuditLog
+from onexd.identity.apikeys import ApiKeyStore
+from onexd.identity.authn import Authenticator
+from onexd.identity.principal import Principal
+from onexd.identity.tokens import TokenService
+from onexd.jobs.service import JobService
+from onexd.keys.keystore import Keystore
+from onexd.metrics import Metrics
+from onexd.policy.manager import PolicyManager
+
+
+@dataclass
+class Credentials:
+    """Who may call besides Unix peers, and onexd's own keys."""
+
+    tokens: TokenService
+    apikeys: ApiKeyStore
+    keystore: Keystore
+    rotate_signing: Callable[[str], str]
+    rotate_store: Callable[[str], str]
+
+
+@dataclass
+class ApiContext:
+    policy: PolicyManager
+    jobs: JobService
+    limiter: RateLimiter
+    reload: Callable[[str, frozenset[str]], Awaitable[dict[str, Any]]]
+    engine_ok: Callable[[], bool]
+    credentials: Credentials | None = None
+    audit: AuditLog | None = None
+    metrics: Metrics | None = None
+    verify_audit: Callable[[], dict[str, Any]] | None = None
+    zones: Callable[[], dict[str, bool]] | None = None
+    max_body_bytes: int = 1024 * 1024
+    authenticator: Authenticator = field(default_factory=Authenticator)
+
+    def __post_init__(self) -> None:
+        if self.credentials is not None and self.authenticator.tokens is None:
+            self.authenticator = Authenticator(self.credentials.tokens, self.credentials.apikeys)
+
+
+CTX = web.AppKey("ctx", ApiContext)
+PRINCIPAL = "onexd.principal"
+EXPIRY_WARNING = "onexd.expiry-warning"
+
+
+def context(request: web.Request) -> ApiContext:
+    return request.app[CTX]
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The caller, as the middleware authenticated it."""
+    principal: Principal = request[PRINCIPAL]
+    return principal

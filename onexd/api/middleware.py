@@ -1,0 +1,84 @@
+"""Every request: a correlation id, the caller's identity (credentials or SO_PEERCRED), a per-principal rate
+limit; every error is `{"error": {"code", "message", "correlationId"}}` from one table, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from onexd.api.context import CTX, EXPIRY_WARNING, PRINCIPAL, ApiContext
+from onexd.api.errors import error_response
+from onexd.errors import AuthenticationError, RateLimited
+from onexd.identity.authn import method_of
+from onexd.identity.peer import peer_credentials
+from onexd.identity.principal import Principal
+from onexd.logs import correlation_id
+
+log = logging.getLogger("onexd.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_CID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+PUBLIC_PATHS = frozenset({"/version", "/openapi.json", "/v1/keys/jwks"})
+
+
+async def authenticate(ctx: ApiContext, request: web.Request) -> Principal:
+    """The caller, counted and audited: failures always, token and API key successes too (a Unix peer's
+    identity is the kernel's, and every decision event names it)."""
+    authorization, api_key = request.headers.get("Authorization"), request.headers.get("X-API-Key")
+    method = method_of(authorization, api_key)
+
+    def peer() -> tuple[int, int, int]:
+        transport = request.transport
+        return peer_credentials(transport.get_extra_info("socket") if transport is not None else None)
+
+    try:
+        found = ctx.authenticator.authenticate(authorization, api_key, peer)
+    except AuthenticationError as exc:
+        if ctx.metrics is not None:
+            ctx.metrics.authentication.labels(method, "failure").inc()
+        if ctx.audit is not None:
+            await ctx.audit.aappend("auth.failure", None, "failure", {"method": method, "code": exc.code,
+                                                                      "reason": str(exc)})
+        raise
+    if ctx.metrics is not None:
+        ctx.metrics.authentication.labels(method, "success").inc()
+    if method != "peer" and ctx.audit is not None:
+        await ctx.audit.aappend("auth.success", found.principal.display, "success", {"method": method})
+    if found.warning is not None:
+        request[EXPIRY_WARNING] = found.warning
+    return found.principal
+
+
+@web.middleware
+async def errors_and_identity(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Correlation-Id", "")
+    cid = given if _CID.match(given) else uuid.uuid4().hex
+    token = correlation_id.set(cid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        ctx = request.app[CTX]
+        if request.path not in PUBLIC_PATHS:
+            principal = await authenticate(ctx, request)
+            request[PRINCIPAL] = principal
+            wait = ctx.limiter.check(principal.display)
+            if wait is not None:
+                raise RateLimited(f"too many requests from {principal.display}", max(1, round(wait)))
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Correlation-Id"] = cid
+        if EXPIRY_WARNING in request:
+            response.headers["X-Onexd-Warning"] = request[EXPIRY_WARNING]
+        return response
+    except Exception as exc:  # every failure answers from one table; a bug is a logged 500, never a 4xx
+        response = error_response(exc, cid)
+        status = response.status
+        return response
+    finally:
+        log.info("request", extra={"method": request.method, "path": request.path, "status": status,
+                                   "ms": round((time.perf_counter() - started) * 1000, 2)})
+        correlation_id.reset(token)

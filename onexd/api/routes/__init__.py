@@ -1,0 +1,1 @@
+"""HTTP routes grouped by resource; each module lists its (method, path, handler) in ROUTES."""

@@ -1,0 +1,108 @@
+"""/v1/jobs: submit, list, read, follow the output of, and cancel jobs."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from onexd.api.authz import allowed, require
+from onexd.api.bodies import json_body, json_response, parse
+from onexd.api.context import context, principal_of
+from onexd.engine.request import JobRequest
+from onexd.errors import NotFound, RequestError
+from onexd.identity.principal import Principal
+from onexd.jobs.records import JobRecord
+from onexd.policy.snapshot import Snapshot
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    ctx = context(request)
+    body = parse(JobRequest, await json_body(request, ctx.max_body_bytes))
+    snapshot = ctx.policy.state.snapshot  # one reference read: the job is decided and lives with this snapshot
+    record = await ctx.jobs.enqueue(snapshot, principal_of(request), body)
+    if request.query.get("wait") in ("true", "1"):
+        final = await ctx.jobs.wait(record.id)
+        assert final is not None
+        return json_response(final.as_dict(), 200)
+    return json_response(record.as_dict(), 202, headers={"Location": f"/v1/jobs/{record.id}"})
+
+
+def visible(snapshot: Snapshot, principal: Principal, record: JobRecord | None, own: str, other: str) -> JobRecord:
+    """The record if the caller may see it (own jobs with `own`, anyone's with `other`); else NotFound, so a
+    caller cannot tell another's job from no job."""
+    if record is not None:
+        if record.principal == principal.display and allowed(snapshot, principal, own):
+            return record
+        if allowed(snapshot, principal, other):
+            return record
+    raise NotFound("no such job (or not yours to see)")
+
+
+async def get_job(request: web.Request) -> web.Response:
+    ctx = context(request)
+    record = visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(request.match_info["id"]),
+                     "jobs:read", "jobs:read-all")
+    return json_response(record.as_dict())
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    ctx = context(request)
+    principal = principal_of(request)
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        raise RequestError("invalid-request", "limit must be an integer") from None
+    everyone = request.query.get("all") in ("true", "1")
+    await require(ctx, ctx.policy.state.snapshot, principal, "jobs:read-all" if everyone else "jobs:read")
+    records = ctx.jobs.store.query(None if everyone else principal.display, limit + 1,
+                                   request.query.get("before"), request.query.get("status"))
+    page = records[:limit]
+    return json_response({"jobs": [r.as_dict() for r in page],
+                          "next": page[-1].id if len(records) > limit else None})
+
+
+async def job_logs(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    job_id = request.match_info["id"]
+    record = visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(job_id),
+                     "jobs:read", "jobs:read-all")
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    streamed = 0
+    if request.query.get("follow") in ("true", "1") and not ctx.jobs.is_final(record):
+        # Live lines as the job prints them, then whatever the final (masked, capped) record adds.
+        async for stream, line in ctx.jobs.follow(job_id):
+            await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
+            streamed += 1
+        final = await ctx.jobs.wait(job_id)
+        assert final is not None
+        record = final
+    if not streamed:  # finished, or a job with secrets (never streamed live): the masked record's output
+        for stream in ("stdout", "stderr"):
+            for line in getattr(record, stream).splitlines():
+                await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
+    if ctx.jobs.is_final(record):
+        await response.write(json.dumps({"event": "end", "status": record.status,
+                                         "truncated": record.truncated}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    ctx = context(request)
+    job_id = request.match_info["id"]
+    visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(job_id), "jobs:cancel",
+            "jobs:cancel-all")
+    record = ctx.jobs.cancel(job_id)
+    assert record is not None
+    return json_response(record.as_dict(), 202 if not ctx.jobs.is_final(record) else 200)
+
+
+ROUTES = [
+    ("POST", "/v1/jobs", submit_job),
+    ("GET", "/v1/jobs", list_jobs),
+    ("GET", "/v1/jobs/{id}", get_job),
+    ("DELETE", "/v1/jobs/{id}", cancel_job),
+    ("GET", "/v1/jobs/{id}/logs", job_logs),
+]
