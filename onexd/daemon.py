@@ -1,9 +1,9 @@
-"""The composition root: builds every part from the config and runs the daemon's lifecycle.
+"""The daemon's lifecycle: start the parts in order, serve, reload on SIGHUP and policy changes, stop in order.
 
-Start: lock the state directory, reap what a previous life left, recover job records, load the last good
-policy and reload the directory, bind the socket (0660, configured group), watch the policy directory.
-SIGHUP reloads. SIGTERM/SIGINT: stop accepting jobs, let running ones finish within the grace period, then
-cancel and record them, close the socket and remove it.
+Start: lock the state directory, reap what a previous life left, build the parts (onexd/composition.py), recover
+job records, load the last good policy and reload the directory, bind the socket (0660, configured group),
+watch the policy directory. SIGHUP reloads. SIGTERM/SIGINT: stop accepting jobs, let running ones finish within
+the grace period, then cancel and record them, close the socket and remove it.
 """
 
 from __future__ import annotations
@@ -20,45 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from onexd import __version__, systemd
-from onexd.api.context import ApiContext, Credentials
-from onexd.api.ratelimit import RateLimiter
 from onexd.api.server import ApiServer
-from onexd.audit.checkpoints import Checkpointer, verify_trail
-from onexd.audit.shipper import Shipper, make_sink
-from onexd.audit.trail import AuditLog, AuditUnavailable
+from onexd.audit.trail import AuditUnavailable
+from onexd.composition import RUNTIMES as RUNTIMES
+from onexd.composition import Clock, Parts, compose
 from onexd.config import DaemonConfig
-from onexd.crypto import load_public_key
 from onexd.engine.translate import zone_network_name
 from onexd.errors import ConfigError, RuntimeFailure
-from onexd.identity.apikeys import ApiKeyStore
-from onexd.identity.tokens import TokenService
-from onexd.jobs.runner import JobRunner
-from onexd.jobs.service import JobService
-from onexd.jobs.store import JobStore
-from onexd.jobs.zones import EgressZones
-from onexd.keys.keystore import Keystore
-from onexd.keys.master import load_master_key
-from onexd.metrics import Metrics
-from onexd.policy.loader import LoadLimits
-from onexd.policy.manager import PolicyManager, ReloadResult
-from onexd.policy.pipeline import Trust
-from onexd.policy.store import BundleStore
+from onexd.policy.manager import PolicyManager
 from onexd.policy.watcher import PolicyWatcher
-from onexd.policy.yamlsafe import YamlLimits
 from onexd.runtime.base import Runtime
 from onexd.runtime.docker import DockerRuntime
-from onexd.runtime.fake import FakeRuntime
-from onexd.scheduler import RotationScheduler
-from onexd.secrets.staging import check_staging_dir, default_staging_dir
-from onexd.secrets.store import EncryptedStore
 
 log = logging.getLogger("onexd.daemon")
 
-# Backends by name; `fake` runs no containers (for API tests and benchmarks of the daemon itself).
-RUNTIMES: dict[str, Callable[[DaemonConfig], Runtime]] = {
-    "docker": lambda c: DockerRuntime(c.runtime.dockerHost),
-    "fake": lambda c: FakeRuntime(),
-}
 SHUTDOWN_GRACE_S = 30.0
 MAX_RELOAD_DELAY_S = 2.0
 ENGINE_CHECK_S = 10.0
@@ -79,164 +54,44 @@ def lock_state_dir(state_dir: Path) -> int:
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, clock: Clock = time.time) -> None:
         self.config = config
+        self.clock = clock
         self._stop = asyncio.Event()
         self._reload_timer: asyncio.TimerHandle | None = None
         self._reload_first: float | None = None
         self._engine_ok = False
         self._tasks: set[asyncio.Task[Any]] = set()  # strong references to fire-and-forget reloads
 
-    def _trust(self) -> Trust:
-        keys = tuple(load_public_key(Path(p)) for p in self.config.trust.bundleKeys)
-        return Trust(require_signed=self.config.trust.requireSignedBundles, keys=keys)
-
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         cfg = self.config
-        state_dir = Path(cfg.stateDir)
-        lock_fd = lock_state_dir(state_dir)
+        lock_fd = lock_state_dir(Path(cfg.stateDir))
         loop = asyncio.get_running_loop()
-        runtime = RUNTIMES[cfg.runtime.backend](cfg)
-        try:
-            await asyncio.to_thread(runtime.ping)
-            self._engine_ok = True
-            reaped = await asyncio.to_thread(runtime.reap)
-            if reaped:
-                log.warning("reaped leftovers of a previous run", extra={"count": len(reaped)})
-        except RuntimeFailure as exc:
-            log.error("container engine unavailable; jobs will fail until it answers", extra={"why": str(exc)})
-        staging = check_staging_dir(Path(cfg.secrets.stagingDir) if cfg.secrets.stagingDir else default_staging_dir())
-        metrics = Metrics()
-        checkpointer: Checkpointer | None = None
-
-        def on_audit(event: dict[str, Any]) -> None:
-            metrics.audit_events.inc()
-            if checkpointer is not None:
-                checkpointer.observe(event)
-
-        audit = AuditLog(state_dir / "audit", cfg.audit.maxSegmentBytes, cfg.audit.keepSegments,
-                         enforced=cfg.audit.delivery == "enforced", on_event=on_audit)
-
-        def key_event(kind: str, data: dict[str, Any]) -> None:
-            log.info(kind, extra=data)
-            try:
-                audit.append("key." + kind.replace(" ", "-"), "onexd", "success", data)
-            except AuditUnavailable:
-                log.error("key event not audited", extra={"event": kind})
-
-        master = load_master_key(state_dir)
-        keystore = Keystore(state_dir / "keys" / "keystore.json", master, cfg.auth.tokens.algorithm,
-                            on_event=key_event)
-        checkpointer = Checkpointer(audit, keystore.signing_key, cfg.audit.checkpoint.everyEvents)
-        secret_store = EncryptedStore(state_dir / "secrets" / "store.json", master, on_event=key_event)
-        audit.append("daemon.start", "onexd", "success", {"version": __version__, "pid": os.getpid()})
-        rotation = RotationScheduler(cfg, keystore, secret_store)
-        credentials = Credentials(
-            tokens=TokenService(keystore, cfg.auth), keystore=keystore,
-            apikeys=ApiKeyStore(state_dir / "apikeys.json", cfg.auth.apiKeys.defaultTTLDays, cfg.auth.apiKeys.warnDays),
-            rotate_signing=rotation.rotate_signing_keys, rotate_store=rotation.rotate_store)
-        store = JobStore(state_dir / "jobs.sqlite3")
-        runner = JobRunner(runtime, state_dir, staging, secret_store=secret_store,
-                           on_secret_access=lambda job, name, source: audit.append(
-                               "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}))
-        def refused(event: dict[str, Any]) -> None:
-            metrics.security_events.labels("egress_refused", "medium").inc()
-            with contextlib.suppress(AuditUnavailable):
-                audit.append("egress.refused", None, "denied",
-                             {"job": event.get("job"), "zone": event.get("zone"),
-                              "destination": f"{event.get('host')}:{event.get('port')}", "why": event.get("reason")})
-
-        zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=refused)
-        runner.zones = zones
-        jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
-        jobs.recover()
-        limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
-                            max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
-        policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), self._trust(), limits)
-        def audited_reload(reason: str, rollback: frozenset[str] = frozenset()) -> ReloadResult:
-            before = policy.state.snapshot.zones
-            result = policy.reload(reason, rollback)
-            state = policy.state
-            metrics.reloads.labels("rejected" if result.rejected else "ok").inc()
-            events: list[tuple[str, str | None, str, dict[str, Any] | None, str | None]] = [
-                ("policy.activated", "onexd", "success", {"bundle": d, "version": state.entries[d].version,
-                                                          "reason": reason}, result.digest)
-                for d in result.activated if d in state.entries]
-            events += [("policy.rejected", "onexd", "failure",
-                        {"bundle": r.name, "version": r.version, "codes": sorted({p.code for p in r.problems}),
-                         "reason": reason}, result.digest)
-                       for d, r in state.rejections.items() if d in result.rejected]
-            events += [("policy.removed", "onexd", "success", {"bundle": d, "reason": reason}, result.digest)
-                       for d in result.removed]
-            if events:
-                audit.append_many(events)
-            if result.changed or result.removed:
-                after = policy.state.snapshot.zones
-                try:
-                    zones.update(policy.state.snapshot)
-                    for gone in set(before) - set(after):  # a removed zone leaves no network behind
-                        runtime.release_network(zone_network_name(gone))
-                except RuntimeFailure as exc:
-                    log.error("zone update failed", extra={"why": str(exc)})
-            return result
-
-        first = await asyncio.to_thread(audited_reload, "startup")
-        if policy.state.degraded:
+        parts = compose(cfg, lambda: self._engine_ok, self.clock)
+        await self._check_engine(parts.runtime)
+        parts.audit.append("daemon.start", "onexd", "success", {"version": __version__, "pid": os.getpid()})
+        parts.jobs.recover()
+        first = await asyncio.to_thread(parts.reloader.reload, "startup")
+        if parts.policy.state.degraded:
             log.warning("started degraded: some bundles are rejected", extra={"digest": first.digest})
-
-        async def reload(reason: str, rollback: frozenset[str] = frozenset()) -> dict[str, Any]:
-            result = await asyncio.to_thread(audited_reload, reason, rollback)
-            return {"changed": result.changed, "digest": result.digest, "activated": list(result.activated),
-                    "rejected": list(result.rejected), "removed": list(result.removed),
-                    "degraded": policy.state.degraded}
-
-        self._reload = reload
-        ctx = ApiContext(policy=policy, jobs=jobs,
-                         limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
-                         reload=reload, engine_ok=lambda: self._engine_ok, credentials=credentials,
-                         audit=audit, metrics=metrics,
-                         verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
-                         zones=zones.zones,
-                         max_body_bytes=cfg.limits.maxRequestBytes)
-        shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
-                          batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
-        metrics.add_gauge("onexd_audit_shipping_lag_events", "Events not yet acknowledged by each sink.", "sink",
-                          lambda: {k: float(v) for k, v in shipper.lag().items()})
-        metrics.add_gauge("onexd_signing_key_age_seconds", "Age of the active signing key.", "kid",
-                          lambda: {e.kid: time.time() - (e.activated_at or e.created_at)
-                                   for e in keystore.entries() if e.state == "active"})
-        rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", checkpointer.write, "interval")
-        rotation.every(2, "egress refusals", zones.collect)
-        if cfg.audit.sinks:
-            rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
         passed = systemd.listen_socket()
-        server = ApiServer(ctx, Path(cfg.socket.path), int(cfg.socket.mode, 8), cfg.socket.group, passed)
+        server = ApiServer(parts.api, Path(cfg.socket.path), int(cfg.socket.mode, 8), cfg.socket.group, passed)
         await server.start()
         def changed() -> None:  # on watchdog's thread
-            loop.call_soon_threadsafe(self._schedule_reload)
+            loop.call_soon_threadsafe(self._schedule_reload, parts)
 
         watcher = PolicyWatcher(Path(cfg.policyDir), changed)
         with contextlib.suppress(OSError):
             watcher.start()
-        async def hup_reload() -> None:
-            systemd.notify(systemd.reloading())
-            try:
-                await reload("SIGHUP")
-            finally:
-                systemd.notify(f"READY=1\nSTATUS={self._status(policy)}")
-
-        def on_hup() -> None:
-            self._tasks.add(task := loop.create_task(hup_reload()))
-            task.add_done_callback(self._tasks.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        loop.add_signal_handler(signal.SIGHUP, self._spawn, lambda: self._hup_reload(parts))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        engine_task = loop.create_task(self._watch_engine(runtime))
-        rotation.start()
-        log.info("onexd ready", extra={"policy": policy.state.snapshot.digest, "degraded": policy.state.degraded,
-                                       "pid": os.getpid(), "socketActivated": passed is not None})
-        systemd.notify(f"READY=1\nSTATUS={self._status(policy)}")
+        engine_task = loop.create_task(self._watch_engine(parts.runtime))
+        parts.rotation.start()
+        log.info("onexd ready", extra={"policy": parts.policy.state.snapshot.digest,
+                                       "degraded": parts.policy.state.degraded, "pid": os.getpid(),
+                                       "socketActivated": passed is not None})
+        systemd.notify(f"READY=1\nSTATUS={self._status(parts.policy)}")
         watchdog = systemd.watchdog_interval_s()
         if watchdog is not None:
             self._tasks.add(loop.create_task(self._watchdog(watchdog)))
@@ -250,34 +105,61 @@ class Daemon:
             for task in list(self._tasks):
                 task.cancel()
             watcher.stop()
-            rotation.stop()
+            parts.rotation.stop()
             engine_task.cancel()
-            await jobs.shutdown(SHUTDOWN_GRACE_S)
-            try:
-                await asyncio.to_thread(zones.collect)
-                await asyncio.to_thread(zones.stop)
-                for zone in policy.state.snapshot.zones:  # unused zone networks go; other processes' jobs stay
-                    await asyncio.to_thread(runtime.release_network, zone_network_name(zone))
-            except RuntimeFailure as exc:
-                log.error("zone proxies not removed", extra={"why": str(exc)})
-            await server.stop()
-            # Each step on its own: a failing disk must not keep the daemon from stopping.
-            try:
-                audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})
-                checkpointer.write("stop")
-                if cfg.audit.sinks:
-                    await asyncio.to_thread(shipper.ship)
-            except (AuditUnavailable, OSError) as exc:
-                log.error("audit trail not finalized at stop", extra={"why": type(exc).__name__})
-            audit.close()
-            store.close()
-            if isinstance(runtime, DockerRuntime):
-                runtime.close()
+            await self._shutdown(parts, server)
             os.close(lock_fd)
             log.info("stopped")
 
+    async def _check_engine(self, runtime: Runtime) -> None:
+        """Ping the engine and reap what a previous life left; an engine that does not answer is logged."""
+        try:
+            await asyncio.to_thread(runtime.ping)
+            self._engine_ok = True
+            reaped = await asyncio.to_thread(runtime.reap)
+            if reaped:
+                log.warning("reaped leftovers of a previous run", extra={"count": len(reaped)})
+        except RuntimeFailure as exc:
+            log.error("container engine unavailable; jobs will fail until it answers", extra={"why": str(exc)})
+
+    async def _shutdown(self, parts: Parts, server: ApiServer) -> None:
+        """Jobs finish (or are cancelled), zones go, the socket closes, the trail is finalized, files close."""
+        await parts.jobs.shutdown(SHUTDOWN_GRACE_S)
+        try:
+            await asyncio.to_thread(parts.zones.collect)
+            await asyncio.to_thread(parts.zones.stop)
+            for zone in parts.policy.state.snapshot.zones:  # unused zone networks go; other processes' jobs stay
+                await asyncio.to_thread(parts.runtime.release_network, zone_network_name(zone))
+        except RuntimeFailure as exc:
+            log.error("zone proxies not removed", extra={"why": str(exc)})
+        await server.stop()
+        # Each step on its own: a failing disk must not keep the daemon from stopping.
+        try:
+            parts.audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})
+            parts.checkpointer.write("stop")
+            if self.config.audit.sinks:
+                await asyncio.to_thread(parts.shipper.ship)
+        except (AuditUnavailable, OSError) as exc:
+            log.error("audit trail not finalized at stop", extra={"why": type(exc).__name__})
+        parts.audit.close()
+        parts.store.close()
+        if isinstance(parts.runtime, DockerRuntime):
+            parts.runtime.close()
+
     def stop(self) -> None:
         self._stop.set()
+
+    def _spawn(self, make: Callable[[], Any]) -> None:
+        """Run a coroutine in the background, keeping a reference until it is done."""
+        self._tasks.add(task := asyncio.get_running_loop().create_task(make()))
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hup_reload(self, parts: Parts) -> None:
+        systemd.notify(systemd.reloading())
+        try:
+            await parts.reloader.areload("SIGHUP")
+        finally:
+            systemd.notify(f"READY=1\nSTATUS={self._status(parts.policy)}")
 
     @staticmethod
     def _status(policy: PolicyManager) -> str:
@@ -292,7 +174,7 @@ class Daemon:
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval_s)
 
-    def _schedule_reload(self) -> None:
+    def _schedule_reload(self, parts: Parts) -> None:
         """Debounce watcher events; a steady stream of changes still reloads every MAX_RELOAD_DELAY_S."""
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -306,8 +188,7 @@ class Daemon:
         def fire() -> None:
             self._reload_first = None
             self._reload_timer = None
-            self._tasks.add(task := loop.create_task(self._reload("watch")))
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(lambda: parts.reloader.areload("watch"))
 
         self._reload_timer = loop.call_later(delay, fire)
 
@@ -327,4 +208,3 @@ class Daemon:
 
 def serve(config: DaemonConfig) -> None:
     asyncio.run(Daemon(config).run())
-

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("onexd.audit",),
     ("onexd.jobs",),
     ("onexd.api", "onexd.scheduler"),
-    ("onexd.daemon", "onexd.docgen"),
+    ("onexd.composition", "onexd.daemon", "onexd.docgen"),
     ("onexd.cli",),
 )
 

@@ -1,0 +1,160 @@
+"""The composition root: every part of the daemon built from the config and an injected clock.
+
+Only this module (and the CLI) chooses concrete classes. Building the parts starts nothing: no task, no
+socket, no thread; the daemon's lifecycle (onexd/daemon.py) starts and stops them in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from onexd.api.context import ApiContext, Credentials
+from onexd.api.ratelimit import RateLimiter
+from onexd.audit.checkpoints import Checkpointer, verify_trail
+from onexd.audit.shipper import Shipper, make_sink
+from onexd.audit.trail import AuditLog, AuditUnavailable
+from onexd.config import DaemonConfig
+from onexd.crypto import load_public_key
+from onexd.identity.apikeys import ApiKeyStore
+from onexd.identity.tokens import TokenService
+from onexd.jobs.reloader import PolicyReloader
+from onexd.jobs.runner import JobRunner
+from onexd.jobs.service import JobService
+from onexd.jobs.store import JobStore
+from onexd.jobs.zones import EgressZones
+from onexd.keys.keystore import Keystore
+from onexd.keys.master import load_master_key
+from onexd.metrics import Metrics
+from onexd.policy.loader import LoadLimits
+from onexd.policy.manager import PolicyManager
+from onexd.policy.pipeline import Trust
+from onexd.policy.store import BundleStore
+from onexd.policy.yamlsafe import YamlLimits
+from onexd.runtime.base import Runtime
+from onexd.runtime.docker import DockerRuntime
+from onexd.runtime.fake import FakeRuntime
+from onexd.scheduler import RotationScheduler
+from onexd.secrets.staging import check_staging_dir, default_staging_dir
+from onexd.secrets.store import EncryptedStore
+
+log = logging.getLogger("onexd.daemon")
+Clock = Callable[[], float]
+
+# Backends by name; `fake` runs no containers (for API tests and benchmarks of the daemon itself).
+RUNTIMES: dict[str, Callable[[DaemonConfig], Runtime]] = {
+    "docker": lambda c: DockerRuntime(c.runtime.dockerHost),
+    "fake": lambda c: FakeRuntime(),
+}
+
+
+@dataclass
+class Parts:
+    """Everything the daemon runs, wired together."""
+
+    config: DaemonConfig
+    runtime: Runtime
+    metrics: Metrics
+    audit: AuditLog
+    keystore: Keystore
+    checkpointer: Checkpointer
+    rotation: RotationScheduler
+    store: JobStore
+    zones: EgressZones
+    jobs: JobService
+    policy: PolicyManager
+    reloader: PolicyReloader
+    shipper: Shipper
+    api: ApiContext
+
+
+def trust_of(config: DaemonConfig) -> Trust:
+    keys = tuple(load_public_key(Path(p)) for p in config.trust.bundleKeys)
+    return Trust(require_signed=config.trust.requireSignedBundles, keys=keys)
+
+
+def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = time.time) -> Parts:
+    """Build the parts. The trail comes first: keys, secrets, jobs and reloads all record into it."""
+    cfg, state_dir = config, Path(config.stateDir)
+    runtime = RUNTIMES[cfg.runtime.backend](cfg)
+    staging = check_staging_dir(Path(cfg.secrets.stagingDir) if cfg.secrets.stagingDir else default_staging_dir())
+    metrics = Metrics()
+    checkpointers: list[Checkpointer] = []  # the checkpointer signs with the keystore, which records into the trail
+
+    def on_audit(event: dict[str, Any]) -> None:
+        metrics.audit_events.inc()
+        for checkpointer in checkpointers:
+            checkpointer.observe(event)
+
+    audit = AuditLog(state_dir / "audit", cfg.audit.maxSegmentBytes, cfg.audit.keepSegments,
+                     enforced=cfg.audit.delivery == "enforced", clock=clock, on_event=on_audit)
+
+    def key_event(kind: str, data: dict[str, Any]) -> None:
+        log.info(kind, extra=data)
+        try:
+            audit.append("key." + kind.replace(" ", "-"), "onexd", "success", data)
+        except AuditUnavailable:
+            log.error("key event not audited", extra={"event": kind})
+
+    master = load_master_key(state_dir)
+    keystore = Keystore(state_dir / "keys" / "keystore.json", master, cfg.auth.tokens.algorithm, clock=clock,
+                        on_event=key_event)
+    checkpointers.append(Checkpointer(audit, keystore.signing_key, cfg.audit.checkpoint.everyEvents, clock=clock))
+    secret_store = EncryptedStore(state_dir / "secrets" / "store.json", master, clock=clock, on_event=key_event)
+    rotation = RotationScheduler(cfg, keystore, secret_store)
+    zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=_egress_refused(audit, metrics))
+    runner = JobRunner(runtime, state_dir, staging, clock=clock, secret_store=secret_store, zones=zones,
+                       on_secret_access=lambda job, name, source: audit.append(
+                           "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}))
+    store = JobStore(state_dir / "jobs.sqlite3")
+    jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
+    limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
+                        max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
+    policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), trust_of(cfg), limits)
+    reloader = PolicyReloader(policy, audit, metrics, zones, runtime)
+    shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
+                      batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
+    credentials = Credentials(
+        tokens=TokenService(keystore, cfg.auth), keystore=keystore,
+        apikeys=ApiKeyStore(state_dir / "apikeys.json", cfg.auth.apiKeys.defaultTTLDays, cfg.auth.apiKeys.warnDays,
+                            clock=clock),
+        rotate_signing=rotation.rotate_signing_keys, rotate_store=rotation.rotate_store)
+    api = ApiContext(policy=policy, jobs=jobs,
+                     limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
+                     reload=reloader.areload, engine_ok=engine_ok, credentials=credentials, audit=audit,
+                     metrics=metrics, verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
+                     zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes)
+    parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
+                  checkpointer=checkpointers[0], rotation=rotation, store=store, zones=zones, jobs=jobs,
+                  policy=policy, reloader=reloader, shipper=shipper, api=api)
+    _gauges_and_schedules(parts, clock)
+    return parts
+
+
+def _egress_refused(audit: AuditLog, metrics: Metrics) -> Callable[[dict[str, Any]], None]:
+    """What an egress proxy's refusal becomes: a security-event count and an audit event."""
+    def refused(event: dict[str, Any]) -> None:
+        metrics.security_events.labels("egress_refused", "medium").inc()
+        with contextlib.suppress(AuditUnavailable):
+            audit.append("egress.refused", None, "denied",
+                         {"job": event.get("job"), "zone": event.get("zone"),
+                          "destination": f"{event.get('host')}:{event.get('port')}", "why": event.get("reason")})
+    return refused
+
+
+def _gauges_and_schedules(parts: Parts, clock: Clock) -> None:
+    cfg, metrics, shipper, keystore = parts.config, parts.metrics, parts.shipper, parts.keystore
+    metrics.add_gauge("onexd_audit_shipping_lag_events", "Events not yet acknowledged by each sink.", "sink",
+                      lambda: {k: float(v) for k, v in shipper.lag().items()})
+    metrics.add_gauge("onexd_signing_key_age_seconds", "Age of the active signing key.", "kid",
+                      lambda: {e.kid: clock() - (e.activated_at or e.created_at)
+                               for e in keystore.entries() if e.state == "active"})
+    parts.rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", parts.checkpointer.write, "interval")
+    parts.rotation.every(2, "egress refusals", parts.zones.collect)
+    if cfg.audit.sinks:
+        parts.rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
