@@ -17,7 +17,7 @@ from typing import Any
 from onexd.api.context import ApiContext, Credentials
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
-from onexd.audit.shipper import Shipper, make_sink
+from onexd.audit.shipper import Shipper, Sink, make_sink
 from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
@@ -73,6 +73,20 @@ class Parts:
     api: ApiContext
 
 
+class CountedSink:
+    """A sink whose failed batches are counted (onexd_audit_shipping_failures_total, by sink)."""
+
+    def __init__(self, inner: Sink, metrics: Metrics) -> None:
+        self.inner, self.metrics, self.name = inner, metrics, inner.name
+
+    def send(self, events: list[dict[str, Any]]) -> None:
+        try:
+            self.inner.send(events)
+        except BaseException:
+            self.metrics.shipping_failures.labels(self.name).inc()
+            raise
+
+
 def trust_of(config: DaemonConfig) -> Trust:
     keys = tuple(load_public_key(Path(p)) for p in config.trust.bundleKeys)
     return Trust(require_signed=config.trust.requireSignedBundles, keys=keys)
@@ -92,7 +106,8 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
             checkpointer.observe(event)
 
     audit = AuditLog(state_dir / "audit", cfg.audit.maxSegmentBytes, cfg.audit.keepSegments,
-                     enforced=cfg.audit.delivery == "enforced", clock=clock, on_event=on_audit)
+                     enforced=cfg.audit.delivery == "enforced", clock=clock, on_event=on_audit,
+                     on_dropped=metrics.audit_dropped.inc)
 
     def key_event(kind: str, data: dict[str, Any]) -> None:
         log.info(kind, extra=data)
@@ -117,7 +132,8 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                         max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
     policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), trust_of(cfg), limits)
     reloader = PolicyReloader(policy, audit, metrics, zones, runtime)
-    shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
+    shipper = Shipper(audit, [CountedSink(make_sink(s), metrics) for s in cfg.audit.sinks],
+                      state_dir / "audit-cursors.json",
                       batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
     credentials = Credentials(
         tokens=TokenService(keystore, cfg.auth), keystore=keystore,

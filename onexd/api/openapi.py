@@ -56,111 +56,135 @@ def _job_id() -> list[dict[str, Any]]:
     return [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
+def _job_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """/version, /v1/health and /v1/jobs."""
+    return {
+    "/version": {"get": {"summary": "Daemon and API version (no permission needed)", "operationId": "version",
+                         "responses": _ok("versions", {"type": "object", "properties": {
+                             "version": {"type": "string"}, "apiVersion": {"type": "string"}}})}},
+    "/v1/health": {"get": {"summary": "ok, or degraded while a bundle is rejected or the engine is unreachable",
+                           "operationId": "health", "responses": _ok("health", _ref("Health"))}},
+    "/v1/jobs": {
+        "post": {"summary": "Submit a job (nodes:execute and a covering capability)", "operationId": "submitJob",
+                 "parameters": [{"name": "wait", "in": "query", "schema": {"type": "boolean"},
+                                 "description": "answer 200 with the finished record"}],
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobRequest")}}},
+                 "responses": {**_ok("finished (wait=true)", _ref("Job")), **_ok("queued", _ref("Job"), "202"),
+                               **_errors(400, 403, 413, 503, *common)}},
+        "get": {"summary": "List own jobs (jobs:read), or all with all=true (jobs:read-all)", "operationId":
+                "listJobs", "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    {"name": "before", "in": "query", "schema": {"type": "string"}, "description": "page token"},
+                    {"name": "status", "in": "query", "schema": {"type": "string"}},
+                    {"name": "all", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {**_ok("a page of jobs, newest first", {"type": "object", "properties": {
+                    "jobs": {"type": "array", "items": _ref("Job")}, "next": {"type": ["string", "null"]}}}),
+                    **_errors(400, 403, *common)}}},
+    "/v1/jobs/{id}": {
+        "get": {"summary": "One job (own with jobs:read, any with jobs:read-all)", "operationId": "getJob",
+                "parameters": _job_id(), "responses": {**_ok("the job", _ref("Job")), **_errors(404, *common)}},
+        "delete": {"summary": "Cancel a job (jobs:cancel, or jobs:cancel-all)", "operationId": "cancelJob",
+                   "parameters": _job_id(),
+                   "responses": {**_ok("already finished", _ref("Job")), **_ok("cancelling", _ref("Job"), "202"),
+                                 **_errors(404, *common)}}},
+    "/v1/jobs/{id}/logs": {"get": {
+        "summary": "Output as NDJSON lines {stream, line}, then {event: end}", "operationId": "jobLogs",
+        "parameters": [*_job_id(), {"name": "follow", "in": "query", "schema": {"type": "boolean"},
+                                    "description": "wait for a running job to end"}],
+        "responses": {**_ok("log lines", {"type": "object"}, media="application/x-ndjson"),
+                      **_errors(404, *common)}}},
+    }
+
+
+def _policy_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """/v1/policy."""
+    return {
+    "/v1/policy": {"get": {"summary": "Active bundles and rejections (policy:read)", "operationId": "policy",
+                           "responses": {**_ok("policy state", _ref("Policy")), **_errors(403, *common)}}},
+    "/v1/policy/reload": {"post": {"summary": "Reload the policy directory now (policy:reload); "
+                                              "allowRollback names bundles that may go back to a lower version",
+                                   "operationId": "reloadPolicy",
+                                   "requestBody": {"required": False, "content": {"application/json": {
+                                       "schema": {"type": "object", "properties": {"allowRollback": {
+                                           "type": "array", "items": {"type": "string"}}}}}}},
+                                   "responses": {**_ok("reload result", {"type": "object"}),
+                                                 **_errors(403, *common)}}},
+    "/v1/policy/explain": {"post": {
+        "summary": "Decision and effective sandbox for a request; nothing runs (policy:read to ask for "
+                   "another subject)", "operationId": "explain",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ExplainRequest")}}},
+        "responses": {**_ok("the decision", _ref("Decision")), **_errors(400, 403, *common)}}},
+    }
+
+
+def _credential_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """/v1/keys, /v1/tokens and /v1/apikeys."""
+    return {
+    "/v1/keys/jwks": {"get": {"summary": "Public keys that verify onexd's tokens: pending, active, grace "
+                                         "(no permission needed)", "operationId": "jwks",
+                              "responses": _ok("a JWKS", {"type": "object", "properties": {
+                                  "keys": {"type": "array", "items": {"type": "object"}}}})}},
+    "/v1/keys": {"get": {"summary": "Signing keys and their states (keys:read)", "operationId": "listKeys",
+                         "responses": {**_ok("keys", {"type": "object"}), **_errors(403, *common)}}},
+    "/v1/keys/rotate": {"post": {
+        "summary": "Rotate the signing keys, or the secret store's data key (keys:rotate)",
+        "operationId": "rotateKeys",
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"target": {"enum": ["signing", "secrets"]}}}}}},
+        "responses": {**_ok("rotated", {"type": "object"}), **_errors(400, 403, *common)}}},
+    "/v1/tokens": {"post": {
+        "summary": "Issue a token for a subject (tokens:issue)", "operationId": "issueToken",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["subject"], "properties": {
+                "subject": {"type": "string"}, "ttlSeconds": {"type": "integer", "minimum": 1}}}}}},
+        "responses": {**_ok("the token", {"type": "object", "properties": {"token": {"type": "string"}}}, "201"),
+                      **_errors(400, 403, *common)}}},
+    "/v1/apikeys": {
+        "post": {"summary": "Create an API key, shown once (apikeys:manage)", "operationId": "createApiKey",
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "type": "object", "required": ["name"], "properties": {
+                         "name": {"type": "string"}, "ttlDays": {"type": "integer", "minimum": 1}}}}}},
+                 "responses": {**_ok("the key", {"type": "object", "properties": {"key": {"type": "string"}}},
+                                     "201"), **_errors(400, 403, *common)}},
+        "get": {"summary": "API keys without their secrets (apikeys:manage)", "operationId": "listApiKeys",
+                "responses": {**_ok("keys", {"type": "object"}), **_errors(403, *common)}}},
+    "/v1/apikeys/{name}": {"delete": {
+        "summary": "Revoke an API key (apikeys:manage)", "operationId": "revokeApiKey",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {**_ok("revoked", {"type": "object"}), **_errors(403, 404, *common)}}},
+    }
+
+
+def _audit_and_monitoring_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """/v1/audit, /v1/zones, /metrics and /openapi.json."""
+    return {
+    "/v1/audit": {"get": {
+        "summary": "Audit events after a seq (audit:read)", "operationId": "auditEvents",
+        "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                       {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+        "responses": {**_ok("events", {"type": "object", "properties": {
+            "events": {"type": "array", "items": {"type": "object"}}, "next": {"type": "integer"}}}),
+            **_errors(400, 403, *common)}}},
+    "/v1/audit/verify": {"get": {"summary": "Verify the hash chain and signed checkpoints (audit:read)",
+                                 "operationId": "auditVerify",
+                                 "responses": {**_ok("result", {"type": "object", "properties": {
+                                     "ok": {"type": "boolean"}, "firstBadSeq": {"type": ["integer", "null"]}}}),
+                                     **_errors(403, *common)}}},
+    "/v1/zones": {"get": {"summary": "Network zones: mode, network, proxy state, allowlist (policy:read)",
+                          "operationId": "listZones",
+                          "responses": {**_ok("zones", {"type": "object"}), **_errors(403, *common)}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics (monitoring:read)", "operationId": "metrics",
+                         "responses": {**_ok("text format", {"type": "string"}, media="text/plain"),
+                                       **_errors(403, *common)}}},
+    "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
+                              "responses": _ok("OpenAPI 3.1", {"type": "object"})}},
+    }
+
+
 def document() -> dict[str, Any]:
     common = (401, 429)
-    paths: dict[str, dict[str, Any]] = {
-        "/version": {"get": {"summary": "Daemon and API version (no permission needed)", "operationId": "version",
-                             "responses": _ok("versions", {"type": "object", "properties": {
-                                 "version": {"type": "string"}, "apiVersion": {"type": "string"}}})}},
-        "/v1/health": {"get": {"summary": "ok, or degraded while a bundle is rejected or the engine is unreachable",
-                               "operationId": "health", "responses": _ok("health", _ref("Health"))}},
-        "/v1/jobs": {
-            "post": {"summary": "Submit a job (nodes:execute and a covering capability)", "operationId": "submitJob",
-                     "parameters": [{"name": "wait", "in": "query", "schema": {"type": "boolean"},
-                                     "description": "answer 200 with the finished record"}],
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobRequest")}}},
-                     "responses": {**_ok("finished (wait=true)", _ref("Job")), **_ok("queued", _ref("Job"), "202"),
-                                   **_errors(400, 403, 413, 503, *common)}},
-            "get": {"summary": "List own jobs (jobs:read), or all with all=true (jobs:read-all)", "operationId":
-                    "listJobs", "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-                        {"name": "before", "in": "query", "schema": {"type": "string"}, "description": "page token"},
-                        {"name": "status", "in": "query", "schema": {"type": "string"}},
-                        {"name": "all", "in": "query", "schema": {"type": "boolean"}}],
-                    "responses": {**_ok("a page of jobs, newest first", {"type": "object", "properties": {
-                        "jobs": {"type": "array", "items": _ref("Job")}, "next": {"type": ["string", "null"]}}}),
-                        **_errors(400, 403, *common)}}},
-        "/v1/jobs/{id}": {
-            "get": {"summary": "One job (own with jobs:read, any with jobs:read-all)", "operationId": "getJob",
-                    "parameters": _job_id(), "responses": {**_ok("the job", _ref("Job")), **_errors(404, *common)}},
-            "delete": {"summary": "Cancel a job (jobs:cancel, or jobs:cancel-all)", "operationId": "cancelJob",
-                       "parameters": _job_id(),
-                       "responses": {**_ok("already finished", _ref("Job")), **_ok("cancelling", _ref("Job"), "202"),
-                                     **_errors(404, *common)}}},
-        "/v1/jobs/{id}/logs": {"get": {
-            "summary": "Output as NDJSON lines {stream, line}, then {event: end}", "operationId": "jobLogs",
-            "parameters": [*_job_id(), {"name": "follow", "in": "query", "schema": {"type": "boolean"},
-                                        "description": "wait for a running job to end"}],
-            "responses": {**_ok("log lines", {"type": "object"}, media="application/x-ndjson"),
-                          **_errors(404, *common)}}},
-        "/v1/policy": {"get": {"summary": "Active bundles and rejections (policy:read)", "operationId": "policy",
-                               "responses": {**_ok("policy state", _ref("Policy")), **_errors(403, *common)}}},
-        "/v1/policy/reload": {"post": {"summary": "Reload the policy directory now (policy:reload); "
-                                                  "allowRollback names bundles that may go back to a lower version",
-                                       "operationId": "reloadPolicy",
-                                       "requestBody": {"required": False, "content": {"application/json": {
-                                           "schema": {"type": "object", "properties": {"allowRollback": {
-                                               "type": "array", "items": {"type": "string"}}}}}}},
-                                       "responses": {**_ok("reload result", {"type": "object"}),
-                                                     **_errors(403, *common)}}},
-        "/v1/policy/explain": {"post": {
-            "summary": "Decision and effective sandbox for a request; nothing runs (policy:read to ask for "
-                       "another subject)", "operationId": "explain",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ExplainRequest")}}},
-            "responses": {**_ok("the decision", _ref("Decision")), **_errors(400, 403, *common)}}},
-        "/v1/keys/jwks": {"get": {"summary": "Public keys that verify onexd's tokens: pending, active, grace "
-                                             "(no permission needed)", "operationId": "jwks",
-                                  "responses": _ok("a JWKS", {"type": "object", "properties": {
-                                      "keys": {"type": "array", "items": {"type": "object"}}}})}},
-        "/v1/keys": {"get": {"summary": "Signing keys and their states (keys:read)", "operationId": "listKeys",
-                             "responses": {**_ok("keys", {"type": "object"}), **_errors(403, *common)}}},
-        "/v1/keys/rotate": {"post": {
-            "summary": "Rotate the signing keys, or the secret store's data key (keys:rotate)",
-            "operationId": "rotateKeys",
-            "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"target": {"enum": ["signing", "secrets"]}}}}}},
-            "responses": {**_ok("rotated", {"type": "object"}), **_errors(400, 403, *common)}}},
-        "/v1/tokens": {"post": {
-            "summary": "Issue a token for a subject (tokens:issue)", "operationId": "issueToken",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["subject"], "properties": {
-                    "subject": {"type": "string"}, "ttlSeconds": {"type": "integer", "minimum": 1}}}}}},
-            "responses": {**_ok("the token", {"type": "object", "properties": {"token": {"type": "string"}}}, "201"),
-                          **_errors(400, 403, *common)}}},
-        "/v1/apikeys": {
-            "post": {"summary": "Create an API key, shown once (apikeys:manage)", "operationId": "createApiKey",
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                         "type": "object", "required": ["name"], "properties": {
-                             "name": {"type": "string"}, "ttlDays": {"type": "integer", "minimum": 1}}}}}},
-                     "responses": {**_ok("the key", {"type": "object", "properties": {"key": {"type": "string"}}},
-                                         "201"), **_errors(400, 403, *common)}},
-            "get": {"summary": "API keys without their secrets (apikeys:manage)", "operationId": "listApiKeys",
-                    "responses": {**_ok("keys", {"type": "object"}), **_errors(403, *common)}}},
-        "/v1/apikeys/{name}": {"delete": {
-            "summary": "Revoke an API key (apikeys:manage)", "operationId": "revokeApiKey",
-            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {**_ok("revoked", {"type": "object"}), **_errors(403, 404, *common)}}},
-        "/v1/audit": {"get": {
-            "summary": "Audit events after a seq (audit:read)", "operationId": "auditEvents",
-            "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
-            "responses": {**_ok("events", {"type": "object", "properties": {
-                "events": {"type": "array", "items": {"type": "object"}}, "next": {"type": "integer"}}}),
-                **_errors(400, 403, *common)}}},
-        "/v1/audit/verify": {"get": {"summary": "Verify the hash chain and signed checkpoints (audit:read)",
-                                     "operationId": "auditVerify",
-                                     "responses": {**_ok("result", {"type": "object", "properties": {
-                                         "ok": {"type": "boolean"}, "firstBadSeq": {"type": ["integer", "null"]}}}),
-                                         **_errors(403, *common)}}},
-        "/v1/zones": {"get": {"summary": "Network zones: mode, network, proxy state, allowlist (policy:read)",
-                              "operationId": "listZones",
-                              "responses": {**_ok("zones", {"type": "object"}), **_errors(403, *common)}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics (monitoring:read)", "operationId": "metrics",
-                             "responses": {**_ok("text format", {"type": "string"}, media="text/plain"),
-                                           **_errors(403, *common)}}},
-        "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
-                                  "responses": _ok("OpenAPI 3.1", {"type": "object"})}},
-    }
+    paths = {**_job_paths(common), **_policy_paths(common), **_credential_paths(common),
+             **_audit_and_monitoring_paths(common)}
     job_request = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     return {
         "openapi": "3.1.0",

@@ -88,7 +88,8 @@ class _Pending:
 class AuditLog:
     def __init__(self, directory: Path, max_segment_bytes: int = 64 * 1024 * 1024, keep_segments: int = 100,
                  enforced: bool = True, clock: Callable[[], float] = time.time,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 on_dropped: Callable[[int], None] | None = None) -> None:
         self.dir = directory
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_segment_bytes = max_segment_bytes
@@ -96,6 +97,7 @@ class AuditLog:
         self.enforced = enforced
         self.clock = clock
         self.on_event = on_event or (lambda e: None)
+        self.on_dropped = on_dropped or (lambda n: None)  # best_effort: events lost to a failing disk
         # Called on the writer thread with the last seq of a closing segment (everything up to it is durable).
         self.on_rotate: Callable[[int], None] = lambda seq: None
         self.dropped = 0
@@ -175,7 +177,9 @@ class AuditLog:
         if failed is not None:
             if self.enforced:
                 raise AuditUnavailable(f"the audit trail cannot be written ({failed})") from None
-            self.dropped += sum(1 for _, p in built if p.error is not None)
+            lost = sum(1 for _, p in built if p.error is not None)
+            self.dropped += lost
+            self.on_dropped(lost)
         for event, pending in built:
             if pending.error is None:
                 self.on_event(event)

@@ -91,14 +91,20 @@ def _via(granted_by: dict[str, tuple[tuple[str, str], Grant]], role: str) -> Rea
     return Reason("binding", f"RoleBinding {grant.binding} gives role {role} to {kind}:{name}")
 
 
-def decide(snapshot: Snapshot, principal: Principal, request: JobRequest) -> Decision:
-    """Whether principal may run request under snapshot, and with which sandbox."""
-    # First binding per role: enough to explain; a hot path, so reasons are built only for what is used.
+def _granted_by(snapshot: Snapshot, principal: Principal) -> dict[str, tuple[tuple[str, str], Grant]]:
+    """role -> the first (subject, grant) giving it to principal: enough to explain; a hot path, so reasons are
+    built only for what is used."""
     granted_by: dict[str, tuple[tuple[str, str], Grant]] = {}
     for subject in principal.subjects():
         for g in snapshot.bindings.get(subject, ()):
             if g.role in snapshot.roles:
                 granted_by.setdefault(g.role, (subject, g))
+    return granted_by
+
+
+def decide(snapshot: Snapshot, principal: Principal, request: JobRequest) -> Decision:
+    """Whether principal may run request under snapshot, and with which sandbox."""
+    granted_by = _granted_by(snapshot, principal)
     if not granted_by:
         return _deny(snapshot, principal, request, [Reason(
             "no-binding", f"no RoleBinding names {principal.display} "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from onexd.errors import ApiKeyError as ApiKeyError
 from onexd.errors import ApiKeyExists, ApiKeyNameInvalid, ApiKeyNotFound, ApiKeyRejected
+from onexd.fsutil import atomic_write
 from onexd.identity.principal import Principal
 
 _KEY = re.compile(r"^onx_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -57,13 +57,7 @@ class ApiKeyStore:
 
     def _write(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"keys": [asdict(r) for r in self._records.values()]}, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
+        atomic_write(self.path, json.dumps({"keys": [asdict(r) for r in self._records.values()]}, indent=2).encode())
 
     def create(self, name: str, ttl_s: float | None = None) -> tuple[str, ApiKeyRecord]:
         if not NAME.match(name):

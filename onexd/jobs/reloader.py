@@ -19,7 +19,7 @@ from onexd.errors import RuntimeFailure
 from onexd.jobs.zones import EgressZones
 from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager, ReloadResult
-from onexd.runtime.base import Runtime
+from onexd.runtime.base import ZoneNetworks
 
 log = logging.getLogger("onexd.daemon")
 AuditRecord = tuple[str, str | None, str, dict[str, Any] | None, str | None]
@@ -27,7 +27,7 @@ AuditRecord = tuple[str, str | None, str, dict[str, Any] | None, str | None]
 
 class PolicyReloader:
     def __init__(self, policy: PolicyManager, audit: AuditLog, metrics: Metrics, zones: EgressZones,
-                 runtime: Runtime) -> None:
+                 runtime: ZoneNetworks) -> None:
         self.policy, self.audit, self.metrics, self.zones, self.runtime = policy, audit, metrics, zones, runtime
 
     def reload(self, reason: str, rollback: frozenset[str] = frozenset()) -> ReloadResult:

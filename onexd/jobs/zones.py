@@ -19,9 +19,10 @@ from typing import Any
 
 from onexd.engine.translate import PROXY_ALIAS, proxy_name, proxy_spec, zone_network_name
 from onexd.errors import RuntimeFailure
+from onexd.fsutil import atomic_write
 from onexd.policy.loader import content_digest
 from onexd.policy.snapshot import Snapshot
-from onexd.runtime.base import Runtime
+from onexd.runtime.base import ZoneNetworks
 
 log = logging.getLogger("onexd.zones")
 Refusal = Callable[[dict[str, Any]], None]
@@ -32,7 +33,7 @@ def proxy_code() -> dict[str, bytes]:
 
 
 class EgressZones:
-    def __init__(self, runtime: Runtime, state_dir: Path, egress_network: str,
+    def __init__(self, runtime: ZoneNetworks, state_dir: Path, egress_network: str,
                  on_refusal: Refusal | None = None) -> None:
         self.runtime = runtime
         self.root = state_dir / "zones"
@@ -55,10 +56,9 @@ class EgressZones:
         directory = self.root / zone
         directory.mkdir(mode=0o755, parents=True, exist_ok=True)
         rules = [r.model_dump(mode="json", exclude_none=True) for r in snapshot.zones[zone].egress]
-        tmp = directory / ".config.json.tmp"
-        tmp.write_text(json.dumps({"zone": zone, "policy": snapshot.digest, "egress": rules}))
-        tmp.chmod(0o444)
-        tmp.replace(directory / "config.json")  # the proxy sees the whole new list or the old one
+        # The proxy sees the whole new list or the old one.
+        atomic_write(directory / "config.json",
+                     json.dumps({"zone": zone, "policy": snapshot.digest, "egress": rules}).encode(), 0o444)
         return directory
 
     def prepare(self, snapshot: Snapshot, zone: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from onexd.crypto import (
     unseal,
 )
 from onexd.errors import KeystoreError as KeystoreError
+from onexd.fsutil import atomic_write
 from onexd.keys.master import MasterKey
 
 log = logging.getLogger("onexd.keys")
@@ -83,13 +83,7 @@ class Keystore:
 
     def _write(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"keys": [asdict(e) for e in self._entries]}, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
+        atomic_write(self.path, json.dumps({"keys": [asdict(e) for e in self._entries]}, indent=2).encode())
 
     def _add(self, state: str) -> KeyEntry:
         key = generate_key(self.algorithm)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from onexd.crypto import PrivateKey, PublicKey, jws_sign, jws_verify
 from onexd.errors import JwsMalformed, JwsUntrusted
+from onexd.fsutil import atomic_write
 from onexd.policy.loader import SIGNATURE, ParsedBundle, file_hashes
 from onexd.policy.problems import Problem, problem
 
@@ -17,9 +18,7 @@ def sign_bundle(bundle: ParsedBundle, key: PrivateKey) -> Path:
     payload = {"bundle": bundle.name, "version": bundle.version, "digest": bundle.digest,
                "files": file_hashes(bundle.files)}
     target = bundle.root / SIGNATURE
-    tmp = target.with_name(SIGNATURE + ".tmp")
-    tmp.write_text(jws_sign(payload, key, JWS_TYPE) + "\n", encoding="ascii")
-    tmp.replace(target)
+    atomic_write(target, (jws_sign(payload, key, JWS_TYPE) + "\n").encode("ascii"), 0o644)
     return target
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -17,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from onexd.fsutil import atomic_write
 from onexd.policy.loader import LoadLimits, ParsedBundle, parse_bundle
 from onexd.policy.schema import SchemaSet
 
@@ -71,11 +71,8 @@ class BundleStore:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)
                 tmp.rename(target)
-        tmp_index = self.index.with_suffix(".tmp")
-        tmp_index.write_text(json.dumps({d: asdict(e) for d, e in entries.items()}, indent=2, sort_keys=True))
-        with open(tmp_index, "rb+") as f:
-            os.fsync(f.fileno())
-        tmp_index.replace(self.index)
+        atomic_write(self.index, json.dumps({d: asdict(e) for d, e in entries.items()}, indent=2,
+                                            sort_keys=True).encode(), 0o644)
         keep = {e.digest for e in entries.values()}
         for path in self.bundles_dir.iterdir():
             if path.name not in keep:

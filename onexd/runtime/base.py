@@ -1,4 +1,4 @@
-"""The Runtime interface: run one ContainerSpec to completion, manage zone networks, reap leftovers."""
+"""The Runtime interface, by role: running jobs, zone networks and services, images, reaping leftovers."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ class ImageInfo:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-class Runtime(Protocol):
-    """A container engine as onexd uses it. Implementations: DockerRuntime, FakeRuntime."""
+class JobRuntime(Protocol):
+    """Running jobs: one ContainerSpec to completion."""
 
     def ping(self) -> None:
         """Raise RuntimeFailure unless the engine answers and applies seccomp by default."""
@@ -46,6 +46,10 @@ class Runtime(Protocol):
             on_output: OutputSink | None = None) -> RunResult:
         """Create, start, feed, wait for and always remove one container; output is also passed to on_output
         as it arrives."""
+
+
+class ZoneNetworks(Protocol):
+    """Networks and services of zones: internal networks, egress proxies, which job an address was."""
 
     def ensure_network(self, name: str, zone: str) -> None:
         """Create the internal (no route out) network of a zone, or reuse it."""
@@ -68,14 +72,27 @@ class Runtime(Protocol):
     def job_for_address(self, address: str) -> str | None:
         """The job a zone-network address belonged to."""
 
-    def reap(self) -> list[str]:
-        """Remove every onexd-managed container, and managed networks no container uses; return their names."""
+
+class Images(Protocol):
+    """Runner images: look up and import."""
 
     def image(self, name: str) -> ImageInfo | None:
         """The image called name, or None."""
 
     def import_image(self, tarball: str, name: str, labels: dict[str, str], changes: list[str]) -> ImageInfo:
         """Import a root filesystem tarball as image name."""
+
+
+class Reaper(Protocol):
+    """Cleaning up after a previous life of the daemon."""
+
+    def reap(self) -> list[str]:
+        """Remove every onexd-managed container, and managed networks no container uses; return their names."""
+
+
+class Runtime(JobRuntime, ZoneNetworks, Images, Reaper, Protocol):
+    """A container engine in every role onexd uses. Implementations: DockerRuntime, FakeRuntime; each role is
+    checked against both by tests/runtime/test_contract.py."""
 
 
 def describe_exit(exit_code: int) -> str:

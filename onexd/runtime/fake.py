@@ -40,6 +40,10 @@ class FakeRuntime:
     def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
             on_output: OutputSink | None = None) -> RunResult:
         self.runs.append((spec, stdin))
+        if cancel is not None and cancel.is_set():  # like the engine: the job is killed, never succeeds
+            now = time.time()
+            return RunResult(status="cancelled", exit_code=137, stdout=b"", stderr=b"", truncated=False,
+                             duration_ms=0, started_at=now, finished_at=now, reason="cancelled")
         self.live.add(spec.name)
         try:
             # What a job would see in its mounts, captured while they exist (the runner removes them after).

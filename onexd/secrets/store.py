@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from onexd.crypto import random_key, seal, unseal
+from onexd.fsutil import atomic_write
 from onexd.keys.master import MasterKey
 from onexd.secrets.sources import SecretError
 
@@ -53,13 +53,7 @@ class EncryptedStore:
         return unseal(self._kek, meta["sealed"], meta["id"].encode())
 
     def _save(self, data: dict[str, Any]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
+        atomic_write(self.path, json.dumps(data, indent=2).encode())
 
     @staticmethod
     def _name(source: str, key: str) -> str:

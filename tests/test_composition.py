@@ -1,0 +1,47 @@
+"""The composition root: every part built from the config and an injected clock, nothing started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onexd.composition import CountedSink, compose
+from onexd.config import config_from_data
+from onexd.metrics import Metrics
+from onexd.runtime.fake import FakeRuntime
+
+
+def test_compose_builds_the_parts_from_config_and_clock(tmp_path: Path, staging_dir: Path) -> None:
+    """With the fake backend every part is built and wired; the injected clock stamps the trail; no job runs."""
+    config = config_from_data({"stateDir": str(tmp_path / "state"), "policyDir": str(tmp_path / "policies"),
+                               "runtime": {"backend": "fake"}, "secrets": {"stagingDir": str(staging_dir)}}, "test")
+    parts = compose(config, lambda: True, clock=lambda: 1_800_000_000.0)
+    try:
+        assert isinstance(parts.runtime, FakeRuntime) and parts.runtime.runs == []
+        assert parts.api.policy is parts.policy and parts.api.jobs is parts.jobs
+        assert parts.api.engine_ok() is True
+        parts.audit.append("daemon.start", "onexd", "success", {})
+        event = parts.audit.read()[-1]
+        assert event["ts"].startswith("2027-01-15T08:00:00")
+        assert parts.metrics.audit_events._value.get() >= 1
+    finally:
+        parts.audit.close()
+        parts.store.close()
+
+
+class _Failing:
+    name = "broken"
+
+    def send(self, events: list[dict[str, Any]]) -> None:
+        raise OSError("sink down")
+
+
+def test_a_failed_shipping_batch_is_counted() -> None:
+    """A sink that raises counts one failure for its name and still raises (the shipper retries)."""
+    metrics = Metrics()
+    sink = CountedSink(_Failing(), metrics)
+    with pytest.raises(OSError, match="sink down"):
+        sink.send([{"seq": 1}])
+    assert metrics.shipping_failures.labels("broken")._value.get() == 1.0
