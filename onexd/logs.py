@@ -10,8 +10,9 @@ import contextvars
 import json
 import logging
 import sys
-import time
 from typing import Any
+
+from onexd.timestamps import utc
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 
@@ -21,7 +22,7 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),

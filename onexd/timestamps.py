@@ -8,6 +8,10 @@ from datetime import UTC, datetime
 
 def iso(ts: float | None) -> str | None:
     """Seconds since the epoch as ISO-8601 UTC with milliseconds; None stays None."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ts is None else utc(ts)
+
+
+def utc(ts: float) -> str:
+    """Seconds since the epoch as ISO-8601 UTC with milliseconds (truncated, never rounded into the future)."""
+    return datetime.fromtimestamp(int(ts * 1000) / 1000, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")

@@ -23,6 +23,7 @@ from typing import Any
 
 from onexd.errors import AuditUnavailable as AuditUnavailable
 from onexd.logs import correlation_id
+from onexd.timestamps import utc
 
 log = logging.getLogger("onexd.audit")
 GENESIS = "0" * 64
@@ -152,7 +153,7 @@ class AuditLog:
     def append_many(self, events: list[tuple[str, str | None, str, dict[str, Any] | None, str | None]]) -> list[int]:
         """Record several events in order with one wait for the disk (they are chained one after another)."""
         cid = correlation_id.get()
-        ts = _iso(self.clock())
+        ts = utc(self.clock())
         built: list[tuple[dict[str, Any], _Pending]] = []
         with self._lock:
             if self._closed:
@@ -280,6 +281,3 @@ class AuditLog:
         self._writer.join(timeout=10)
         self._file.close()
 
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int((ts % 1) * 1000):03d}Z"

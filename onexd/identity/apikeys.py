@@ -21,6 +21,7 @@ from onexd.errors import ApiKeyError as ApiKeyError
 from onexd.errors import ApiKeyExists, ApiKeyNameInvalid, ApiKeyNotFound, ApiKeyRejected
 from onexd.fsutil import atomic_write
 from onexd.identity.principal import Principal
+from onexd.timestamps import iso
 
 _KEY = re.compile(r"^onx_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -39,8 +40,8 @@ class ApiKeyRecord:
     def public(self, now: float, warn_s: float) -> dict[str, object]:
         state = "revoked" if self.revoked_at else "expired" if self.expires_at <= now else \
             "expiring" if self.expires_at - now <= warn_s else "active"
-        return {"name": self.name, "keyId": self.key_id, "createdAt": self.created_at, "expiresAt": self.expires_at,
-                "revokedAt": self.revoked_at, "state": state}
+        return {"name": self.name, "keyId": self.key_id, "createdAt": iso(self.created_at),
+                "expiresAt": iso(self.expires_at), "revokedAt": iso(self.revoked_at), "state": state}
 
 
 class ApiKeyStore:

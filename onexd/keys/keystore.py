@@ -34,6 +34,7 @@ from onexd.crypto import (
 from onexd.errors import KeystoreError as KeystoreError
 from onexd.fsutil import atomic_write
 from onexd.keys.master import MasterKey
+from onexd.timestamps import iso
 
 log = logging.getLogger("onexd.keys")
 KeyEvent = Callable[[str, dict[str, Any]], None]
@@ -53,8 +54,9 @@ class KeyEntry:
     retired_at: float | None = None
 
     def public(self) -> dict[str, Any]:
-        return {"kid": self.kid, "algorithm": self.algorithm, "state": self.state, "createdAt": self.created_at,
-                "activatedAt": self.activated_at, "graceUntil": self.grace_until, "retiredAt": self.retired_at}
+        return {"kid": self.kid, "algorithm": self.algorithm, "state": self.state, "createdAt": iso(self.created_at),
+                "activatedAt": iso(self.activated_at), "graceUntil": iso(self.grace_until),
+                "retiredAt": iso(self.retired_at)}
 
 
 class Keystore:

@@ -11,6 +11,7 @@ from onexd.api.authz import event, require
 from onexd.api.bodies import ApiKeyBody, RotateBody, TokenBody, json_response, read_body
 from onexd.api.context import Credentials, context, principal_of
 from onexd.errors import NotConfigured
+from onexd.timestamps import iso
 
 log = logging.getLogger("onexd.api")
 
@@ -55,7 +56,9 @@ async def issue_token(request: web.Request) -> web.Response:
     log.info("token issued", extra={"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"]})
     await event(context(request), principal_of(request), "token.issued",
                 {"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"], "expiresAt": claims["exp"]})
-    return json_response({"token": token, "expiresAt": claims["exp"], "subject": body.subject,
+    expires = claims["exp"]
+    assert isinstance(expires, (int, float))
+    return json_response({"token": token, "expiresAt": iso(expires), "subject": body.subject,
                           "kid": claims["kid"]}, 201)
 
 
@@ -67,7 +70,7 @@ async def create_apikey(request: web.Request) -> web.Response:
     log.info("api key created", extra={"apikey": record.name, "keyId": record.key_id})
     await event(context(request), principal_of(request), "apikey.created",
                 {"apikey": record.name, "keyId": record.key_id, "expiresAt": record.expires_at})
-    return json_response({"name": record.name, "key": key, "keyId": record.key_id, "expiresAt": record.expires_at,
+    return json_response({"name": record.name, "key": key, "keyId": record.key_id, "expiresAt": iso(record.expires_at),
                           "note": "shown once: onexd stores only its hash"}, 201)
 
 
@@ -81,7 +84,7 @@ async def revoke_apikey(request: web.Request) -> web.Response:
     record = _creds(request).apikeys.revoke(request.match_info["name"])  # unknown: ApiKeyNotFound, a 404
     log.info("api key revoked", extra={"apikey": record.name})
     await event(context(request), principal_of(request), "apikey.revoked", {"apikey": record.name})
-    return json_response({"name": record.name, "revokedAt": record.revoked_at})
+    return json_response({"name": record.name, "revokedAt": iso(record.revoked_at)})
 
 
 ROUTES = [
