@@ -28,7 +28,7 @@ from onexd.errors import TokenError as TokenError
 
 PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
-ALGORITHMS = ("EdDSA", "RS256")
+ALGORITHMS = ("EdDSA", "RS256")  # the one JWS/JWT allowlist: asymmetric only, never `none` or HMAC
 
 
 
@@ -56,35 +56,19 @@ def public_pem(key: PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def load_private_key(path: Path) -> PrivateKey:
+def _read(path: Path) -> bytes:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read key {path}: {exc.strerror}") from None
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path} is not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)):
-        raise KeyFileError(f"{path}: only Ed25519 and RSA keys are supported")
-    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
-        raise KeyFileError(f"{path}: RSA keys must have at least 2048 bits")
-    return key
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    return load_private_pem(_read(path), str(path))
 
 
 def load_public_key(path: Path) -> PublicKey:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key {path}: {exc.strerror}") from None
-    try:
-        key: Any = serialization.load_pem_public_key(raw)
-    except ValueError:
-        try:  # a private key file is accepted too: its public half is what we trust
-            key = serialization.load_pem_private_key(raw, password=None).public_key()
-        except (ValueError, TypeError) as exc:
-            raise KeyFileError(f"{path} is not a PEM public key ({exc})") from None
-    if not isinstance(key, (ed25519.Ed25519PublicKey, rsa.RSAPublicKey)):
-        raise KeyFileError(f"{path}: only Ed25519 and RSA keys are supported")
-    return key
+    return load_public_pem(_read(path), str(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,17 +151,31 @@ def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def load_private_pem(data: bytes) -> PrivateKey:
-    key = serialization.load_pem_private_key(data, password=None)
+# The one PEM loader of each kind: key files (with their path in messages) and the keystore's own keys.
+def load_private_pem(data: bytes, source: str = "key") -> PrivateKey:
+    """An unencrypted Ed25519 or RSA (at least 2048 bits) private key."""
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{source} is not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)):
-        raise KeyFileError("only Ed25519 and RSA keys are supported")
+        raise KeyFileError(f"{source}: only Ed25519 and RSA keys are supported")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
+        raise KeyFileError(f"{source}: RSA keys must have at least 2048 bits")
     return key
 
 
-def load_public_pem(data: bytes) -> PublicKey:
-    key = serialization.load_pem_public_key(data)
+def load_public_pem(data: bytes, source: str = "key") -> PublicKey:
+    """An Ed25519 or RSA public key; a private key is accepted too (its public half is what is trusted)."""
+    try:
+        key: Any = serialization.load_pem_public_key(data)
+    except ValueError:
+        try:
+            key = serialization.load_pem_private_key(data, password=None).public_key()
+        except (ValueError, TypeError) as exc:
+            raise KeyFileError(f"{source} is not a PEM public key ({exc})") from None
     if not isinstance(key, (ed25519.Ed25519PublicKey, rsa.RSAPublicKey)):
-        raise KeyFileError("only Ed25519 and RSA keys are supported")
+        raise KeyFileError(f"{source}: only Ed25519 and RSA keys are supported")
     return key
 
 

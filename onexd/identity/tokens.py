@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from onexd.config import AuthConfig, JwksIssuer
-from onexd.crypto import PublicKey, jwt_header, jwt_sign, jwt_unverified_issuer, jwt_verify, keys_from_jwks
+from onexd.crypto import ALGORITHMS, PublicKey, jwt_header, jwt_sign, jwt_unverified_issuer, jwt_verify, keys_from_jwks
 from onexd.errors import TokenRejected, TokenRequestInvalid
 from onexd.identity.principal import Principal
 from onexd.keys.keystore import Keystore
 
 log = logging.getLogger("onexd.identity")
-ALLOWED_ALGORITHMS = frozenset({"EdDSA", "RS256"})
+ALLOWED_ALGORITHMS = frozenset(ALGORITHMS)
 JWKS_REFRESH_S = 300
 
 
