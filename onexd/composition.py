@@ -17,6 +17,7 @@ from typing import Any
 from onexd.api.context import ApiContext, Credentials
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
+from onexd.audit.events import key_event_type
 from onexd.audit.shipper import Shipper, Sink, make_sink
 from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import DaemonConfig
@@ -112,7 +113,7 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
     def key_event(kind: str, data: dict[str, Any]) -> None:
         log.info(kind, extra=data)
         try:
-            audit.append("key." + kind.replace(" ", "-"), "onexd", "success", data)
+            audit.append(key_event_type(kind), "onexd", "success", data)
         except AuditUnavailable:
             log.error("key event not audited", extra={"event": kind})
 

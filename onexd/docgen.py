@@ -1,13 +1,15 @@
-"""Reference documentation generated from the single sources of truth: the JSON Schemas, the OpenAPI document
-and the rule codes. `make generate` writes docs/policy-reference.md, docs/api.md and docs/rules.md; tests fail
-when they drift."""
+"""Reference documentation generated from the single sources of truth: the JSON Schemas, the OpenAPI document,
+the rule codes and the audit event catalogue. `make generate` writes docs/policy-reference.md, docs/api.md,
+docs/rules.md and docs/audit-events.md; tests fail when they drift."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from onexd.api.openapi import document
+from onexd.audit.events import catalogue_markdown
 from onexd.policy.problems import RULES
 from onexd.policy.schema import generated_schemas, schema_file_name
 from onexd.policy.security import SAFE_CAPABILITIES
@@ -97,3 +99,13 @@ def rules_markdown() -> str:
     lines += ["## Capabilities a profile may add", "",
               ", ".join(f"`{c}`" for c in sorted(SAFE_CAPABILITIES)), ""]
     return "\n".join(lines)
+
+
+def audit_events_reference() -> str:
+    return catalogue_markdown().rstrip("\n")
+
+
+# `onexd docs WHICH`: each generated reference by name.
+REFERENCES: dict[str, Callable[[], str]] = {
+    "policy": policy_reference, "api": api_reference, "audit-events": audit_events_reference,
+}

@@ -366,9 +366,9 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from onexd.docgen import api_reference, policy_reference
+    from onexd.docgen import REFERENCES
 
-    sys.stdout.write((policy_reference() if args.which == "policy" else api_reference()) + "\n")
+    sys.stdout.write(REFERENCES[args.which]() + "\n")
     return EXIT_OK
 
 
@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("docs", help="print generated reference documentation (markdown)")
-    p.add_argument("which", choices=("policy", "api"))
+    p.add_argument("which", choices=("policy", "api", "audit-events"))
     p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("run", help="run one job without the daemon (0 succeeded, 1 failed, 3 denied/invalid)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from onexd.audit.events import problems_of
 from onexd.audit.trail import AuditLog
 from onexd.jobs.reloader import PolicyReloader
 from onexd.jobs.zones import EgressZones
@@ -37,6 +38,7 @@ def test_a_reload_is_counted_and_each_activated_bundle_audited(tmp_path: Path) -
     assert {e["data"]["bundle"] for e in events if e["type"] == "policy.activated"} == set(result.activated)
     assert all(e["data"]["reason"] == "startup" and e["policy"] == result.digest for e in events)
     assert _count(metrics, "ok") == 1.0
+    assert [p for e in events for p in problems_of(e)] == []
     audit.close()
 
 
@@ -48,7 +50,7 @@ def test_a_rejected_bundle_is_counted_and_audited_with_its_codes(tmp_path: Path)
     result = reloader.reload("watch")
     assert result.rejected and _count(metrics, "rejected") == 1.0
     rejected = [e for e in audit.read() if e["type"] == "policy.rejected"]
-    assert rejected and rejected[0]["data"]["codes"]
+    assert rejected and rejected[0]["data"]["codes"] and problems_of(rejected[0]) == []
     audit.close()
 
 
