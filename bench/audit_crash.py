@@ -34,7 +34,8 @@ work = Path(sys.argv[1])
 ks = Keystore(work / "keys.json", load_master_key(work, {"ONEXD_MASTER_KEY": "c" * 32}))
 holder = {}
 trail = AuditLog(work / "audit", max_segment_bytes=256 * 1024,
-                 on_event=lambda e: holder["cp"].observe(e) if "cp" in holder else None)
+                 on_event=lambda e: holder["cp"].observe(e) if "cp" in holder else None,
+                 on_rotate=lambda s: holder["cp"].at_boundary(s) if "cp" in holder else None)
 holder["cp"] = Checkpointer(trail, ks.signing_key, every_events=200)
 lock = threading.Lock()
 def work_():

@@ -32,7 +32,8 @@ def main() -> None:
     keystore = Keystore(work / "keys.json", load_master_key(work, {"ONEXD_MASTER_KEY": "b" * 32}))
     holder: dict[str, Checkpointer] = {}
     trail = AuditLog(work / "audit", max_segment_bytes=64 * 1024 * 1024,
-                     on_event=lambda e: holder["cp"].observe(e) if "cp" in holder else None)
+                     on_event=lambda e: holder["cp"].observe(e) if "cp" in holder else None,
+                     on_rotate=lambda s: holder["cp"].at_boundary(s) if "cp" in holder else None)
     holder["cp"] = Checkpointer(trail, keystore.signing_key, every_events=1000)
     data = {"job": "01a2131c0ddf5dd081aebf1703e6b52e", "node": "hello", "profile": "python-small", "zone": "none"}
 

@@ -106,9 +106,13 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
         for checkpointer in checkpointers:
             checkpointer.observe(event)
 
+    def on_rotate(last_seq: int) -> None:  # a segment closes: checkpoint exactly there
+        for checkpointer in checkpointers:
+            checkpointer.at_boundary(last_seq)
+
     audit = AuditLog(state_dir / "audit", cfg.audit.maxSegmentBytes, cfg.audit.keepSegments,
                      enforced=cfg.audit.delivery == "enforced", clock=clock, on_event=on_audit,
-                     on_dropped=metrics.audit_dropped.inc)
+                     on_dropped=metrics.audit_dropped.inc, on_rotate=on_rotate)
 
     def key_event(kind: str, data: dict[str, Any]) -> None:
         log.info(kind, extra=data)

@@ -35,7 +35,6 @@ class Checkpointer:
         self._since = 0
         self._durable = (trail.last_seq, trail.last_hash)
         self._last_to, self._prev_sig = self._last()
-        trail.on_rotate = self.at_boundary
 
     def _last(self) -> tuple[int, str]:
         if not self.path.exists():

@@ -90,7 +90,8 @@ class AuditLog:
     def __init__(self, directory: Path, max_segment_bytes: int = 64 * 1024 * 1024, keep_segments: int = 100,
                  enforced: bool = True, clock: Callable[[], float] = time.time,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 on_dropped: Callable[[int], None] | None = None) -> None:
+                 on_dropped: Callable[[int], None] | None = None,
+                 on_rotate: Callable[[int], None] | None = None) -> None:
         self.dir = directory
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_segment_bytes = max_segment_bytes
@@ -100,7 +101,7 @@ class AuditLog:
         self.on_event = on_event or (lambda e: None)
         self.on_dropped = on_dropped or (lambda n: None)  # best_effort: events lost to a failing disk
         # Called on the writer thread with the last seq of a closing segment (everything up to it is durable).
-        self.on_rotate: Callable[[int], None] = lambda seq: None
+        self.on_rotate = on_rotate or (lambda seq: None)
         self.dropped = 0
         self._lock = threading.Lock()  # assigns seq and hash in order
         self._cond = threading.Condition(self._lock)

@@ -21,7 +21,8 @@ class Trail:
         self.keystore = Keystore(root / "keys.json", load_master_key(root, {"ONEXD_MASTER_KEY": "k" * 32}))
         self.checkpointer: Checkpointer | None = None
         self.log = AuditLog(root / "audit", max_segment_bytes=segment_bytes, keep_segments=1000,
-                            on_event=lambda e: self.checkpointer.observe(e) if self.checkpointer else None)
+                            on_event=lambda e: self.checkpointer.observe(e) if self.checkpointer else None,
+                            on_rotate=lambda s: self.checkpointer.at_boundary(s) if self.checkpointer else None)
         self.checkpointer = Checkpointer(self.log, self.keystore.signing_key, every)
 
     def verify(self) -> VerifyResult:
