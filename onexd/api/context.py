@@ -52,8 +52,9 @@ class ApiContext:
 
 
 CTX = web.AppKey("ctx", ApiContext)
-PRINCIPAL = "onexd.principal"
-EXPIRY_WARNING = "onexd.expiry-warning"
+# Typed request keys: string keys make aiohttp warn (an error under the test suite's warning filter).
+PRINCIPAL = web.RequestKey("onexd.principal", Principal)
+EXPIRY_WARNING = web.RequestKey("onexd.expiry-warning", str)
 
 
 def context(request: web.Request) -> ApiContext:
@@ -62,5 +63,4 @@ def context(request: web.Request) -> ApiContext:
 
 def principal_of(request: web.Request) -> Principal:
     """The caller, as the middleware authenticated it."""
-    principal: Principal = request[PRINCIPAL]
-    return principal
+    return request[PRINCIPAL]
