@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from onexd.engine.decide import Decision, decide
 from onexd.engine.request import JobRequest
@@ -32,6 +33,7 @@ from onexd.policy.snapshot import NodeInfo, Snapshot
 from onexd.runtime.base import OutputSink, Runtime
 from onexd.secrets.sources import EncryptedBackend, SecretCache, SecretError, source_for
 from onexd.secrets.staging import mask, staged_secrets
+from onexd.spec import ContainerSpec
 
 MAX_INPUT_BYTES = 1024 * 1024
 
@@ -99,11 +101,27 @@ def check_input(node: NodeInfo, value: object) -> bytes:
     return data
 
 
-def explain(snapshot: Snapshot, principal: Principal, request: JobRequest) -> dict[str, object]:
+# explain translates as if for a job; nothing runs, and no host path is created.
+EXPLAIN_JOB_ID = "0" * 32
+EXPLAIN_PATHS = HostPaths(node_source="/nonexistent/explain/node", secrets_dir="/nonexistent/explain/secrets")
+
+
+def sandbox_of(spec: ContainerSpec) -> dict[str, object]:
+    """The security settings of a container spec, named as `explain` shows them."""
+    return {"image": spec.image, "user": spec.user, "timeoutSeconds": spec.limits.timeout_s,
+            "memoryBytes": spec.limits.memory_bytes, "pids": spec.limits.pids_limit,
+            "nofile": spec.limits.nofile_limit, "outputBytes": spec.limits.output_limit_bytes,
+            "readOnlyRootFilesystem": spec.read_only_rootfs, "capabilitiesAdded": list(spec.cap_add)}
+
+
+def explain(snapshot: Snapshot, principal: Principal, request: JobRequest) -> dict[str, Any]:
     """The decision for a request, with its reasons and input errors (what a submission would be told): the
     one implementation behind `onexd policy explain` and POST /v1/policy/explain."""
     decision = decide(snapshot, principal, request)
     result = decision.as_dict(snapshot)
+    if decision.allowed and result["sandbox"] is not None:
+        # What translate() would really give the container, not a second derivation of it.
+        result["sandbox"].update(sandbox_of(translate(snapshot, decision, request, EXPLAIN_JOB_ID, EXPLAIN_PATHS)))
     result["inputErrors"] = []
     if decision.allowed and request.node is not None:
         try:
