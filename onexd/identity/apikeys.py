@@ -19,12 +19,13 @@ from pathlib import Path
 
 from onexd.errors import ApiKeyError as ApiKeyError
 from onexd.errors import ApiKeyExists, ApiKeyNameInvalid, ApiKeyNotFound, ApiKeyRejected
+from onexd.fields import NAME_PATTERN
 from onexd.fsutil import atomic_write
 from onexd.identity.principal import Principal
 from onexd.timestamps import iso
 
 _KEY = re.compile(r"^onx_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME = re.compile(NAME_PATTERN)
 
 
 
