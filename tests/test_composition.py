@@ -45,3 +45,22 @@ def test_a_failed_shipping_batch_is_counted() -> None:
     with pytest.raises(OSError, match="sink down"):
         sink.send([{"seq": 1}])
     assert metrics.shipping_failures.labels("broken")._value.get() == 1.0
+
+
+def test_composed_trail_checkpoints_at_each_segment_boundary(tmp_path: Path, staging_dir: Path) -> None:
+    """The trail's segment rotation reaches the checkpointer through the constructor wiring: each closed
+    segment ends exactly at a signed checkpoint, and the trail verifies."""
+    config = config_from_data({"stateDir": str(tmp_path / "state"), "policyDir": str(tmp_path / "policies"),
+                               "runtime": {"backend": "fake"}, "secrets": {"stagingDir": str(staging_dir)},
+                               "audit": {"maxSegmentBytes": 4000, "checkpoint": {"everyEvents": 100000}}}, "test")
+    parts = compose(config, lambda: True)
+    try:
+        for i in range(60):
+            parts.audit.append("daemon.stop", "onexd", "success", {"pid": i})
+        segments = sorted((tmp_path / "state" / "audit").glob("audit-*.jsonl"))
+        assert len(segments) > 1
+        checkpoints = (tmp_path / "state" / "audit" / "checkpoints.jsonl").read_text().splitlines()
+        assert len(checkpoints) >= len(segments) - 1
+    finally:
+        parts.audit.close()
+        parts.store.close()
