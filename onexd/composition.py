@@ -23,6 +23,7 @@ from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
 from onexd.identity.apikeys import ApiKeyStore
+from onexd.identity.authn import Authenticator
 from onexd.identity.tokens import TokenService
 from onexd.jobs.reloader import PolicyReloader
 from onexd.jobs.runner import JobRunner
@@ -149,7 +150,8 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                      limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
                      reload=reloader.areload, engine_ok=engine_ok, credentials=credentials, audit=audit,
                      metrics=metrics, verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
-                     zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes)
+                     zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes,
+                     authenticator=Authenticator(credentials.tokens, credentials.apikeys))
     parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
                   checkpointer=checkpointers[0], rotation=rotation, store=store, zones=zones, jobs=jobs,
                   policy=policy, reloader=reloader, shipper=shipper, api=api)

@@ -44,11 +44,7 @@ class ApiContext:
     verify_audit: Callable[[], dict[str, Any]] | None = None
     zones: Callable[[], dict[str, bool]] | None = None
     max_body_bytes: int = 1024 * 1024
-    authenticator: Authenticator = field(default_factory=Authenticator)
-
-    def __post_init__(self) -> None:
-        if self.credentials is not None and self.authenticator.tokens is None:
-            self.authenticator = Authenticator(self.credentials.tokens, self.credentials.apikeys)
+    authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
 
 
 CTX = web.AppKey("ctx", ApiContext)
