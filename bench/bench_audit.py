@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _results import publish  # noqa: E402
 
 from onexd.audit.checkpoints import Checkpointer, verify_trail  # noqa: E402
+from onexd.audit.events import NewEvent  # noqa: E402
 from onexd.audit.trail import AuditLog  # noqa: E402
 from onexd.keys.keystore import Keystore  # noqa: E402
 from onexd.keys.master import load_master_key  # noqa: E402
@@ -47,8 +48,8 @@ def main() -> None:
         return time.perf_counter() - start
 
     singles = run(32, lambda: [trail.append("job.submitted", "UnixUser:root", "success", data) for _ in range(2000)])
-    batched = run(8, lambda: [trail.append_many([("job.submitted", "UnixUser:root", "success", data, None)] * 50)
-                              for _ in range(500)])
+    one = NewEvent("job.submitted", "UnixUser:root", "success", data)
+    batched = run(8, lambda: [trail.append_many([one] * 50) for _ in range(500)])
     holder["cp"].write("bench")
     trail.close()
     events = trail.last_seq

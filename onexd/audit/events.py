@@ -7,6 +7,17 @@ module writes an event type the catalogue does not name, or when the document dr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+
+class NewEvent(NamedTuple):
+    """An event to append: its type (one of CATALOGUE), who, the outcome, its data, the policy digest."""
+
+    type: str
+    principal: str | None = None
+    outcome: str = "success"
+    data: dict[str, Any] | None = None
+    policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

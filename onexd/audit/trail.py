@@ -17,10 +17,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from onexd.audit.events import NewEvent
 from onexd.errors import AuditUnavailable as AuditUnavailable
 from onexd.logs import correlation_id
 from onexd.timestamps import utc
@@ -149,9 +150,9 @@ class AuditLog:
     def append(self, type_: str, principal: str | None = None, outcome: str = "success",
                data: dict[str, Any] | None = None, policy: str | None = None) -> int:
         """Record an event; returns its seq once it is on disk. Raises AuditUnavailable in enforced mode."""
-        return self.append_many([(type_, principal, outcome, data, policy)])[-1]
+        return self.append_many([NewEvent(type_, principal, outcome, data, policy)])[-1]
 
-    def append_many(self, events: list[tuple[str, str | None, str, dict[str, Any] | None, str | None]]) -> list[int]:
+    def append_many(self, events: Sequence[NewEvent]) -> list[int]:
         """Record several events in order with one wait for the disk (they are chained one after another)."""
         cid = correlation_id.get()
         ts = utc(self.clock())

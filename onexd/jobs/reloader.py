@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from onexd.audit.events import NewEvent
 from onexd.audit.trail import AuditLog
 from onexd.engine.translate import zone_network_name
 from onexd.errors import RuntimeFailure
@@ -22,7 +23,6 @@ from onexd.policy.manager import PolicyManager, ReloadResult
 from onexd.runtime.base import ZoneNetworks
 
 log = logging.getLogger("onexd.daemon")
-AuditRecord = tuple[str, str | None, str, dict[str, Any] | None, str | None]
 
 
 class PolicyReloader:
@@ -49,18 +49,17 @@ class PolicyReloader:
                 "rejected": list(result.rejected), "removed": list(result.removed),
                 "degraded": self.policy.state.degraded}
 
-    def audit_records(self, result: ReloadResult, reason: str) -> list[AuditRecord]:
+    def audit_records(self, result: ReloadResult, reason: str) -> list[NewEvent]:
         """One event per activated, rejected and removed bundle, each naming the resulting policy digest."""
         state = self.policy.state
-        events: list[AuditRecord] = [
-            ("policy.activated", "onexd", "success", {"bundle": d, "version": state.entries[d].version,
-                                                      "reason": reason}, result.digest)
-            for d in result.activated if d in state.entries]
-        events += [("policy.rejected", "onexd", "failure",
-                    {"bundle": r.name, "version": r.version, "codes": sorted({p.code for p in r.problems}),
-                     "reason": reason}, result.digest)
+        events = [NewEvent("policy.activated", "onexd", "success",
+                           {"bundle": d, "version": state.entries[d].version, "reason": reason}, result.digest)
+                  for d in result.activated if d in state.entries]
+        events += [NewEvent("policy.rejected", "onexd", "failure",
+                            {"bundle": r.name, "version": r.version, "codes": sorted({p.code for p in r.problems}),
+                             "reason": reason}, result.digest)
                    for d, r in state.rejections.items() if d in result.rejected]
-        events += [("policy.removed", "onexd", "success", {"bundle": d, "reason": reason}, result.digest)
+        events += [NewEvent("policy.removed", "onexd", "success", {"bundle": d, "reason": reason}, result.digest)
                    for d in result.removed]
         return events
 
