@@ -40,8 +40,15 @@ ENGINE_CHECK_S = 10.0
 
 
 def lock_state_dir(state_dir: Path) -> int:
-    """An exclusive lock held for the daemon's life: a second instance on the same state dir is refused."""
+    """An exclusive lock held for the daemon's life: a second instance on the same state dir is refused.
+    From here on everything the daemon writes is private to it (umask 077; what jobs or the socket's group must
+    read is given its mode explicitly), and the state directory is tightened to 0700 if an operator created it
+    wider: its keys, job records and trail are for onexd alone."""
+    os.umask(0o077)
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if state_dir.stat().st_mode & 0o077:
+        log.warning("tightened the state directory to 0700", extra={"was": oct(state_dir.stat().st_mode & 0o777)})
+        os.chmod(state_dir, 0o700)
     fd = os.open(state_dir / "onexd.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

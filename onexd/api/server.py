@@ -29,7 +29,9 @@ def bind_socket(path: Path, mode: int, group: str | None) -> socket.socket:
             raise ConfigError(f"another process is serving on {path}")
         finally:
             probe.close()
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True)
+        path.parent.chmod(0o755)  # the socket's group must reach the socket inside it (the daemon's umask is 077)
     gid = -1
     if group is not None:
         try:

@@ -37,14 +37,28 @@ class Checkpointer:
         self._last_to, self._prev_sig = self._last()
 
     def _last(self) -> tuple[int, str]:
+        """Where the checkpoint chain continues. A torn last line (a crash mid-write: the checkpoint was never
+        acknowledged) is cut; a complete line that does not parse is skipped here and reported by verify."""
         if not self.path.exists():
             return 0, ""
-        lines = [ln for ln in self.path.read_bytes().splitlines() if ln.strip()]
-        if not lines:
-            return 0, ""
-        token = json.loads(lines[-1])["jws"]
-        payload = json.loads(_b64(token.split(".")[1]))
-        return int(payload["toSeq"]), token.split(".")[2]
+        raw = self.path.read_bytes()
+        good = raw.rfind(b"\n") + 1
+        if good < len(raw):
+            log.warning("cut a torn checkpoint line at the end of the checkpoint file",
+                        extra={"bytes": len(raw) - good})
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+                os.fsync(f.fileno())
+        for line in reversed(raw[:good].splitlines()):
+            parsed = _parse_line(line)
+            if parsed is not None:
+                token, _ = parsed
+                claimed = _claimed_to_seq(token)
+                if claimed is not None:
+                    return claimed, token.split(".")[2]
+            if line.strip():
+                log.error("a checkpoint line is not valid; audit verify will report it")
+        return 0, ""
 
     def at_boundary(self, last_seq: int) -> None:
         """A segment closes at last_seq: checkpoint exactly there, so retention can later drop whole segments
@@ -194,25 +208,57 @@ def _read_checkpoints(directory: Path, public_key: Callable[[str], PublicKey | N
     for line in path.read_bytes().splitlines():
         if not line.strip():
             continue
-        try:
-            token = json.loads(line)["jws"]
-            header_kid = json.loads(_b64(token.split(".")[0])).get("kid", "")
-        except (ValueError, KeyError, IndexError):
+        parsed = _parse_line(line)
+        if parsed is None:
             problems.append((prev_to + 1, "a checkpoint line is not valid"))
             break
+        token, header_kid = parsed
         key = public_key(header_kid)
         try:
             verified = jws_verify(token, [key] if key is not None else [], JWS_TYPE)
         except JwsError as exc:
-            claimed = json.loads(_b64(token.split(".")[1])).get("toSeq", prev_to + 1)
-            problems.append((min(int(claimed), prev_to + 1), f"checkpoint up to seq {claimed} fails verification "
-                                                             f"({exc})"))
+            claimed = _claimed_to_seq(token) or prev_to + 1
+            problems.append((min(claimed, prev_to + 1), f"checkpoint up to seq {claimed} fails verification "
+                                                        f"({exc})"))
             break
         payload = verified.payload
-        if payload.get("prevSignature") != prev_sig or payload.get("fromSeq") != prev_to + 1:
-            problems.append((prev_to + 1, f"checkpoint chain broken before seq {payload.get('toSeq')} (a checkpoint "
+        if not _well_formed(payload):
+            problems.append((prev_to + 1, "a signed checkpoint has missing or mistyped fields"))
+            break
+        if payload["prevSignature"] != prev_sig or payload["fromSeq"] != prev_to + 1:
+            problems.append((prev_to + 1, f"checkpoint chain broken before seq {payload['toSeq']} (a checkpoint "
                                           "was deleted, replaced or reordered)"))
             break
         out.append(payload)
-        prev_sig, prev_to = token.split(".")[2], int(payload["toSeq"])
+        prev_sig, prev_to = token.split(".")[2], payload["toSeq"]
     return out
+
+
+def _parse_line(line: bytes) -> tuple[str, str] | None:
+    """(compact JWS, header kid) of a checkpoint line, or None when the line is not one (hostile or corrupt)."""
+    try:
+        record = json.loads(line)
+        token = record["jws"] if isinstance(record, dict) else None
+        if not isinstance(token, str) or token.count(".") != 2:
+            return None
+        header = json.loads(_b64(token.split(".")[0]))
+    except (ValueError, KeyError, TypeError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    kid = header.get("kid", "") if isinstance(header, dict) else None
+    return (token, kid) if isinstance(kid, str) else None
+
+
+def _claimed_to_seq(token: str) -> int | None:
+    """The toSeq an (unverified) checkpoint claims, for messages and for continuing the chain."""
+    try:
+        payload = json.loads(_b64(token.split(".")[1]))
+    except (ValueError, TypeError):
+        return None
+    claimed = payload.get("toSeq") if isinstance(payload, dict) else None
+    return claimed if isinstance(claimed, int) and not isinstance(claimed, bool) and claimed >= 0 else None
+
+
+def _well_formed(payload: dict[str, Any]) -> bool:
+    ints = [payload.get(k) for k in ("fromSeq", "toSeq")]
+    return (all(isinstance(v, int) and not isinstance(v, bool) for v in ints)
+            and isinstance(payload.get("lastHash"), str) and isinstance(payload.get("prevSignature"), str))

@@ -130,7 +130,7 @@ class AuditLog:
                 event = json.loads(lines[-1])
                 last_seq, last_hash = int(event["seq"]), str(event["hash"])
                 break
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
                 good -= len(lines.pop()) + 1  # a corrupt last line is cut like a torn one
         if good < len(raw):
             log.warning("cut a torn audit record at the end of the trail",
@@ -209,10 +209,16 @@ class AuditLog:
                 self._file.write(data)
                 os.fsync(self._file.fileno())
                 self._segment_bytes += len(data)
-            except OSError as exc:
+            except Exception as exc:  # the writer must outlive any failure, or every later append waits forever
                 error = exc
-                log.error("audit write failed", extra={"why": exc.strerror, "events": len(batch)})
-                self._repair()
+                if isinstance(exc, OSError):
+                    log.error("audit write failed", extra={"why": exc.strerror, "events": len(batch)})
+                else:
+                    log.exception("audit write failed unexpectedly", extra={"events": len(batch)})
+                try:
+                    self._repair()
+                except Exception:
+                    log.exception("audit repair after a failed write failed")
             for p in batch:
                 p.error = error
                 p.done.release()
@@ -270,7 +276,7 @@ class AuditLog:
                     event = json.loads(line)
                 except ValueError:
                     continue
-                if event.get("seq", 0) > since:
+                if isinstance(event, dict) and isinstance(event.get("seq"), int) and event["seq"] > since:
                     out.append(event)
                     if len(out) >= limit:
                         return out

@@ -46,15 +46,17 @@ class EgressZones:
         files = proxy_code()
         target = self.root / "proxy-code" / content_digest(files)
         if not target.is_dir():
-            target.mkdir(mode=0o755, parents=True)
+            target.mkdir(parents=True)
             for name, data in files.items():
                 (target / name).write_bytes(data)
                 (target / name).chmod(0o444)
+            target.chmod(0o555)  # read by the proxy's own uid (the daemon's umask is 077)
         return target
 
     def _write_config(self, snapshot: Snapshot, zone: str) -> Path:
         directory = self.root / zone
-        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)  # read by the proxy's own uid (the daemon's umask is 077)
         rules = [r.model_dump(mode="json", exclude_none=True) for r in snapshot.zones[zone].egress]
         # The proxy sees the whole new list or the old one.
         atomic_write(directory / "config.json",

@@ -72,7 +72,7 @@ class BundleStore:
                     path.write_bytes(data)
                 tmp.rename(target)
         atomic_write(self.index, json.dumps({d: asdict(e) for d, e in entries.items()}, indent=2,
-                                            sort_keys=True).encode(), 0o644)
+                                            sort_keys=True).encode())
         keep = {e.digest for e in entries.values()}
         for path in self.bundles_dir.iterdir():
             if path.name not in keep:

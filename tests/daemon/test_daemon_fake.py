@@ -43,3 +43,35 @@ def test_fake_backend_runs_jobs_through_the_whole_api(daemons: Callable[..., Dae
     d.start()
     code, record = d.curl("POST", "/v1/jobs?wait=true", {"node": "hello", "input": {"name": "fake"}})
     assert code == 200 and record["status"] == "succeeded" and record["stdout"] == '{"name":"fake"}\n'
+
+
+def test_finding_20_state_files_are_private_under_a_wide_umask(daemons: Callable[..., Daemon]) -> None:
+    """Under umask 022 and a pre-existing 0755 state directory, everything private the daemon writes (job
+    database with its WAL/SHM, keys, audit trail, bundle copies, cursors) is 0600/0700 after a job ran."""
+    import os
+    import stat
+
+    d = daemons(backend="fake")
+    d.state_dir.mkdir(parents=True, mode=0o755)
+    d.state_dir.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        d.start()
+    finally:
+        os.umask(old)
+    code, _ = d.curl("POST", "/v1/jobs?wait=true", {"node": "hello", "input": {"name": "x"}})
+    assert code == 200
+    assert stat.S_IMODE(d.state_dir.stat().st_mode) == 0o700
+    assert (d.state_dir / "jobs.sqlite3-wal").exists()
+    shared_by_design = {"nodes", "zones"}  # read-only code copies and proxy configs that job uids must read
+    wide = []
+    for dirpath, dirnames, filenames in os.walk(d.state_dir):
+        rel = os.path.relpath(dirpath, d.state_dir)
+        if rel.split(os.sep)[0] in shared_by_design:
+            dirnames[:] = []
+            continue
+        for name in filenames + dirnames:
+            mode = stat.S_IMODE(os.lstat(os.path.join(dirpath, name)).st_mode)
+            if mode & 0o077:
+                wide.append(f"{os.path.join(rel, name)} {mode:o}")
+    assert wide == [], "\n".join(wide)
