@@ -210,15 +210,20 @@ def test_jobs_run_under_every_hardening_directive(box: Box) -> None:
 def test_reload_applies_policy_and_a_broken_bundle_degrades_with_a_journal_warning(box: Box) -> None:
     """`systemctl reload onexd` reloads the policy (the daemon reports RELOADING then READY); a broken bundle
     keeps the service active but degraded, and `journalctl -p warning` shows the rejection."""
+    before = box.show("onexd.service", "StatusText")["StatusText"]
     write_policy(box, "2.0.0", ("greet", "greet-two"))
     box.sh("systemctl reload onexd")
     box.wait_for("onexctl job run greet-two --input '{}' --wait", 30, user="alice")
     assert "Reloaded onexd" in box.sh("journalctl --no-pager -u onexd.service").stdout
-    assert box.sh("systemctl is-active onexd").stdout.strip() == "active"
+    # After RELOADING=1 systemd shows the unit `reloading` until READY=1, whose STATUS names the new policy.
+    after = box.show("onexd.service", "ActiveState", "StatusText")
+    assert after["ActiveState"] == "active"
+    assert after["StatusText"] != before and after["StatusText"].startswith("ok; policy "), (before, after)
     write_policy(box, "3.0.0", broken=True)
     box.sh("systemctl reload onexd")
     box.wait_for("! onexctl health", 30, user="alice")
-    assert box.sh("systemctl is-active onexd").stdout.strip() == "active"
+    assert box.show("onexd.service", "ActiveState", "StatusText") == {
+        "ActiveState": "active", "StatusText": f"degraded: live rejected; {after['StatusText'].split('; ')[1]}"}
     assert "degraded" in box.sh("onexctl health", user="alice", check=False).stdout
     warnings = box.sh("journalctl --no-pager -u onexd.service -p warning").stdout
     assert re.search(r"reject", warnings, re.IGNORECASE), box.journal()
@@ -265,7 +270,7 @@ def test_stop_drains_and_restart_keeps_the_state_with_its_owner_and_modes(box: B
     assert job["id"] in {j["id"] for j in jobs["jobs"]}
     assert box.sh("stat -c '%U:%G %a' /var/lib/onexd").stdout.strip() == "onexd:onexd 700"
     assert box.sh("find /var/lib/onexd ! -user onexd -o -perm /077 ! -type l").stdout == ""
-    listing = box.sh("find /var/lib/onexd -maxdepth 1").stdout
-    assert "audit" in listing
-    assert "keys" in listing or "keystore" in listing
+    assert box.sh("stat -c '%U %a' /var/lib/onexd/keys/keystore.json /var/lib/onexd/audit "
+                  "$(find /var/lib/onexd/audit -type f | head -1)").stdout.split("\n")[:3] == [
+        "onexd 600", "onexd 700", "onexd 600"]
     assert _job_containers() == []
