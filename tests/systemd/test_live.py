@@ -195,6 +195,11 @@ def test_jobs_run_under_every_hardening_directive(box: Box) -> None:
         return {k: sorted((v or "").split()) for k, v in values.items()}
 
     assert tokens({k: shown.get(k) for k in SERVICE_DIRECTIVES}) == tokens(dict(SERVICE_DIRECTIVES))
+    shown = box.show("onexd.service", "SystemCallFilter", "RestrictAddressFamilies")
+    allowed = set(shown["SystemCallFilter"].split())
+    assert {"fchown", "openat", "epoll_wait"} <= allowed
+    assert not allowed & {"mount", "reboot", "init_module", "ptrace", "setrlimit", "settimeofday", "swapon"}
+    assert sorted(shown["RestrictAddressFamilies"].split()) == ["AF_INET", "AF_INET6", "AF_UNIX"]
     # The daemon got the decrypted master key as its credential, so it generated no key file of its own.
     box.sh("systemd-creds decrypt --name=master-key /etc/onexd/master-key.cred - "
            "| cmp - /run/credentials/onexd.service/master-key")
