@@ -148,6 +148,11 @@ TEST_SYSTEMD = DebianRecipe(
         'systemd-networkd.service systemd-resolved.service systemd-timesyncd.service apt-daily.timer '
         'apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer',
         'echo onexd-test > "$1"/etc/hostname',
+        # systemd shares / at boot on a host but not in a container; without it the ramfs a unit's credentials
+        # are put in (mounted in a child namespace, then moved) never reaches the unit, so LoadCredential*= fails.
+        "printf '[Unit]\\nDescription=Share mounts as on a host\\nDefaultDependencies=no\\nBefore=sysinit.target\\n"
+        "[Service]\\nType=oneshot\\nExecStart=/bin/mount --make-rshared /\\n[Install]\\nWantedBy=sysinit.target\\n' "
+        '> "$1"/etc/systemd/system/shared-root.service && systemctl --root="$1" enable shared-root.service',
     ),
 )
 TEST_RECIPES: tuple[Recipe, ...] = (TEST_SYSTEMD,)

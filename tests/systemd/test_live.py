@@ -139,9 +139,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
             assert time.monotonic() < deadline, "systemd did not come up"  # the bus is not there yet
             time.sleep(0.2)
         assert state == "running", b.sh("systemctl --failed --no-pager", check=False).stdout
-        # systemd makes / shared at boot on a host, not in a container; without it the credential ramfs a unit
-        # gets (mounted in a child namespace, then moved) never reaches the unit: LoadCredential*= would fail.
-        b.sh("mount --make-rshared /")
+        assert "shared:" in b.sh("grep ' / / ' /proc/1/mountinfo").stdout  # the image's shared-root.service
         # The host's Docker socket group, so that the unit's SupplementaryGroups=docker reaches the engine.
         b.sh(f"getent group docker || groupadd -o -g {gid} docker")
         b.sh("mkdir /root/onexd && tar -C /src --exclude=./.venv --exclude=./.git -cf - . | tar -C /root/onexd -xf -")
