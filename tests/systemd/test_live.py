@@ -111,6 +111,11 @@ def guide_install_commands() -> str:
     return match.group(1)
 
 
+def _tokens(values: dict[str, str | None]) -> dict[str, list[str]]:
+    """Values as sorted words: systemd lists addresses and capabilities in an order of its own."""
+    return {k: sorted((v or "").split()) for k, v in values.items()}
+
+
 def _job_containers() -> list[str]:
     out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={MANAGED_LABEL}=true"], capture_output=True,
                          text=True, check=True).stdout
@@ -189,10 +194,7 @@ def test_jobs_run_under_every_hardening_directive(box: Box) -> None:
     assert adhoc["status"] == "succeeded", adhoc
     assert "adhoc-ok" in box.sh(f"onexctl job logs {adhoc['id']}", user="alice").stdout
     shown = box.show("onexd.service", *SERVICE_DIRECTIVES)
-    def tokens(values: dict[str, str | None]) -> dict[str, list[str]]:  # lists in systemd's own order
-        return {k: sorted((v or "").split()) for k, v in values.items()}
-
-    assert tokens({k: shown.get(k) for k in SERVICE_DIRECTIVES}) == tokens(dict(SERVICE_DIRECTIVES))
+    assert _tokens({k: shown.get(k) for k in SERVICE_DIRECTIVES}) == _tokens(dict(SERVICE_DIRECTIVES))
     shown = box.show("onexd.service", "SystemCallFilter", "RestrictAddressFamilies")
     allowed = set(shown["SystemCallFilter"].split())
     assert {"fchown", "openat", "epoll_wait"} <= allowed
@@ -207,7 +209,6 @@ def test_jobs_run_under_every_hardening_directive(box: Box) -> None:
     match = re.search(r"Overall exposure level for onexd\.service: ([0-9.]+)", security)
     assert match, security[-1500:]
     assert float(match.group(1)) <= 2.0, security[-1500:]
-    print(f"live exposure: {match.group(1)}")
 
 
 def test_reload_applies_policy_and_a_broken_bundle_degrades_with_a_journal_warning(box: Box) -> None:
