@@ -13,7 +13,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SYSCONFDIR ?= /etc
 
-.PHONY: install demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon bench-audit generate clean
+.PHONY: install master-key test-images demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon bench-audit generate clean
 
 # A venv with the pinned dependencies, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -46,7 +46,11 @@ images: engine
 demo: images
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
-test: lint images
+# The systemd test's image (systemd as PID 1 with Debian's python3): built once, then skipped while up to date.
+test-images: images
+	$(BIN)/onexd image build --only onexd/test-systemd
+
+test: lint images test-images
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -101,7 +105,28 @@ install:
 	test -e "$(DESTDIR)$(SYSCONFDIR)/onexd/onexd.yaml" || install -m 0640 examples/onexd.yaml "$(DESTDIR)$(SYSCONFDIR)/onexd/onexd.yaml"
 	test -e "$(DESTDIR)$(SYSCONFDIR)/onexd/policies.d/baseline" || cp -r policies/baseline "$(DESTDIR)$(SYSCONFDIR)/onexd/policies.d/"
 	install -m 0644 README.md docs/*.md "$(DESTDIR)$(PREFIX)/share/doc/onexd/"
+	@if [ -n "$(DESTDIR)" ]; then echo "DESTDIR set: no master key made; on the target host run: make master-key"; \
+	  else $(MAKE) --no-print-directory master-key; fi
 	@echo "installed under $(DESTDIR)$(PREFIX); then: systemd-sysusers, systemd-tmpfiles --create, systemctl enable --now onexd.socket"
+
+# The master key credential the unit loads, made once (an existing key is never replaced): encrypted with
+# systemd-creds (host key or TPM2) when it is there; else a 0600 plain file plus a drop-in that loads it with
+# LoadCredential=, said loudly. SYSTEMD_CREDS= (empty) takes the second way; DROPIN_DIR is for tests.
+SYSTEMD_CREDS ?= $(shell command -v systemd-creds)
+DROPIN_DIR ?= /etc/systemd/system/onexd.service.d
+master-key:
+	@set -e; umask 077; key="$(SYSCONFDIR)/onexd/master-key"; install -d -m 0750 "$(SYSCONFDIR)/onexd"; \
+	if [ -e "$$key.cred" ] || [ -e "$$key" ]; then echo "master key: keeping the existing $$key*"; \
+	elif [ -n "$(SYSTEMD_CREDS)" ]; then \
+	  head -c 32 /dev/urandom | base64 -w0 | "$(SYSTEMD_CREDS)" encrypt --name=master-key - "$$key.cred"; \
+	  echo "master key: created $$key.cred, encrypted by systemd-creds (LoadCredentialEncrypted=)"; \
+	else \
+	  head -c 32 /dev/urandom | base64 -w0 > "$$key"; install -d -m 0755 "$(DROPIN_DIR)"; \
+	  printf '[Service]\nLoadCredentialEncrypted=\nLoadCredential=master-key:%s\n' "$$key" \
+	    > "$(DROPIN_DIR)/master-key.conf"; chmod 0644 "$(DROPIN_DIR)/master-key.conf"; \
+	  echo "WARNING: systemd-creds not found: the master key is a PLAIN file, $$key (0600 root), loaded by"; \
+	  echo "WARNING: $(DROPIN_DIR)/master-key.conf. Keep it out of backups of /var/lib/onexd."; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/results

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from onexd.timestamps import utc
@@ -36,9 +38,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority (3 err, 4 warning, 6 info, 7 debug) of a logging level."""
+    for threshold, priority in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6)):
+        if levelno >= threshold:
+            return priority
+    return 7
+
+
+class JournalFormatter(JsonFormatter):
+    """JSON lines with the `<N>` priority prefix journald reads from a service's stream, so that
+    `journalctl -p warning` finds onexd's warnings and errors (otherwise every line is logged as info)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{super().format(record)}"
+
+
+def to_journal(fd: int, environ: Mapping[str, str] | None = None) -> bool:
+    """True when `fd` is the journal stream systemd connected ($JOURNAL_STREAM names its device and inode)."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
 def setup(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    try:
+        fd = sys.stderr.fileno()
+    except (OSError, ValueError):  # a replaced stderr (tests) has no descriptor
+        fd = -1
+    handler.setFormatter(JournalFormatter() if to_journal(fd) else JsonFormatter())
     root = logging.getLogger("onexd")
     root.handlers[:] = [handler]
     root.setLevel(level)

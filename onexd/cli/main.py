@@ -427,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="runner images")
     isub = image.add_subparsers(dest="image_command", required=True, metavar="SUBCOMMAND")
     p = isub.add_parser("build", help="build the runner images offline (skips those up to date)")
-    p.add_argument("--only", action="append", default=[], metavar="NAME", help="onexd/runner-busybox or "
-                   "onexd/runner-python (repeatable)")
+    p.add_argument("--only", action="append", default=[], metavar="NAME", help="onexd/runner-busybox, "
+                   "onexd/runner-python, or the test image onexd/test-systemd (repeatable)")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.add_argument("--docker-host", default=docker_host, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_image_build)

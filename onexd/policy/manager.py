@@ -126,4 +126,8 @@ class PolicyManager:
         log.info("policy reloaded", extra={"reason": reason, "digest": ev.snapshot.digest, "changed": changed,
                                            "activated": list(activated), "rejected": list(result.rejected),
                                            "removed": list(removed)})
+        for rejection in rejections.values():  # a warning, so that `journalctl -p warning` shows it
+            log.warning("policy bundle rejected", extra={
+                "reason": reason, "bundle": rejection.dir_name, "version": rejection.version,
+                "problems": [f"{p.file}:{p.line or 0} {p.code}" for p in rejection.problems][:20]})
         return result

@@ -132,6 +132,31 @@ class DebianRecipe:
 Recipe = BusyboxRecipe | DebianRecipe
 RECIPES: tuple[Recipe, ...] = (BusyboxRecipe(), DebianRecipe())
 
+# The test harness for the shipped systemd unit (never a job image): systemd as PID 1 with Debian's python3, so
+# `make install` and the unit run as an operator would have them. Built by name only: `onexd image build --only
+# onexd/test-systemd` (make test does, and the systemd test's fixture when it is missing or stale).
+TEST_SYSTEMD = DebianRecipe(
+    name="onexd/test-systemd",
+    packages=("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "make", "passwd", "procps", "curl",
+              "busybox-static"),
+    changes=('ENV PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"', "ENV LANG=C.UTF-8",
+             "ENV container=docker", 'CMD ["/sbin/init"]', "WORKDIR /"),
+    hooks=(
+        'rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*',
+        # Units that need hardware, a console or the network: nothing to do in a test container.
+        'systemctl --root="$1" mask getty.target console-getty.service systemd-firstboot.service '
+        'systemd-networkd.service systemd-resolved.service systemd-timesyncd.service apt-daily.timer '
+        'apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer',
+        'echo onexd-test > "$1"/etc/hostname',
+        # systemd shares / at boot on a host but not in a container; without it the ramfs a unit's credentials
+        # are put in (mounted in a child namespace, then moved) never reaches the unit, so LoadCredential*= fails.
+        "printf '[Unit]\\nDescription=Share mounts as on a host\\nDefaultDependencies=no\\nBefore=sysinit.target\\n"
+        "[Service]\\nType=oneshot\\nExecStart=/bin/mount --make-rshared /\\n[Install]\\nWantedBy=sysinit.target\\n' "
+        '> "$1"/etc/systemd/system/shared-root.service && systemctl --root="$1" enable shared-root.service',
+    ),
+)
+TEST_RECIPES: tuple[Recipe, ...] = (TEST_SYSTEMD,)
+
 
 @dataclass(frozen=True, slots=True)
 class BuildOutcome:
@@ -147,13 +172,14 @@ def _prefixed(report: Report, name: str, message: str) -> None:
 
 def build_images(store: ImageStore, only: Sequence[str] = (), force: bool = False,
                  report: Report = lambda _: None, recipes: Sequence[Recipe] = RECIPES) -> list[BuildOutcome]:
-    """Build the runner images that are missing or stale (or all of `only`, with force)."""
-    known = {r.name: r for r in recipes}
+    """Build the runner images that are missing or stale (or all of `only`, with force); the test images only
+    when named in `only`."""
+    known = {r.name: r for r in (*recipes, *TEST_RECIPES)}
     unknown = [n for n in only if n not in known]
     if unknown:
         raise UsageError(f"unknown image {unknown[0]!r}; known: {', '.join(known)}")
     outcomes = []
-    for recipe in recipes:
+    for recipe in (*recipes, *(r for r in TEST_RECIPES if r.name in only)):
         if only and recipe.name not in only:
             continue
         start = time.monotonic()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
+
+import pytest
 
 from onexd.policy.manager import PolicyManager
 from onexd.policy.store import BundleStore
@@ -93,3 +96,23 @@ def test_explicit_rollback_allows_a_lower_version(tmp_path: Path) -> None:
     assert manager.reload("test").rejected == ("hello",)
     result = manager.reload("operator", allow_rollback=frozenset({"hello"}))
     assert result.rejected == () and manager.state.entries["hello"].version == "1.0.0"
+
+
+def test_rejection_is_logged_as_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A rejected bundle is logged at warning level with its name, version and problem codes (not at info only,
+    where `journalctl -p warning` would not show it)."""
+    manager, policy = _manager(tmp_path)
+    manager.reload("test")
+    _edit(policy / "hello" / "sandbox.yaml", "readOnlyRootFilesystem: true ", "readOnlyRootFilesystem: false ")
+    _edit(policy / "hello" / "bundle.yaml", "version: 1.0.0", "version: 1.1.0")
+    onexd_logger = logging.getLogger("onexd")
+    propagate, onexd_logger.propagate = onexd_logger.propagate, True  # logs.setup() may have turned it off
+    try:
+        with caplog.at_level(logging.WARNING, logger="onexd.policy"):
+            manager.reload("SIGHUP")
+    finally:
+        onexd_logger.propagate = propagate
+    [record] = [r for r in caplog.records if r.getMessage() == "policy bundle rejected"]
+    assert record.levelno == logging.WARNING
+    assert (record.bundle, record.version, record.reason) == ("hello", "1.1.0", "SIGHUP")
+    assert any(p.endswith("security/writable-root") for p in record.problems)

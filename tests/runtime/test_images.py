@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from onexd.errors import UsageError
+from onexd.runtime.base import ImageInfo
 from onexd.runtime.fake import FakeRuntime
-from onexd.runtime.images import RECIPE_LABEL, BusyboxRecipe, DebianRecipe, build_images
+from onexd.runtime.images import RECIPE_LABEL, TEST_SYSTEMD, BusyboxRecipe, DebianRecipe, build_images
 
 
 def test_busybox_rootfs_has_the_applets_and_no_setuid(tmp_path: Path) -> None:
@@ -49,3 +50,17 @@ def test_unknown_image_name_is_a_usage_error() -> None:
     """--only with a name no recipe has is refused, listing the known names."""
     with pytest.raises(UsageError, match="onexd/runner-busybox"):
         build_images(FakeRuntime(), only=["onexd/runner-ruby"])
+
+
+def test_the_systemd_test_image_is_built_only_by_name() -> None:
+    """onexd/test-systemd is never part of the default build (operators get runner images only); by name it
+    is known, and skipped while its recipe digest is unchanged."""
+    store = FakeRuntime()
+    default = build_images(store, recipes=[BusyboxRecipe()])
+    assert [o.name for o in default] == ["onexd/runner-busybox"]
+    store.images[TEST_SYSTEMD.name] = ImageInfo(TEST_SYSTEMD.name, "sha256:" + "0" * 64,
+                                                {RECIPE_LABEL: TEST_SYSTEMD.digest()})
+    [outcome] = build_images(store, only=[TEST_SYSTEMD.name], recipes=[BusyboxRecipe()])
+    assert (outcome.name, outcome.action) == (TEST_SYSTEMD.name, "up-to-date")
+    assert {"systemd", "systemd-sysv", "python3", "python3-venv"} <= set(TEST_SYSTEMD.packages)
+    assert 'CMD ["/sbin/init"]' in TEST_SYSTEMD.changes

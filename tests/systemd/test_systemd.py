@@ -54,7 +54,7 @@ def test_sysusers_and_tmpfiles_parse() -> None:
     for line in (UNITS / "onexd.sysusers").read_text().splitlines():
         assert not line.strip() or line.startswith("#") or line.split()[0] in ("u", "g", "m")
     for line in (UNITS / "onexd.tmpfiles").read_text().splitlines():
-        assert not line.strip() or line.startswith("#") or line.split()[0] == "d"
+        assert not line.strip() or line.startswith("#") or line.split()[0] in ("d", "z")
 
 
 def _recv(sock: socket.socket, want: str, timeout_s: float) -> str:
