@@ -150,7 +150,7 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                      limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
                      reload=reloader.areload, engine_ok=engine_ok, credentials=credentials, audit=audit,
                      metrics=metrics, verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
-                     zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes,
+                     zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes, backend=cfg.runtime.backend,
                      authenticator=Authenticator(credentials.tokens, credentials.apikeys))
     parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
                   checkpointer=checkpointers[0], rotation=rotation, store=store, zones=zones, jobs=jobs,

@@ -113,8 +113,11 @@ class RotationConfig(Model):
 
 class ConcurrencyConfig(Model):
     maxJobs: int = Field(default=4, ge=1, le=1024, description="Jobs running at once.")
-    maxQueued: int = Field(default=100, ge=0, description="Jobs waiting; beyond this, 429.")
-    maxJobsPerPrincipal: int = Field(default=8, ge=1, description="Running + queued jobs per principal.")
+    maxQueued: int = Field(default=100, ge=0, description="Jobs waiting, all principals; beyond this, 429.")
+    maxJobsPerPrincipal: int = Field(default=8, ge=1, description="Jobs of one principal running at once; its "
+                                                                  "further jobs wait in the queue.")
+    maxQueuedPerPrincipal: int = Field(default=64, ge=0, description="Jobs of one principal waiting for a slot; "
+                                                                     "beyond this (or a full queue), 429.")
 
 
 class DaemonConfig(Model):

@@ -75,6 +75,9 @@ class Daemon:
         lock_fd = lock_state_dir(Path(cfg.stateDir))
         loop = asyncio.get_running_loop()
         parts = compose(cfg, lambda: self._engine_ok, self.clock)
+        if cfg.runtime.backend == "fake":
+            log.warning("runtime backend is fake: no container runs and no job is isolated; for tests and "
+                        "benchmarks only", extra={"backend": "fake"})
         await self._check_engine(parts.runtime)
         parts.audit.append("daemon.start", "onexd", "success", {"version": __version__, "pid": os.getpid()})
         parts.jobs.recover()

@@ -97,6 +97,31 @@ def parse(model: type[M], data: Any) -> M:
                                     for e in exc.errors()[:20]]) from None
 
 
+def int_query(request: web.Request, name: str, default: int, low: int, high: int | None = None) -> int:
+    """An integer query parameter within [low, high]; anything else is a 400 that says the accepted range."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        accepted = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+        raise RequestError("invalid-request", f"query parameter {name}={text!r}: expected {accepted}")
+    return value
+
+
+def bool_query(request: web.Request, name: str) -> bool:
+    """A boolean query parameter: true/1 or false/0 (absent is false); anything else is a 400."""
+    text = request.query.get(name)
+    if text is None or text in ("false", "0"):
+        return False
+    if text in ("true", "1"):
+        return True
+    raise RequestError("invalid-request", f"query parameter {name}={text!r}: expected true or false")
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers,
                              dumps=lambda d: json.dumps(d, separators=(",", ":")))

@@ -44,6 +44,7 @@ class ApiContext:
     verify_audit: Callable[[], dict[str, Any]] | None = None
     zones: Callable[[], dict[str, bool]] | None = None
     max_body_bytes: int = 1024 * 1024
+    backend: str = "docker"  # the runtime backend's name: health says `engine: fake` when no containers run
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
 
 

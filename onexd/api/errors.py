@@ -63,14 +63,19 @@ def status_and_code(exc: OnexdError) -> tuple[int, str]:
     return status, code if code is not None else str(getattr(exc, "code", "internal"))
 
 
-def _http_error(exc: web.HTTPException) -> tuple[int, str, str]:
+# What a 401 names (RFC 9110 §11.6.1): the schemes a caller may retry with (the Unix peer needs no header).
+WWW_AUTHENTICATE = 'Bearer realm="onexd", ApiKey realm="onexd", header="X-API-Key"'
+
+
+def _http_error(exc: web.HTTPException) -> tuple[int, str, str, dict[str, str]]:
     if exc.status == 413:
-        return 413, "body-too-large", "request body too large"
+        return 413, "body-too-large", "request body too large", {}
     if exc.status == 404:
-        return 404, "not-found", "no such endpoint"
-    if exc.status == 405:
-        return 405, "method-not-allowed", "method not allowed on this endpoint"
-    return exc.status, "http-error", exc.reason
+        return 404, "not-found", "no such endpoint", {}
+    if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110 §15.5.6: a 405 lists the methods that are allowed
+        allow = ", ".join(sorted(exc.allowed_methods))
+        return 405, "method-not-allowed", f"method {exc.method} not allowed here (allowed: {allow})", {"Allow": allow}
+    return exc.status, "http-error", exc.reason, {}
 
 
 def _extra(exc: OnexdError) -> tuple[dict[str, str], dict[str, Any]]:
@@ -83,6 +88,8 @@ def _extra(exc: OnexdError) -> tuple[dict[str, str], dict[str, Any]]:
         return {}, {"reasons": exc.reasons}
     if isinstance(exc, (TooManyJobs, RateLimited)):
         return {"Retry-After": str(exc.retry_after_s)}, {}
+    if isinstance(exc, AuthenticationError):
+        return {"WWW-Authenticate": WWW_AUTHENTICATE}, {}
     return {}, {}
 
 
@@ -92,7 +99,7 @@ def error_response(exc: BaseException, correlation_id: str) -> web.Response:
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
     if isinstance(exc, web.HTTPException):
-        status, code, message = _http_error(exc)
+        status, code, message, headers = _http_error(exc)
     elif isinstance(exc, OnexdError):
         status, code = status_and_code(exc)
         headers, extra = _extra(exc)

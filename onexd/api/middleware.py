@@ -23,6 +23,8 @@ log = logging.getLogger("onexd.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _CID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PUBLIC_PATHS = frozenset({"/version", "/openapi.json", "/v1/keys/jwks"})
+# Probes and scrapes answer however busy a caller is: a monitor polling health must never see 429.
+UNLIMITED_PATHS = frozenset({"/v1/health"})
 
 
 async def authenticate(ctx: ApiContext, request: web.Request) -> Principal:
@@ -65,7 +67,7 @@ async def errors_and_identity(request: web.Request, handler: Handler) -> web.Str
         if request.path not in PUBLIC_PATHS:
             principal = await authenticate(ctx, request)
             request[PRINCIPAL] = principal
-            wait = ctx.limiter.check(principal.display)
+            wait = None if request.path in UNLIMITED_PATHS else ctx.limiter.check(principal.display)
             if wait is not None:
                 raise RateLimited(f"too many requests from {principal.display}", max(1, round(wait)))
         response = await handler(request)

@@ -67,11 +67,12 @@ def unix_principal(uid: int, gid: int, pid: int | None = None) -> Principal:
                      group_names=tuple(names), pid=pid)
 
 
-def parse_subject(text: str) -> Principal:
-    """`KIND:NAME` as on the command line (`UnixUser:alice`, `UnixUser:1000`, `UnixGroup:dev`, ...)."""
+def parse_subject(text: str, label: str = "--as") -> Principal:
+    """`KIND:NAME` as on the command line (`UnixUser:alice`, `UnixUser:1000`, `UnixGroup:dev`, ...); errors name
+    `label`, the option or field the text came from (the API says `subject`, never a command-line flag)."""
     kind, sep, name = text.partition(":")
     if not sep or not name or kind not in SUBJECT_KINDS:
-        raise UsageError(f"--as {text!r}: expected KIND:NAME with KIND one of {', '.join(SUBJECT_KINDS)}")
+        raise UsageError(f"{label} {text!r}: expected KIND:NAME with KIND one of {', '.join(SUBJECT_KINDS)}")
     if kind == "Token":
         return Principal(kind="token", name=name)
     if kind == "ApiKey":
@@ -88,7 +89,7 @@ def parse_subject(text: str) -> Principal:
     try:
         uid = int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
     except KeyError:
-        raise UsageError(f"--as {text!r}: no such user on this system") from None
+        raise UsageError(f"{label} {text!r}: no such user on this system") from None
     try:
         gid0 = pwd.getpwuid(uid).pw_gid
     except KeyError:

@@ -64,6 +64,7 @@ class JobService:
         self._slots = asyncio.Semaphore(limits.maxJobs)
         self._executor = ThreadPoolExecutor(max_workers=limits.maxJobs, thread_name_prefix="onexd-job")
         self._live: dict[str, _Live] = {}
+        self._per_principal: dict[str, asyncio.Semaphore] = {}  # principals with live jobs only
         self._accepting = True
 
     # --- admission -------------------------------------------------------------------------------------
@@ -107,9 +108,11 @@ class JobService:
         if not self._accepting:
             raise NotAccepting("onexd is shutting down and accepts no new jobs")
         mine = sum(1 for j in self._live.values() if j.record.principal == principal.display)
-        if mine >= self.limits.maxJobsPerPrincipal:
-            raise TooManyJobs(f"{principal.display} already has {mine} jobs queued or running "
-                              f"(limit {self.limits.maxJobsPerPrincipal})", retry_after_s=2)
+        share = self.limits.maxJobsPerPrincipal + self.limits.maxQueuedPerPrincipal
+        if mine >= share:
+            raise TooManyJobs(f"{principal.display} already has {mine} jobs queued or running (at most "
+                              f"{self.limits.maxJobsPerPrincipal} running and {self.limits.maxQueuedPerPrincipal} "
+                              "waiting)", retry_after_s=2)
         if len(self._live) >= self.limits.maxJobs + self.limits.maxQueued:
             raise TooManyJobs(f"the queue is full ({len(self._live)} jobs)", retry_after_s=2)
         record = self.runner.new_record(snapshot, principal, request, admission.decision)
@@ -122,9 +125,17 @@ class JobService:
                                       "policy": record.policy_digest})
         return record
 
+    def _principal_slots(self, principal: str) -> asyncio.Semaphore:
+        slots = self._per_principal.get(principal)
+        if slots is None:
+            slots = self._per_principal[principal] = asyncio.Semaphore(self.limits.maxJobsPerPrincipal)
+        return slots
+
     async def _run(self, live: _Live, snapshot: Snapshot, admission: Admission, request: JobRequest) -> None:
         try:
-            async with self._slots:
+            # A principal's own slots first (its jobs past maxJobsPerPrincipal wait here, not in the shared
+            # slots), then one of the daemon's.
+            async with self._principal_slots(live.record.principal), self._slots:
                 if live.cancel.is_set():
                     final = dataclasses.replace(live.record, status="cancelled", reason="cancelled while queued",
                                                 finished_at=self.runner.clock())
@@ -153,6 +164,8 @@ class JobService:
             await self._event("job.finished", final, "success" if final.status == "succeeded" else "failure",
                               status=final.status, exitCode=final.exit_code, reason=final.reason)
         self._live.pop(final.id, None)
+        if not any(j.record.principal == final.principal for j in self._live.values()):
+            self._per_principal.pop(final.principal, None)
         live.done.set()
         live.changed.set()
         log.info("job finished", extra={"job": final.id, "status": final.status, "exitCode": final.exit_code,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from onexd.jobs.store import JobStore
 from onexd.metrics import Metrics
 from onexd.policy.pipeline import load_directory
 from onexd.policy.snapshot import Snapshot
-from onexd.runtime.fake import FakeRuntime
+from onexd.runtime.base import RunResult
+from onexd.runtime.fake import FakeRuntime, echo
+from onexd.spec import ContainerSpec
 from tests.conftest import EXAMPLES
 
 ROOT = parse_subject("UnixUser:root")
@@ -89,7 +92,7 @@ def test_invalid_input_is_refused_before_anything_is_recorded(snapshot: Snapshot
 
 def test_limits_and_shutdown_refuse_new_jobs(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
     """Past the per-principal limit a request is TooManyJobs; after shutdown it is NotAccepting."""
-    service, audit, _ = _service(tmp_path, staging_dir, maxJobs=1, maxJobsPerPrincipal=1)
+    service, audit, _ = _service(tmp_path, staging_dir, maxJobs=1, maxJobsPerPrincipal=1, maxQueuedPerPrincipal=0)
 
     async def go() -> None:
         await service.enqueue(snapshot, ROOT, HELLO)
@@ -100,4 +103,48 @@ def test_limits_and_shutdown_refuse_new_jobs(snapshot: Snapshot, tmp_path: Path,
             await service.enqueue(snapshot, ROOT, HELLO)
 
     asyncio.run(go())
+    audit.close()
+
+
+def test_issue_13_a_ci_submitting_ten_at_once_gets_all_ten_queued(snapshot: Snapshot, tmp_path: Path,
+                                                                   staging_dir: Path) -> None:
+    """With the default limits ten jobs of one principal are all accepted: at most maxJobsPerPrincipal run at
+    once, the rest wait; only past the per-principal queue depth is a job refused (429)."""
+    defaults = ConcurrencyConfig()
+    assert defaults.maxJobsPerPrincipal == 8 and defaults.maxQueuedPerPrincipal == 64
+    service, audit, runtime = _service(tmp_path, staging_dir, maxJobs=16, maxJobsPerPrincipal=2,
+                                       maxQueuedPerPrincipal=8)
+    release = threading.Event()
+    running: list[int] = []
+    lock = threading.Lock()
+    peak = [0]
+
+    def blocking(spec: ContainerSpec, stdin: bytes) -> RunResult:
+        with lock:
+            running.append(1)
+            peak[0] = max(peak[0], len(running))
+        release.wait(30)
+        with lock:
+            running.pop()
+        return echo(spec, stdin)
+
+    runtime.behaviour = blocking
+
+    async def go() -> list[str]:
+        records = [await service.enqueue(snapshot, ROOT, HELLO) for _ in range(10)]
+        with pytest.raises(TooManyJobs, match="2 running and 8 waiting"):
+            await service.enqueue(snapshot, ROOT, HELLO)
+        for _ in range(3000):  # until the workers have taken what they may (two), bounded
+            if len(running) == 2:
+                break
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)  # a third would have started by now if the per-principal cap leaked
+        assert service.counts() == {"running": 2, "queued": 8}
+        release.set()
+        finals = [await service.wait(r.id) for r in records]
+        await service.shutdown(5)
+        return [f.status for f in finals if f is not None]
+
+    assert asyncio.run(go()) == ["succeeded"] * 10
+    assert peak[0] == 2
     audit.close()

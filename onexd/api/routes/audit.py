@@ -7,9 +7,9 @@ import asyncio
 from aiohttp import web
 
 from onexd.api.authz import require
-from onexd.api.bodies import json_response
+from onexd.api.bodies import int_query, json_response
 from onexd.api.context import context, principal_of
-from onexd.errors import NotConfigured, RequestError
+from onexd.errors import NotConfigured
 
 
 async def audit_events(request: web.Request) -> web.Response:
@@ -17,11 +17,8 @@ async def audit_events(request: web.Request) -> web.Response:
     await require(ctx, ctx.policy.state.snapshot, principal_of(request), "audit:read")
     if ctx.audit is None:
         raise NotConfigured("no audit trail in this daemon")
-    try:
-        since = int(request.query.get("since", "0"))
-        limit = min(max(int(request.query.get("limit", "1000")), 1), 10000)
-    except ValueError:
-        raise RequestError("invalid-request", "since and limit must be integers") from None
+    since = int_query(request, "since", 0, 0)
+    limit = int_query(request, "limit", 1000, 1, 10000)
     events = await asyncio.to_thread(ctx.audit.read, since, limit)
     return json_response({"events": events, "next": events[-1]["seq"] if events else since,
                           "lastSeq": ctx.audit.last_seq})

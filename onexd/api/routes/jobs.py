@@ -7,13 +7,15 @@ import json
 from aiohttp import web
 
 from onexd.api.authz import allowed, require
-from onexd.api.bodies import json_body, json_response, parse
+from onexd.api.bodies import bool_query, int_query, json_body, json_response, parse
 from onexd.api.context import context, principal_of
 from onexd.engine.request import JobRequest
 from onexd.errors import NotFound, RequestError
 from onexd.identity.principal import Principal
-from onexd.jobs.records import JobRecord
+from onexd.jobs.records import STATUSES, JobRecord
 from onexd.policy.snapshot import Snapshot
+
+MAX_PAGE = 500
 
 
 async def submit_job(request: web.Request) -> web.Response:
@@ -21,7 +23,7 @@ async def submit_job(request: web.Request) -> web.Response:
     body = parse(JobRequest, await json_body(request, ctx.max_body_bytes))
     snapshot = ctx.policy.state.snapshot  # one reference read: the job is decided and lives with this snapshot
     record = await ctx.jobs.enqueue(snapshot, principal_of(request), body)
-    if request.query.get("wait") in ("true", "1"):
+    if bool_query(request, "wait"):
         final = await ctx.jobs.wait(record.id)
         assert final is not None
         return json_response(final.as_dict(), 200)
@@ -49,14 +51,14 @@ async def get_job(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     ctx = context(request)
     principal = principal_of(request)
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError:
-        raise RequestError("invalid-request", "limit must be an integer") from None
-    everyone = request.query.get("all") in ("true", "1")
+    limit = int_query(request, "limit", 50, 1, MAX_PAGE)
+    everyone = bool_query(request, "all")
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        raise RequestError("invalid-request", f"status {status!r} is not one of {', '.join(STATUSES)}")
     await require(ctx, ctx.policy.state.snapshot, principal, "jobs:read-all" if everyone else "jobs:read")
     records = ctx.jobs.store.query(None if everyone else principal.display, limit + 1,
-                                   request.query.get("before"), request.query.get("status"))
+                                   request.query.get("before"), status)
     page = records[:limit]
     return json_response({"jobs": [r.as_dict() for r in page],
                           "next": page[-1].id if len(records) > limit else None})
@@ -70,7 +72,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     streamed = 0
-    if request.query.get("follow") in ("true", "1") and not ctx.jobs.is_final(record):
+    if bool_query(request, "follow") and not ctx.jobs.is_final(record):
         # Live lines as the job prints them, then whatever the final (masked, capped) record adds.
         async for stream, line in ctx.jobs.follow(job_id):
             await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
@@ -90,10 +92,18 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
+    """A job the caller may not see is a 404; one it may see but not cancel is a 403 (the job's existence is no
+    secret to it), audited like every other denial."""
     ctx = context(request)
     job_id = request.match_info["id"]
-    visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(job_id), "jobs:cancel",
-            "jobs:cancel-all")
+    snapshot, principal = ctx.policy.state.snapshot, principal_of(request)
+    record = ctx.jobs.get(job_id)
+    try:
+        record = visible(snapshot, principal, record, "jobs:cancel", "jobs:cancel-all")
+    except NotFound:
+        record = visible(snapshot, principal, record, "jobs:read", "jobs:read-all")
+        await require(ctx, snapshot, principal, "jobs:cancel-all" if record.principal != principal.display
+                      else "jobs:cancel")
     record = ctx.jobs.cancel(job_id)
     assert record is not None
     return json_response(record.as_dict(), 202 if not ctx.jobs.is_final(record) else 200)

@@ -46,7 +46,7 @@ async def policy_explain(request: web.Request) -> web.Response:
     subject = principal
     if body.subject is not None:
         await require(ctx, snapshot, principal, "policy:read")
-        subject = parse_subject(body.subject)  # a bad subject is a UsageError: 400
+        subject = parse_subject(body.subject, "subject")  # a bad subject is a UsageError: 400
     return json_response(explain(snapshot, subject, body.request))
 
 
