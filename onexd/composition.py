@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onexd import API_VERSION, __version__
 from onexd.api.context import ApiContext, Credentials
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
@@ -99,7 +100,7 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
     cfg, state_dir = config, Path(config.stateDir)
     runtime = RUNTIMES[cfg.runtime.backend](cfg)
     staging = check_staging_dir(Path(cfg.secrets.stagingDir) if cfg.secrets.stagingDir else default_staging_dir())
-    metrics = Metrics()
+    metrics = Metrics(__version__, API_VERSION)
     checkpointers: list[Checkpointer] = []  # the checkpointer signs with the keystore, which records into the trail
 
     def on_audit(event: dict[str, Any]) -> None:
@@ -177,7 +178,32 @@ def _gauges_and_schedules(parts: Parts, clock: Clock) -> None:
     metrics.add_gauge("onexd_signing_key_age_seconds", "Age of the active signing key.", "kid",
                       lambda: {e.kid: clock() - (e.activated_at or e.created_at)
                                for e in keystore.entries() if e.state == "active"})
+    _state_gauges(parts)
     parts.rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", parts.checkpointer.write, "interval")
     parts.rotation.every(2, "egress refusals", parts.zones.collect)
     if cfg.audit.sinks:
         parts.rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
+
+
+def _state_gauges(parts: Parts) -> None:
+    """Jobs running and queued, policy health, bundles and zones: read at scrape time from the live parts."""
+    metrics, jobs, policy = parts.metrics, parts.jobs, parts.policy
+    metrics.add_gauge("onexd_jobs_running", "Jobs running now.", None, lambda: {"": float(jobs.counts()["running"])})
+    metrics.add_gauge("onexd_jobs_queued", "Jobs accepted and waiting for a slot.", None,
+                      lambda: {"": float(jobs.counts()["queued"])})
+    metrics.add_gauge("onexd_job_slots", "Jobs that may run at once (concurrency.maxJobs).", None,
+                      lambda: {"": float(parts.config.concurrency.maxJobs)})
+    metrics.add_gauge("onexd_policy_degraded", "1 while a bundle in the policy directory is rejected.", None,
+                      lambda: {"": 1.0 if policy.state.degraded else 0.0})
+    metrics.add_gauge("onexd_policy_bundles", "Bundles by state: active, or rejected (the last good one stays).",
+                      "state", lambda: {"active": float(len(policy.state.entries)),
+                                        "rejected": float(len(policy.state.rejections))})
+    metrics.add_gauge("onexd_network_zones", "Network zones of the active policy, by mode.", "mode",
+                      lambda: _count(z.mode for z in policy.state.snapshot.zones.values()))
+
+
+def _count(values: Iterable[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for value in values:
+        out[value] = out.get(value, 0.0) + 1
+    return out

@@ -120,6 +120,21 @@ class ConcurrencyConfig(Model):
                                                                      "beyond this (or a full queue), 429.")
 
 
+class MetricsConfig(Model):
+    listen: Annotated[str, StringConstraints(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")] | \
+        SkipJsonSchema[None] = Field(
+        default=None, description="`HOST:PORT` (`[::1]:9464` for IPv6) of a TCP listener serving only "
+                                  "GET /metrics, without authentication, for Prometheus; off by default. Keep it "
+                                  "on loopback or a monitoring network.")
+
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) of the listener, or None when it is off."""
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class DaemonConfig(Model):
     """onexd.yaml: every setting of the daemon."""
 
@@ -137,6 +152,7 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _grace_covers_tokens(self) -> DaemonConfig:
@@ -144,6 +160,13 @@ class DaemonConfig(Model):
         if grace is not None and grace < self.auth.tokens.ttlSeconds:
             raise ValueError(f"rotation.graceSeconds ({grace}) must be at least auth.tokens.ttlSeconds "
                              f"({self.auth.tokens.ttlSeconds}): a token may not outlive its key")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_in_range(self) -> DaemonConfig:
+        address = self.metrics.address()
+        if address is not None and not 1 <= address[1] <= 65535:
+            raise ValueError(f"metrics.listen: port {address[1]} is not between 1 and 65535")
         return self
 
     @property

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from onexd import __version__, systemd
+from onexd.api.metrics_listener import MetricsListener
 from onexd.api.server import ApiServer
 from onexd.audit.trail import AuditUnavailable
 from onexd.composition import RUNTIMES as RUNTIMES
@@ -86,6 +87,9 @@ class Daemon:
             log.warning("started degraded: some bundles are rejected", extra={"digest": first.digest})
         passed = systemd.listen_socket()
         server = ApiServer(parts.api, Path(cfg.socket.path), int(cfg.socket.mode, 8), cfg.socket.group, passed)
+        metrics_listener = _metrics_listener(parts)  # first: an address in use stops the start before the socket
+        if metrics_listener is not None:
+            await metrics_listener.start()
         await server.start()
         def changed() -> None:  # on watchdog's thread
             loop.call_soon_threadsafe(self._schedule_reload, parts)
@@ -117,6 +121,8 @@ class Daemon:
             watcher.stop()
             parts.rotation.stop()
             engine_task.cancel()
+            if metrics_listener is not None:
+                await metrics_listener.stop()
             await self._shutdown(parts, server)
             os.close(lock_fd)
             log.info("stopped")
@@ -214,6 +220,12 @@ class Daemon:
                 if self._engine_ok:
                     log.error("container engine unreachable")
                 self._engine_ok = False
+
+
+def _metrics_listener(parts: Parts) -> MetricsListener | None:
+    """The metrics-only TCP listener when `metrics.listen` is set (off by default)."""
+    address = parts.config.metrics.address()
+    return MetricsListener(parts.metrics, *address) if address is not None else None
 
 
 def serve(config: DaemonConfig) -> None:

@@ -50,3 +50,42 @@ def first_error(exc: ValidationError, top: str) -> tuple[str, str]:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or top
     return where, first["msg"].removeprefix("Value error, ")
+
+
+# --- JSON Schema as editors and validators read it ------------------------------------------------------
+
+# pydantic leaks its own constraint names into the schema of an optional field (`int | None` with ge/le):
+# they are not JSON Schema keywords, so an editor or jsonschema would silently accept `timeoutSeconds: -5`.
+_PYDANTIC_TO_JSON_SCHEMA = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+_NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+
+
+def _allows_null(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    if kind is None and "enum" not in schema and "const" not in schema:
+        return (not schema.get("anyOf") and not schema.get("oneOf") and "$ref" not in schema) or any(
+            isinstance(s, dict) and _allows_null(s) for s in (*schema.get("anyOf", ()), *schema.get("oneOf", ())))
+    return kind == "null" or (isinstance(kind, list) and "null" in kind) or None in schema.get("enum", ())
+
+
+def standard_schema(schema: Any) -> Any:
+    """A generated schema with only JSON Schema (2020-12) keywords: pydantic's ge/le/gt/lt become
+    minimum/maximum/exclusiveMinimum/exclusiveMaximum, and a `default: null` the schema itself would refuse
+    (an optional field hidden from the schema) is dropped. Pure: returns a new value."""
+    if isinstance(schema, list):
+        return [standard_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _NAME_MAPS and isinstance(value, dict):
+            out[key] = {name: standard_schema(sub) for name, sub in value.items()}
+        elif key in _PYDANTIC_TO_JSON_SCHEMA and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[_PYDANTIC_TO_JSON_SCHEMA[key]] = value
+        elif key in ("default", "const", "enum", "examples"):
+            out[key] = value
+        else:
+            out[key] = standard_schema(value)
+    if "default" in out and out["default"] is None and not _allows_null(out):
+        del out["default"]
+    return out

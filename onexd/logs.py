@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
 from onexd.timestamps import utc
@@ -35,7 +37,15 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__  # the type only: messages may carry paths
+            # A bug's traceback, so the correlation id a caller reports leads to the failing line: the frames
+            # (file, line, function, source line) without any exception's message, which may carry a path.
+            entry["traceback"] = _frames(record.exc_info[2])
         return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+def _frames(tb: TracebackType | None) -> list[str]:
+    """The innermost 40 frames of a traceback as `file:line in function: source`."""
+    return [f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in traceback.extract_tb(tb)][-40:]
 
 
 def syslog_priority(levelno: int) -> int:

@@ -1,39 +1,62 @@
 """Prometheus metrics (prometheus-client), in a registry of the daemon's own: the only module importing it.
 
-Names follow the ONEX security specification where it has them (onex_*), onexd's own otherwise (onexd_*).
+Every name has the one prefix `onexd_`. Counters export `_total` only (no `_created` series posing as gauges);
+`onexd_build_info` carries the version as labels; state (jobs running and queued, policy degraded, bundles,
+zones) is read at scrape time, so nothing has to keep it up to date.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+# The exposition format generate_latest writes, with its version (what a scraper negotiates on).
+CONTENT_TYPE = str(prometheus_client.CONTENT_TYPE_LATEST)
 
 
 class _Callback(Collector):
     """Gauges computed at scrape time (shipping lag, key age), so nothing has to keep them up to date."""
 
-    def __init__(self, name: str, doc: str, label: str, values: Callable[[], dict[str, float]]) -> None:
+    def __init__(self, name: str, doc: str, label: str | None, values: Callable[[], dict[str, float]]) -> None:
         self.name, self.doc, self.label, self.values = name, doc, label, values
 
     def collect(self):  # type: ignore[no-untyped-def]
-        family = GaugeMetricFamily(self.name, self.doc, labels=[self.label])
+        family = GaugeMetricFamily(self.name, self.doc, labels=[self.label] if self.label else [])
         for key, value in self.values().items():
-            family.add_metric([key], value)
+            family.add_metric([key] if self.label else [], value)
+        yield family
+
+
+class _BuildInfo(Collector):
+    """onexd_build_info: 1, with the version, API version and Python version as labels."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = GaugeMetricFamily("onexd_build_info", "Build information (always 1; versions in the labels).",
+                                   labels=list(self.labels))
+        family.add_metric(list(self.labels.values()), 1.0)
         yield family
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, version: str = "", api_version: str = "") -> None:
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` would be exported as a gauge per series
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.authentication = Counter("onex_authentication_attempts_total", "Authentication attempts.",
+        r.register(_BuildInfo({"version": version, "api_version": api_version,
+                               "python": platform.python_version()}))
+        self.authentication = Counter("onexd_authentication_attempts_total", "Authentication attempts.",
                                       ["method", "result"], registry=r)
-        self.authorization = Counter("onex_authorization_checks_total", "Authorization decisions.",
+        self.authorization = Counter("onexd_authorization_checks_total", "Authorization decisions.",
                                      ["resource_type", "action", "result"], registry=r)
-        self.security_events = Counter("onex_node_execution_security_events_total",
+        self.security_events = Counter("onexd_node_execution_security_events_total",
                                        "Security-relevant job outcomes (OOM, timeout, seccomp kill, denial).",
                                        ["event_type", "severity"], registry=r)
         self.jobs = Counter("onexd_jobs_total", "Jobs by final status.", ["status"], registry=r)
@@ -46,7 +69,9 @@ class Metrics:
         self.shipping_failures = Counter("onexd_audit_shipping_failures_total", "Failed shipping batches.",
                                          ["sink"], registry=r)
 
-    def add_gauge(self, name: str, doc: str, label: str, values: Callable[[], dict[str, float]]) -> None:
+    def add_gauge(self, name: str, doc: str, label: str | None, values: Callable[[], dict[str, float]]) -> None:
+        """A gauge computed at scrape time: values() maps each label value to its value (label None: one series,
+        under the key "")."""
         self.registry.register(_Callback(name, doc, label, values))
 
     def job_finished(self, status: str, duration_s: float | None, reason: str) -> None:

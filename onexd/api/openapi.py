@@ -9,6 +9,8 @@ from typing import Any
 
 from onexd import API_VERSION, __version__
 from onexd.engine.request import JobRequest
+from onexd.fields import standard_schema
+from onexd.jobs.records import STATUSES
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message", "correlationId"],
@@ -28,12 +30,31 @@ _JOB = {"type": "object", "required": ["id", "status", "principal", "policy", "c
     "createdAt": {"type": "string", "format": "date-time"},
     "startedAt": {"type": ["string", "null"], "format": "date-time"},
     "finishedAt": {"type": ["string", "null"], "format": "date-time"}, "reason": {"type": "string"}}}
+_NODE = {"type": "object", "required": ["name", "version", "bundle", "profile", "secrets"], "properties": {
+    "name": {"type": "string"}, "version": {"type": "string"}, "bundle": {"type": "string"},
+    "description": {"type": "string"}, "profile": {"type": "string"}, "zone": {"type": ["string", "null"]},
+    "secrets": {"type": "array", "items": {"type": "string"}, "description": "names only, never values"},
+    "timeoutSeconds": {"type": ["integer", "null"]}, "sourceDigest": {"type": ["string", "null"]},
+    "inputSchema": {"type": ["object", "null"], "description": "JSON Schema (2020-12) the job input must satisfy"}}}
 _DECISION = {"type": "object", "required": ["allowed", "reasons"], "properties": {
     "allowed": {"type": "boolean"}, "principal": {"type": "string"}, "target": {"type": "string"},
     "roles": {"type": "array", "items": {"type": "string"}}, "capability": {"type": ["string", "null"]},
     "reasons": {"type": "array", "items": {"$ref": "#/components/schemas/Reason"}},
     "sandbox": {"type": ["object", "null"]}, "policy": {"type": "object"},
     "inputErrors": {"type": "array", "items": {"type": "string"}}}}
+
+
+SECURITY_SCHEMES = {
+    "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "A token onexd issued (POST /v1/tokens) or one from a configured JWKS issuer."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+               "description": "An API key made with POST /v1/apikeys (shown once)."},
+}
+# Identification by the Unix socket peer (SO_PEERCRED) needs no header; OpenAPI has no scheme type for it, so it
+# is the empty security requirement `{}` beside the two schemes, described here.
+PEER_CREDENTIALS = ("Without credentials the caller is the Unix peer of the socket connection (SO_PEERCRED: uid, "
+                    "gid and groups from the kernel), bound in policy as UnixUser/UnixGroup subjects.")
+PUBLIC = ("/version", "/openapi.json", "/v1/keys/jwks")
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -75,7 +96,7 @@ def _job_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
                 "listJobs", "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                     {"name": "before", "in": "query", "schema": {"type": "string"}, "description": "page token"},
-                    {"name": "status", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
                     {"name": "all", "in": "query", "schema": {"type": "boolean"}}],
                 "responses": {**_ok("a page of jobs, newest first", {"type": "object", "properties": {
                     "jobs": {"type": "array", "items": _ref("Job")}, "next": {"type": ["string", "null"]}}}),
@@ -86,7 +107,7 @@ def _job_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
         "delete": {"summary": "Cancel a job (jobs:cancel, or jobs:cancel-all)", "operationId": "cancelJob",
                    "parameters": _job_id(),
                    "responses": {**_ok("already finished", _ref("Job")), **_ok("cancelling", _ref("Job"), "202"),
-                                 **_errors(404, *common)}}},
+                                 **_errors(403, 404, *common)}}},
     "/v1/jobs/{id}/logs": {"get": {
         "summary": "Output as NDJSON lines {stream, line}, then {event: end}", "operationId": "jobLogs",
         "parameters": [*_job_id(), {"name": "follow", "in": "query", "schema": {"type": "boolean"},
@@ -97,8 +118,19 @@ def _job_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
 
 
 def _policy_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
-    """/v1/policy."""
+    """/v1/policy and /v1/nodes."""
     return {
+    "/v1/nodes": {"get": {"summary": "Nodes of the active policy (nodes:read)", "operationId": "listNodes",
+                          "responses": {**_ok("nodes, by name", {"type": "object", "required": ["nodes"],
+                                                                 "properties": {
+                                                                     "nodes": {"type": "array", "items": _ref("Node")},
+                                                                     "policy": {"type": "string"}}}),
+                                        **_errors(403, *common)}}},
+    "/v1/nodes/{name}": {"get": {
+        "summary": "One node: version, bundle, profile, zone, secrets by name, input schema (nodes:read)",
+        "operationId": "getNode",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {**_ok("the node", _ref("Node")), **_errors(403, 404, *common)}}},
     "/v1/policy": {"get": {"summary": "Active bundles and rejections (policy:read)", "operationId": "policy",
                            "responses": {**_ok("policy state", _ref("Policy")), **_errors(403, *common)}}},
     "/v1/policy/reload": {"post": {"summary": "Reload the policy directory now (policy:reload); "
@@ -161,7 +193,8 @@ def _audit_and_monitoring_paths(common: tuple[int, ...]) -> dict[str, dict[str, 
     "/v1/audit": {"get": {
         "summary": "Audit events after a seq (audit:read)", "operationId": "auditEvents",
         "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                       {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                       {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                    "maximum": 10000}}],
         "responses": {**_ok("events", {"type": "object", "properties": {
             "events": {"type": "array", "items": {"type": "object"}}, "next": {"type": "integer"}}}),
             **_errors(400, 403, *common)}}},
@@ -173,7 +206,8 @@ def _audit_and_monitoring_paths(common: tuple[int, ...]) -> dict[str, dict[str, 
     "/v1/zones": {"get": {"summary": "Network zones: mode, network, proxy state, allowlist (policy:read)",
                           "operationId": "listZones",
                           "responses": {**_ok("zones", {"type": "object"}), **_errors(403, *common)}}},
-    "/metrics": {"get": {"summary": "Prometheus metrics (monitoring:read)", "operationId": "metrics",
+    "/metrics": {"get": {"summary": "Prometheus metrics, text exposition format with its version in the "
+                                    "content type (monitoring:read)", "operationId": "metrics",
                          "responses": {**_ok("text format", {"type": "string"}, media="text/plain"),
                                        **_errors(403, *common)}}},
     "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
@@ -185,16 +219,24 @@ def document() -> dict[str, Any]:
     common = (401, 429)
     paths = {**_job_paths(common), **_policy_paths(common), **_credential_paths(common),
              **_audit_and_monitoring_paths(common)}
-    job_request = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    for path in PUBLIC:  # no credentials needed, none checked
+        for operation in paths[path].values():
+            operation["security"] = []
+    paths["/v1/health"]["get"]["responses"].update(_errors(401))  # authenticated, never rate-limited
+    job_request = standard_schema(JobRequest.model_json_schema(ref_template="#/components/schemas/{model}"))
     return {
         "openapi": "3.1.0",
         "info": {"title": "onexd socket API", "version": __version__,
-                 "description": f"HTTP/1.1 + JSON on onexd's Unix socket ({API_VERSION}). Callers are identified "
-                                "by SO_PEERCRED. Errors are {\"error\": {code, message, correlationId}}."},
-        "servers": [{"url": "http://onexd", "description": "curl --unix-socket /run/onexd/onexd.sock"}],
+                 "description": f"HTTP/1.1 + JSON on onexd's Unix socket ({API_VERSION}). {PEER_CREDENTIALS} "
+                                "Errors are {\"error\": {code, message, correlationId}}."},
+        "servers": [{"url": "http://onexd", "description": "the Unix socket, /run/onexd/onexd.sock by default"}],
+        # Any one of: the Unix peer (no header: the kernel's SO_PEERCRED, the empty requirement), a bearer token,
+        # an API key. Presented credentials that fail are a 401, never a fall-back to the peer.
+        "security": [{}, {"bearerToken": []}, {"apiKey": []}],
         "paths": paths,
-        "components": {"schemas": {
-            "JobRequest": job_request, "Job": _JOB, "Error": _ERROR, "Reason": _REASON, "Decision": _DECISION,
+        "components": {"securitySchemes": SECURITY_SCHEMES, "schemas": {
+            "JobRequest": job_request, "Job": _JOB, "Node": _NODE, "Error": _ERROR, "Reason": _REASON,
+            "Decision": _DECISION,
             "ExplainRequest": {"type": "object", "required": ["request"], "additionalProperties": False,
                                "properties": {"request": _ref("JobRequest"),
                                               "subject": {"type": "string", "description": "KIND:NAME"}}},

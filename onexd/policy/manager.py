@@ -129,5 +129,5 @@ class PolicyManager:
         for rejection in rejections.values():  # a warning, so that `journalctl -p warning` shows it
             log.warning("policy bundle rejected", extra={
                 "reason": reason, "bundle": rejection.dir_name, "version": rejection.version,
-                "problems": [f"{p.file}:{p.line or 0} {p.code}" for p in rejection.problems][:20]})
+                "problems": [f"{p.file}:{p.line or 0} {p.code}: {p.message}" for p in rejection.problems][:20]})
         return result

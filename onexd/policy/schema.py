@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from onexd.config import DaemonConfig
+from onexd.fields import standard_schema
 from onexd.policy.models import KINDS, Model
 from onexd.policy.problems import Problem, problem
 from onexd.policy.yamlsafe import YamlDocument, escape_pointer
@@ -31,7 +32,7 @@ def schema_file_name(kind: str) -> str:
 
 
 def _schema_for(kind: str, model: type[Model]) -> dict[str, Any]:
-    generated = model.model_json_schema(mode="validation")
+    generated = standard_schema(model.model_json_schema(mode="validation"))
     return {
         "$schema": DIALECT,
         "$id": SCHEMA_BASE + schema_file_name(kind),

@@ -163,18 +163,18 @@ def test_full_disk_in_enforced_mode_refuses_jobs_and_recovers(daemons: Callable[
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_metrics_expose_the_onex_security_metrics(daemons: Callable[..., Daemon]) -> None:
-    """/metrics (monitoring:read) has the ONEX counters, job, reload, audit, shipping and key-age series."""
+def test_metrics_expose_the_security_metrics(daemons: Callable[..., Daemon]) -> None:
+    """/metrics (monitoring:read) has the security counters, job, reload, audit, shipping and key-age series."""
     d = daemons(backend="fake")
     d.start()
     d.curl("POST", "/v1/jobs?wait=true", {"node": "hello", "input": {"name": "m"}})
     d.curl("POST", "/v1/jobs", {"node": "hello", "input": {}}, uid=4299)
     out = subprocess.run(["curl", "-s", "--unix-socket", str(d.socket), "http://onexd/metrics"],
                          capture_output=True, text=True, check=True).stdout
-    for series in ('onex_authentication_attempts_total{method="peer",result="success"}',
-                   'onex_authorization_checks_total{action="execute",resource_type="nodes",result="denied"}',
+    for series in ('onexd_authentication_attempts_total{method="peer",result="success"}',
+                   'onexd_authorization_checks_total{action="execute",resource_type="nodes",result="denied"}',
                    'onexd_jobs_total{status="succeeded"}', "onexd_job_duration_seconds_bucket",
                    'onexd_policy_reloads_total{result="ok"}', "onexd_audit_events_total",
-                   "onexd_signing_key_age_seconds", "onex_node_execution_security_events_total"):
+                   "onexd_signing_key_age_seconds", "onexd_node_execution_security_events_total"):
         assert series in out, series
     assert d.curl("GET", "/metrics", uid=4299)[0] == 403

@@ -10,6 +10,7 @@ from onexd.api.bodies import json_response
 from onexd.api.context import context, principal_of
 from onexd.api.openapi import document
 from onexd.errors import NotConfigured
+from onexd.metrics import CONTENT_TYPE, Metrics
 
 
 async def version(_: web.Request) -> web.Response:
@@ -32,8 +33,13 @@ async def metrics(request: web.Request) -> web.Response:
     await require(ctx, ctx.policy.state.snapshot, principal_of(request), "monitoring:read")
     if ctx.metrics is None:
         raise NotConfigured("no metrics in this daemon")
-    return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return metrics_response(ctx.metrics)
+
+
+def metrics_response(metrics: Metrics) -> web.Response:
+    """The exposition text with its content type and format version (also served by the TCP listener)."""
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE,
+                                                        "X-Content-Type-Options": "nosniff"})
 
 
 async def openapi(_: web.Request) -> web.Response:
