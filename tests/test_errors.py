@@ -134,3 +134,36 @@ def test_jws_failures_are_classified_by_class_not_message() -> None:
             jws_verify(bad, [key.public_key()], typ)
     with pytest.raises(JwsUntrusted, match=r"does not verify|no trusted key"):
         jws_verify(token, [other.public_key()], "onexd-test")
+
+
+def test_issue_13_16_a_500_logs_its_traceback_under_the_correlation_id() -> None:
+    """The JSON line of an unhandled error carries the correlation id and the failing frames, never the
+    exception's message (which may name a path)."""
+    from onexd.logs import JsonFormatter, correlation_id
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    api_log = logging.getLogger("onexd.api")
+    handler = Keep()
+    api_log.addHandler(handler)
+    token = correlation_id.set("cid-500")
+    try:
+        where = "/run/secrets/" + "db-password"
+
+        def failing_handler() -> None:
+            raise ValueError(where)
+
+        with pytest.raises(ValueError, match="secrets") as info:
+            failing_handler()
+        assert error_response(info.value, "cid-500").status == 500
+        line = json.loads(JsonFormatter().format(records[-1]))
+    finally:
+        correlation_id.reset(token)
+        api_log.removeHandler(handler)
+    assert line["level"] == "error" and line["correlationId"] == "cid-500" and line["error"] == "ValueError"
+    assert any("in failing_handler" in frame for frame in line["traceback"])
+    assert "db-password" not in json.dumps(line)
