@@ -18,12 +18,12 @@ def test_rate_limit_answers_429_with_retry_after(daemons: Callable[..., Daemon])
     while not d.socket.exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    codes = [d.curl("GET", "/v1/health")[0] for _ in range(5)]
+    codes = [d.curl("GET", "/v1/jobs")[0] for _ in range(5)]
     assert codes[:3] == [200, 200, 200] and codes[-1] == 429
     out = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "--unix-socket", str(d.socket),
-                          "http://onexd/v1/health"], capture_output=True, text=True, check=False).stdout
+                          "http://onexd/v1/jobs"], capture_output=True, text=True, check=False).stdout
     assert "Retry-After:" in out
-    assert d.curl("GET", "/v1/health", uid=4242)[0] == 200
+    assert d.curl("GET", "/v1/jobs", uid=4242)[0] == 200
 
 
 def test_bad_credentials_are_refused_never_ignored(daemons: Callable[..., Daemon]) -> None:
