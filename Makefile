@@ -77,6 +77,7 @@ generate: $(STAMP)
 	$(BIN)/onexd policy rules > docs/rules.md
 	$(BIN)/onexd docs policy > docs/policy-reference.md
 	$(BIN)/onexd docs api > docs/api.md
+	$(BIN)/python tools/gen_syscalls.py > onexd/engine/syscall_table.py
 
 # Where a distribution would put things: the program (with its dependencies) under PREFIX, units, sysusers and
 # tmpfiles snippets, a commented onexd.yaml and the baseline policies (never overwriting an operator's).

@@ -52,6 +52,7 @@ from onexd.policy.yamlsafe import YamlLimits
 from onexd.runtime.base import Runtime
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.fake import FakeRuntime
+from onexd.runtime.kmsg import KernelLog
 from onexd.scheduler import RotationScheduler
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
 from onexd.secrets.store import EncryptedStore
@@ -186,6 +187,9 @@ class Daemon:
 
         zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=refused)
         runner.zones = zones
+        # Forensics: blocked system calls named from the kernel log; if it is unreadable, said once here.
+        runner.syscall_evidence = KernelLog()
+        runner.syscall_evidence.probe()
         jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
         jobs.recover()
         limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),

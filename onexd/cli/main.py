@@ -34,6 +34,7 @@ from onexd.policy.signing import sign_bundle
 from onexd.policy.snapshot import Snapshot
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.images import build_images
+from onexd.runtime.kmsg import KernelLog
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
@@ -247,6 +248,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     secret_store = _secret_store(args) if store_path.exists() else None  # the daemon's encrypted store, if any
     runner = JobRunner(runtime, Path(args.state_dir), staging, release_networks=True, zones=zones,
                        secret_store=secret_store)
+    kernel_log = KernelLog()  # forensics: names a blocked system call; unreadable is said once, on stderr
+    kernel_log.probe()
+    runner.syscall_evidence = kernel_log
     cancel = threading.Event()
 
     def on_signal(signum: int, _: object) -> None:

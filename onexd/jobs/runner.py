@@ -29,6 +29,7 @@ from onexd.jobs.zones import EgressZones
 from onexd.policy.schema import InputValidator
 from onexd.policy.snapshot import NodeInfo, Snapshot
 from onexd.runtime.base import OutputSink, Runtime
+from onexd.runtime.kmsg import UNKNOWN, SyscallEvidence, Verdict, killed_by_seccomp
 from onexd.secrets.sources import EncryptedBackend, SecretCache, SecretError, source_for
 from onexd.secrets.staging import mask, staged_secrets
 
@@ -113,7 +114,7 @@ class JobRunner:
                  secret_cache: SecretCache | None = None, release_networks: bool = False,
                  secret_store: EncryptedBackend | None = None,
                  on_secret_access: Callable[[str, str, str], object] | None = None,
-                 zones: EgressZones | None = None) -> None:
+                 zones: EgressZones | None = None, syscall_evidence: SyscallEvidence | None = None) -> None:
         self.runtime = runtime
         self.nodes = NodeStore(state_dir / "nodes")
         self.staging_dir = staging_dir
@@ -122,6 +123,8 @@ class JobRunner:
         self.cache = secret_cache or SecretCache()
         self.secret_store = secret_store
         self.zones = zones
+        # Where blocked system calls are looked up (the kernel log); None: a SIGSYS death is `unknown`.
+        self.syscall_evidence = syscall_evidence
         # (job id, secret name, source): every access is recorded by name, never by value.
         self.on_secret_access = on_secret_access or (lambda job, name, source: None)
         # One-shot runs (`onexd run`) leave no zone network behind; the daemon keeps them while zones are in use.
@@ -199,12 +202,22 @@ class JobRunner:
             for value in secret_values:
                 text = text.replace(value.decode(errors="replace"), "***")
             return dataclasses.replace(base, status="error", reason=text, finished_at=self.clock())
+        killed = result.status == "failed" and killed_by_seccomp(result.exit_code)
+        blocked: Verdict = UNKNOWN if killed else None
+        if self.syscall_evidence is not None:
+            blocked = self.syscall_evidence.blocked_syscall(result.processes, result.started_at,
+                                                            result.finished_at, killed)
+        reason = result.reason
+        if killed and blocked is not None and not isinstance(blocked, str) and blocked.name:
+            reason = f"{reason} ({blocked.name})"
         return dataclasses.replace(
             base, status=result.status, exit_code=result.exit_code,
             stdout=mask(result.stdout, secret_values).decode(errors="replace"),
             stderr=mask(result.stderr, secret_values).decode(errors="replace"),
             truncated=result.truncated, duration_ms=result.duration_ms, started_at=result.started_at,
-            finished_at=result.finished_at, reason=result.reason)
+            finished_at=result.finished_at, reason=reason,
+            usage=result.usage.as_dict() if result.usage is not None else None,
+            blocked_syscall=blocked.as_dict() if blocked is not None and not isinstance(blocked, str) else blocked)
 
     def run(self, snapshot: Snapshot, principal: Principal, request: JobRequest,
             cancel: threading.Event | None = None, job_id: str | None = None) -> JobOutcome:

@@ -136,9 +136,11 @@ class JobService:
         if self.metrics is not None:
             self.metrics.job_finished(final.status, final.duration_ms / 1000 if final.duration_ms else None,
                                       final.reason)
+            self.metrics.job_forensics(final.usage, final.blocked_syscall)
         with contextlib.suppress(AuditUnavailable):
             await self._event("job.finished", final, "success" if final.status == "succeeded" else "failure",
-                              status=final.status, exitCode=final.exit_code, reason=final.reason)
+                              status=final.status, exitCode=final.exit_code, reason=final.reason,
+                              **final.forensics())
         self._live.pop(final.id, None)
         live.done.set()
         live.changed.set()

@@ -19,6 +19,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from onexd.errors import RuntimeFailure
 from onexd.runtime.base import EXIT_SIGNAL_BASE, ImageInfo, OutputSink, RunResult, describe_exit, status_for
+from onexd.runtime.cgroups import CgroupProbe
 from onexd.spec import MANAGED_LABEL, ContainerSpec
 
 ZONE_LABEL = "onexd.zone"
@@ -101,6 +102,7 @@ class _OutputReader(threading.Thread):
         self.out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
         self.truncated = False
         self.kept = 0
+        self.seen = 0  # every byte the job wrote, kept or cut (usage.outputBytes)
 
     def _read_exactly(self, n: int) -> bytes:
         buf = bytearray()
@@ -122,6 +124,7 @@ class _OutputReader(threading.Thread):
                     if not chunk:
                         raise EOFError
                     remaining -= len(chunk)
+                    self.seen += len(chunk)
                     room = self.limit - self.kept
                     if len(chunk) > room:
                         self.truncated = True
@@ -299,11 +302,13 @@ class DockerRuntime:
                 self._api.start(cid)
             if spec.network.mode == "egress" and spec.network.network_name:
                 self._remember_address(cid, spec.network.network_name)
+            probe = CgroupProbe.attach(self._init_pid(cid))  # before the input: a job reading it is still there
             self._feed(raw, stdin)
             timed_out = cancelled = False
             deadline = time.monotonic() + spec.limits.timeout_s
             while reader.is_alive():
                 reader.join(0.05)
+                probe.sample()
                 if not (timed_out or cancelled):
                     if cancel is not None and cancel.is_set():
                         cancelled = True
@@ -326,12 +331,20 @@ class DockerRuntime:
             return RunResult(status=status, exit_code=exit_code, stdout=bytes(reader.out[1]),
                              stderr=bytes(reader.out[2]), truncated=reader.truncated,
                              duration_ms=round((finished - started) * 1000), started_at=started,
-                             finished_at=finished, reason=reason)
+                             finished_at=finished, reason=reason,
+                             usage=probe.usage(reader.seen, round((finished - started) * 1000)),
+                             processes=probe.processes)
         finally:
             if attached is not None:
                 _close_attach(attached)
             # By id when we have it; by name when creation was interrupted before we learned the id.
             self._remove(cid or spec.name)
+
+    def _init_pid(self, cid: str) -> int | None:
+        """The host pid of the container's first process (0 once it has exited), for usage and forensics."""
+        with contextlib.suppress(DockerException, requests.RequestException, OSError, KeyError, TypeError):
+            return int(self._api.inspect_container(cid)["State"]["Pid"]) or None
+        return None
 
     @staticmethod
     def _feed(raw: socket.socket, stdin: bytes) -> None:
