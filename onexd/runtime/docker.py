@@ -168,6 +168,14 @@ class DockerRuntime:
             raise RuntimeFailure("the Docker engine does not apply a seccomp profile by default; onexd refuses "
                                  "to run jobs there (check dockerd's --seccomp-profile)")
 
+    def passes_seccomp_flags(self) -> bool:
+        """Whether the engine hands a profile's `flags` (SECCOMP_FILTER_FLAG_LOG) to runc: API 1.42 (Docker
+        23) and later. Older engines drop the field silently, so errno refusals never reach the kernel log."""
+        with _engine_errors("reading the engine version"):
+            version = str(self._api.version().get("ApiVersion", "0.0"))
+        major, _, minor = version.partition(".")
+        return (int(major or 0), int(minor or 0)) >= (1, 42)
+
     def image(self, name: str) -> ImageInfo | None:
         try:
             data: dict[str, Any] = cast(Any, self._api).inspect_image(name)
