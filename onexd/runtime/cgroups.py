@@ -197,7 +197,7 @@ class CgroupProbe:
             self.tracker.processes.add(init_pid)
 
     @classmethod
-    def attach(cls, init_pid: int | None, proc: Path = Path("/proc"), root: Path = CGROUP_ROOT,
+    def attach(cls, init_pid: int | None, container_id: str, proc: Path = Path("/proc"), root: Path = CGROUP_ROOT,
                read: ReadText = Path.read_text) -> CgroupProbe:
         location = None
         if init_pid:
@@ -205,6 +205,9 @@ class CgroupProbe:
                 location = locate(read(proc / str(init_pid) / "cgroup"), root)
             except OSError:
                 location = None  # the process is already gone
+        # An exiting process is moved to the root cgroup: the host's totals must never pass for the job's.
+        if location is not None and container_id not in str(location.memory):
+            location = None
         probe = cls(location, init_pid, read)
         probe.sample()
         return probe

@@ -310,7 +310,7 @@ class DockerRuntime:
                 self._api.start(cid)
             if spec.network.mode == "egress" and spec.network.network_name:
                 self._remember_address(cid, spec.network.network_name)
-            probe = CgroupProbe.attach(self._init_pid(cid))  # before the input: a job reading it is still there
+            probe = CgroupProbe.attach(self._init_pid(cid), cid)  # before the input: a job reading it is still there
             self._feed(raw, stdin)
             timed_out = cancelled = False
             deadline = time.monotonic() + spec.limits.timeout_s

@@ -55,7 +55,7 @@ def test_v2_sample_reads_cpu_stat_memory_peak_pids_peak_and_oom_kill() -> None:
 
 def test_probe_folds_samples_into_usage_in_the_documented_units(tmp_path: Path) -> None:
     """cpuMs is cpu ns // 1e6; pidsPeak the kernel's peak (v2) or the highest sampled count."""
-    probe = CgroupProbe.attach(42, proc=_proc(tmp_path, "cgroup-v2"), root=FIXTURES / "cgroup-v2" / "sys")
+    probe = CgroupProbe.attach(42, "abc", proc=_proc(tmp_path, "cgroup-v2"), root=FIXTURES / "cgroup-v2" / "sys")
     usage = probe.usage(output_bytes=10, wall_ms=2000)
     assert usage == Usage(cpu_ms=1234, memory_peak_bytes=52428800, pids_peak=12, output_bytes=10, wall_ms=2000,
                           oom_kills=1, samples=1)
@@ -74,7 +74,7 @@ def test_tracker_keeps_the_highest_reading_and_ignores_a_vanished_cgroup() -> No
 
 def test_probe_of_a_process_already_gone_measures_nothing(tmp_path: Path) -> None:
     """No /proc entry (the job exited at once): usage numbers are None, never invented."""
-    probe = CgroupProbe.attach(4242, proc=tmp_path, root=FIXTURES / "cgroup-v2" / "sys")
+    probe = CgroupProbe.attach(4242, "abc", proc=tmp_path, root=FIXTURES / "cgroup-v2" / "sys")
     usage = probe.usage(output_bytes=3, wall_ms=5)
     assert (usage.cpu_ms, usage.memory_peak_bytes, usage.pids_peak, usage.samples) == (None, None, None, 0)
     assert probe.processes == frozenset({4242})
@@ -85,3 +85,12 @@ def test_usage_round_trips_through_its_record_form() -> None:
     usage = Usage(cpu_ms=1, memory_peak_bytes=2, pids_peak=3, output_bytes=4, wall_ms=5, oom_kills=0, samples=6)
     assert set(usage.as_dict()) >= {"cpuMs", "memoryPeakBytes", "pidsPeak", "outputBytes", "wallMs"}
     assert Usage.from_dict(usage.as_dict()) == usage
+
+
+def test_probe_refuses_a_cgroup_that_is_not_the_containers(tmp_path: Path) -> None:
+    """A process caught exiting shows the root cgroup: host totals are never reported as the job's usage."""
+    proc = tmp_path / "proc" / "42"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_text("4:memory:/\n2:cpuacct:/\n9:pids:/\n0::/\n")
+    probe = CgroupProbe.attach(42, "abc", proc=tmp_path / "proc", root=FIXTURES / "cgroup-v1" / "sys")
+    assert probe.location is None and probe.usage(0, 0).memory_peak_bytes is None
