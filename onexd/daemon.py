@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from onexd import __version__, systemd
+from onexd.api import forensics
 from onexd.api.app import ApiContext, Credentials, build_app
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
@@ -35,7 +36,9 @@ from onexd.crypto import load_public_key
 from onexd.engine.translate import zone_network_name
 from onexd.errors import ConfigError, RuntimeFailure
 from onexd.identity.apikeys import ApiKeyStore
+from onexd.identity.lockout import LockoutTracker
 from onexd.identity.tokens import TokenService
+from onexd.jobs.records import JobRecord
 from onexd.jobs.runner import JobRunner
 from onexd.jobs.service import JobService
 from onexd.jobs.store import JobStore
@@ -240,6 +243,15 @@ class Daemon:
                          verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
                          zones=zones.zones,
                          max_body_bytes=cfg.limits.maxRequestBytes)
+        # Incident response: N denials or blocked syscalls within T lock a principal out (onexd.api.forensics).
+        if cfg.lockout.enabled:
+            ctx.lockout = LockoutTracker(cfg.lockout.threshold, cfg.lockout.windowSeconds, cfg.lockout.lockSeconds)
+
+            async def blocked(record: JobRecord) -> None:
+                name = record.blocked_syscall.get("name") if isinstance(record.blocked_syscall, dict) else None
+                await forensics.strike(ctx, record.principal, f"blocked syscall {name or 'unknown'}")
+
+            jobs.on_blocked_syscall = blocked
         shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
                           batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
         metrics.add_gauge("onexd_audit_shipping_lag_events", "Events not yet acknowledged by each sink.", "sink",

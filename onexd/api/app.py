@@ -23,6 +23,7 @@ from aiohttp import web
 from pydantic import Field, ValidationError
 
 from onexd import API_VERSION, __version__
+from onexd.api import forensics
 from onexd.api.errors import ApiError, error_response
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.trail import AuditLog
@@ -31,6 +32,7 @@ from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
 from onexd.engine.translate import zone_network_name
 from onexd.identity.apikeys import ApiKeyError, ApiKeyStore
+from onexd.identity.lockout import LockoutTracker
 from onexd.identity.principal import Principal, parse_subject, unix_principal
 from onexd.identity.tokens import TokenService
 from onexd.jobs.records import JobRecord, iso
@@ -72,6 +74,7 @@ class ApiContext:
     metrics: Metrics | None = None
     verify_audit: Callable[[], dict[str, Any]] | None = None
     zones: Callable[[], dict[str, bool]] | None = None
+    lockout: LockoutTracker | None = None  # incident response: see onexd.api.forensics
     max_body_bytes: int = 1024 * 1024
     principals: dict[tuple[int, int], tuple[float, Principal]] = field(default_factory=dict)
 
@@ -177,6 +180,8 @@ async def _decision(ctx: ApiContext, principal: Principal, permission: str, allo
     if ctx.audit is not None:
         await ctx.audit.aappend("authz.decision", principal.display, result, {"permission": permission, **data},
                                 ctx.policy.state.snapshot.digest)
+    if not allowed:
+        await forensics.strike(ctx, principal.display, f"denied {permission}")
 
 
 def _allowed(ctx: ApiContext, principal: Principal, permission: str) -> bool:
@@ -308,13 +313,15 @@ async def health(request: web.Request) -> web.Response:
     status = "ok" if not state.degraded and engine == "ok" else "degraded"
     return _json({"status": status, "engine": engine, "jobs": ctx.jobs.counts(),
                   "policy": {"digest": state.snapshot.digest, "degraded": state.degraded,
-                             "rejected": sorted(r.name for r in state.rejections.values())}})
+                             "rejected": sorted(r.name for r in state.rejections.values())},
+                  **forensics.lockout_health(ctx)})
 
 
 async def submit_job(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     principal: Principal = request[PRINCIPAL]
     body = _parse(JobRequest, await _json_body(request))
+    await forensics.refuse_if_locked(ctx, principal)
     snapshot = ctx.policy.state.snapshot  # one reference read: the job lives with this snapshot
     admission = ctx.jobs.admit(snapshot, principal, body)
     await _decision(ctx, principal, "nodes:execute", admission.decision.allowed,
@@ -600,6 +607,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/metrics", metrics),
     ("GET", "/v1/zones", list_zones),
     ("GET", "/openapi.json", openapi),
+    *forensics.ROUTES,
 ]
 
 

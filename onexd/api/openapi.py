@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from onexd import API_VERSION, __version__
+from onexd.api.forensics import OPENAPI_PATHS as FORENSICS_PATHS
 from onexd.engine.request import JobRequest
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -27,7 +28,10 @@ _JOB = {"type": "object", "required": ["id", "status", "principal", "policy", "c
                                                              "additionalProperties": {"type": "string"}}}},
     "createdAt": {"type": "string", "format": "date-time"},
     "startedAt": {"type": ["string", "null"], "format": "date-time"},
-    "finishedAt": {"type": ["string", "null"], "format": "date-time"}, "reason": {"type": "string"}}}
+    "finishedAt": {"type": ["string", "null"], "format": "date-time"}, "reason": {"type": "string"},
+    "usage": {"type": ["object", "null"], "description": "cpuMs, memoryPeakBytes, pidsPeak, outputBytes, wallMs"},
+    "blockedSyscall": {"description": "{name, number, arch, action, comm}, \"unknown\", or null",
+                       "type": ["object", "string", "null"]}}}
 _DECISION = {"type": "object", "required": ["allowed", "reasons"], "properties": {
     "allowed": {"type": "boolean"}, "principal": {"type": "string"}, "target": {"type": "string"},
     "roles": {"type": "array", "items": {"type": "string"}}, "capability": {"type": ["string", "null"]},
@@ -161,6 +165,9 @@ def document() -> dict[str, Any]:
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": _ok("OpenAPI 3.1", {"type": "object"})}},
     }
+    for path, ops in FORENSICS_PATHS.items():  # posture, audit search, lockout (onexd.api.forensics)
+        paths[path] = {m: {**op, "responses": {**op["responses"], **_errors(400, 403, 404, *common)}}
+                       for m, op in ops.items()}
     job_request = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     return {
         "openapi": "3.1.0",
