@@ -73,5 +73,5 @@ def test_strikes_while_locked_do_not_extend_the_lock() -> None:
 
 def test_bad_settings_are_refused() -> None:
     """A zero threshold or window would lock everyone or no one: refused at construction."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="threshold >= 1"):
         LockoutTracker(threshold=0, window_s=60, lock_s=60)

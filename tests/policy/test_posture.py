@@ -11,7 +11,7 @@ import pytest
 
 from onexd.engine.syscall_table import SYSCALLS
 from onexd.policy.pipeline import load_directory
-from onexd.policy.posture import DANGEROUS_SYSCALLS, HostCapacity, Posture, analyze, allowed_syscalls, score_changes
+from onexd.policy.posture import DANGEROUS_SYSCALLS, HostCapacity, Posture, allowed_syscalls, analyze, score_changes
 from onexd.policy.snapshot import Snapshot
 from tests.conftest import BASELINE, EXAMPLES, RESOURCES, doc, run_cli, write_bundle
 
