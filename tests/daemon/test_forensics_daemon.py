@@ -1,0 +1,66 @@
+"""The forensics API on a real daemon (fake runtime): lockout after denials, 403 naming it, unlock; analyze; search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import doc, write_bundle
+from tests.daemon.conftest import OTHER_UIDS, Daemon
+
+TESTER = OTHER_UIDS[1]
+ADHOC = {"profile": "busybox-tiny", "command": ["true"]}
+
+
+def _responder_bundle(d: Daemon) -> None:
+    """root may lift lockouts (users:write) in this test's policy."""
+    write_bundle(d.policy_dir, "incident", [
+        doc("Role", "incident-responder", {"permissions": ["users:write"]}),
+        doc("RoleBinding", "responders", {"roles": ["incident-responder"],
+                                          "subjects": [{"kind": "UnixUser", "name": "root"}]}),
+    ])
+
+
+def test_denials_lock_a_principal_out_until_unlocked(daemons: Callable[..., Daemon]) -> None:
+    """Three denials lock; the next submit is a 403 naming the lockout; health lists it; unlock restores it;
+    locked, refused and unlocked are all in the audit trail."""
+    d = daemons(backend="fake", with_testers=True,
+                extra={"lockout": {"enabled": True, "threshold": 3, "windowSeconds": 300, "lockSeconds": 900}})
+    _responder_bundle(d)
+    d.start()
+    code, _ = d.curl("POST", "/v1/jobs?wait=true", ADHOC, uid=TESTER)
+    assert code == 200  # allowed before any strike
+    for _ in range(3):
+        code, body = d.curl("POST", "/v1/jobs", {"node": "hello", "input": {"name": "x"}}, uid=TESTER)
+        assert code == 403 and body["error"]["code"] == "denied"
+    code, body = d.curl("POST", "/v1/jobs?wait=true", ADHOC, uid=TESTER)
+    assert code == 403 and body["error"]["code"] == "locked-out" and "locked out" in body["error"]["message"]
+    _, health = d.curl("GET", "/v1/health")
+    locked = [x["principal"] for x in health["lockouts"]]
+    assert len(locked) == 1
+    code, _ = d.curl("POST", f"/v1/principals/{locked[0]}/unlock", uid=TESTER)
+    assert code == 403  # the locked-out principal cannot lift its own lock
+    code, body = d.curl("POST", f"/v1/principals/{locked[0]}/unlock")
+    assert code == 200 and body["unlocked"] is True
+    code, _ = d.curl("POST", "/v1/jobs?wait=true", ADHOC, uid=TESTER)
+    assert code == 200
+    _, health = d.curl("GET", "/v1/health")
+    assert health["lockouts"] == []
+    code, found = d.curl("GET", f"/v1/audit/search?principal={locked[0]}&outcome=denied")
+    assert code == 200
+    kinds: list[Any] = [(e["type"], (e["data"].get("reasons") or [None])[0]) for e in found["events"]]
+    assert ("principal.locked", None) in kinds and ("authz.decision", "locked-out") in kinds
+    code, found = d.curl("GET", "/v1/audit/search?type=principal.unlocked")
+    assert code == 200 and [e["data"]["subject"] for e in found["events"]] == [locked[0]]
+
+
+def test_analyze_route_scores_the_active_policy(daemons: Callable[..., Daemon]) -> None:
+    """GET /v1/policy/analyze (policy:read): a score per profile and node of the active snapshot."""
+    d = daemons(backend="fake")
+    d.start()
+    code, body = d.curl("GET", "/v1/policy/analyze?hostCpus=2&hostMemory=8Gi")
+    assert code == 200 and body["host"] == {"cpus": 2.0, "memoryBytes": 8 << 30}
+    names = {(p["kind"], p["name"]) for p in body["postures"]}
+    assert ("profile", "python-small") in names and ("node", "hello") in names
+    code, _ = d.curl("GET", "/v1/policy/analyze?hostMemory=lots")
+    assert code == 400
