@@ -103,6 +103,27 @@ def locate(proc_cgroup: str, root: Path = CGROUP_ROOT) -> CgroupLocation | None:
     return None
 
 
+def locate_container(container_id: str, root: Path = CGROUP_ROOT,
+                     is_dir: Callable[[Path], bool] = Path.is_dir) -> CgroupLocation | None:
+    """A Docker container's cgroup from its id alone, for the engine's two drivers (cgroupfs: docker/<id>;
+    systemd: system.slice/docker-<id>.scope) on v1 and v2. Needs no /proc access, so it also works under a
+    unit with ProtectProc=invisible, where other users' processes cannot be looked at."""
+    leaves = (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope")
+    if is_dir(root / "memory"):  # v1 or hybrid: controllers each have their hierarchy
+        for leaf in leaves:
+            if is_dir(root / "memory" / leaf):
+                cpu = root / "cpuacct" / leaf
+                pids = root / "pids" / leaf
+                return CgroupLocation(version=1, memory=root / "memory" / leaf,
+                                      cpu=cpu if is_dir(cpu) else root / "memory" / leaf,
+                                      pids=pids if is_dir(pids) else root / "memory" / leaf)
+        return None
+    for leaf in leaves:
+        if is_dir(root / leaf):
+            return CgroupLocation(version=2, memory=root / leaf, cpu=root / leaf, pids=root / leaf)
+    return None
+
+
 def _int(read: ReadText, path: Path) -> int | None:
     try:
         return int(read(path).strip())
@@ -199,12 +220,13 @@ class CgroupProbe:
     @classmethod
     def attach(cls, init_pid: int | None, container_id: str, proc: Path = Path("/proc"), root: Path = CGROUP_ROOT,
                read: ReadText = Path.read_text) -> CgroupProbe:
-        location = None
-        if init_pid:
+        """Find the container's cgroup (by id; else by its first process) and take a first sample."""
+        location = locate_container(container_id, root)
+        if location is None and init_pid:  # a layout we do not know: ask the process where it lives
             try:
                 location = locate(read(proc / str(init_pid) / "cgroup"), root)
             except OSError:
-                location = None  # the process is already gone
+                location = None  # the process is already gone, or hidden from us
         # An exiting process is moved to the root cgroup: the host's totals must never pass for the job's.
         if location is not None and container_id not in str(location.memory):
             location = None

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onexd.runtime.cgroups import CgroupProbe, Sample, Usage, UsageTracker, locate, parse_proc_cgroup, read_sample
+from onexd.runtime.cgroups import (
+    CgroupProbe,
+    Sample,
+    Usage,
+    UsageTracker,
+    locate,
+    locate_container,
+    parse_proc_cgroup,
+    read_sample,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -74,7 +83,7 @@ def test_tracker_keeps_the_highest_reading_and_ignores_a_vanished_cgroup() -> No
 
 def test_probe_of_a_process_already_gone_measures_nothing(tmp_path: Path) -> None:
     """No /proc entry (the job exited at once): usage numbers are None, never invented."""
-    probe = CgroupProbe.attach(4242, "abc", proc=tmp_path, root=FIXTURES / "cgroup-v2" / "sys")
+    probe = CgroupProbe.attach(4242, "gone", proc=tmp_path, root=FIXTURES / "cgroup-v2" / "sys")
     usage = probe.usage(output_bytes=3, wall_ms=5)
     assert (usage.cpu_ms, usage.memory_peak_bytes, usage.pids_peak, usage.samples) == (None, None, None, 0)
     assert probe.processes == frozenset({4242})
@@ -92,5 +101,22 @@ def test_probe_refuses_a_cgroup_that_is_not_the_containers(tmp_path: Path) -> No
     proc = tmp_path / "proc" / "42"
     proc.mkdir(parents=True)
     (proc / "cgroup").write_text("4:memory:/\n2:cpuacct:/\n9:pids:/\n0::/\n")
-    probe = CgroupProbe.attach(42, "abc", proc=tmp_path / "proc", root=FIXTURES / "cgroup-v1" / "sys")
+    probe = CgroupProbe.attach(42, "unknown-layout", proc=tmp_path / "proc", root=FIXTURES / "cgroup-v1" / "sys")
     assert probe.location is None and probe.usage(0, 0).memory_peak_bytes is None
+
+
+def test_locate_container_by_id_on_v1_and_v2_without_proc() -> None:
+    """The cgroupfs driver's docker/<id> directories are found from the id alone (no /proc needed)."""
+    v1 = locate_container("abc", FIXTURES / "cgroup-v1" / "sys")
+    assert v1 is not None and v1.version == 1
+    assert v1.cpu == FIXTURES / "cgroup-v1" / "sys" / "cpuacct" / "docker" / "abc"
+    v2 = locate_container("abc", FIXTURES / "cgroup-v2" / "sys")
+    assert v2 is not None and v2.version == 2
+    assert v2.memory == FIXTURES / "cgroup-v2" / "sys" / "system.slice" / "docker-abc.scope"
+    assert locate_container("other", FIXTURES / "cgroup-v2" / "sys") is None
+
+
+def test_probe_finds_the_cgroup_by_id_when_proc_is_hidden(tmp_path: Path) -> None:
+    """ProtectProc=invisible hides the job's /proc entry: usage still comes from the id's cgroup."""
+    probe = CgroupProbe.attach(42, "abc", proc=tmp_path / "no-proc", root=FIXTURES / "cgroup-v1" / "sys")
+    assert probe.usage(0, 0).memory_peak_bytes == 44040192
