@@ -329,7 +329,8 @@ class DockerRuntime:
                 finished = time.time()
                 state = self._api.inspect_container(cid)["State"]
             _close_attach(attached)
-            oom = bool(state.get("OOMKilled"))
+            # The kernel's own count in the job's cgroup is evidence too (the engine's flag can be missed).
+            oom = bool(state.get("OOMKilled")) or bool(probe.tracker.oom_kills)
             if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
                 oom = self._oom_event(cid, started - 1)
             status = status_for(exit_code, oom, timed_out, cancelled)

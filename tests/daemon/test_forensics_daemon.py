@@ -54,6 +54,22 @@ def test_denials_lock_a_principal_out_until_unlocked(daemons: Callable[..., Daem
     assert code == 200 and [e["data"]["subject"] for e in found["events"]] == [locked[0]]
 
 
+def test_job_finished_event_and_metrics_carry_forensics(daemons: Callable[..., Daemon]) -> None:
+    """job.finished names usage and blockedSyscall; /metrics has the usage histograms."""
+    d = daemons(backend="fake")
+    d.start()
+    code, record = d.curl("POST", "/v1/jobs?wait=true", ADHOC)
+    assert code == 200 and "usage" in record and record["blockedSyscall"] is None
+    code, found = d.curl("GET", f"/v1/audit/search?type=job.finished&job={record['id']}")
+    assert code == 200 and len(found["events"]) == 1
+    assert {"usage", "blockedSyscall"} <= set(found["events"][0]["data"])
+    code, text = d.curl("GET", "/metrics")
+    assert code == 200
+    for name in ("onexd_job_cpu_seconds", "onexd_job_memory_peak_bytes", "onexd_job_pids_peak",
+                 "onexd_job_output_bytes"):
+        assert f"# TYPE {name} histogram" in text
+
+
 def test_analyze_route_scores_the_active_policy(daemons: Callable[..., Daemon]) -> None:
     """GET /v1/policy/analyze (policy:read): a score per profile and node of the active snapshot."""
     d = daemons(backend="fake")

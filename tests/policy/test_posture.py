@@ -136,3 +136,14 @@ def test_policy_diff_shows_score_moves(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1
     moves = [c for c in json.loads(out) if c["field"] == "postureScore"]
     assert len(moves) == 1 and moves[0]["name"] == "strict" and moves[0]["new"] < moves[0]["old"]
+
+
+def test_docs_table_holds_the_score_of_every_shipped_profile_and_node() -> None:
+    """docs/forensics.md lists each shipped profile's and node's score on the reference host; it must stay true."""
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "forensics.md").read_text()
+    for rel, root in (("policies", BASELINE), ("examples/policies", EXAMPLES)):
+        for posture in analyze(_snapshot(root), HOST):
+            row = f"| `{rel}` | {posture.subject} | `{posture.name}` | {posture.score} |"
+            assert row in text, f"docs/forensics.md is missing or stale: {row}"
