@@ -106,6 +106,17 @@ def check_input(node: NodeInfo, value: object) -> bytes:
     return data
 
 
+def may_log_refusals(profile_json: str | None) -> bool:
+    """Whether the kernel may log what a profile refuses: it has a kill action (a child killed while the job
+    goes on), or asks for SECCOMP_FILTER_FLAG_LOG. The engine's default profile (None) does neither."""
+    if profile_json is None:
+        return False
+    profile = json.loads(profile_json)
+    actions = {profile.get("defaultAction")} | {rule.get("action") for rule in profile.get("syscalls") or ()}
+    return "SECCOMP_FILTER_FLAG_LOG" in (profile.get("flags") or ()) or any(
+        str(a).startswith("SCMP_ACT_KILL") for a in actions)
+
+
 class JobRunner:
     """Runs allowed jobs on a runtime. Collaborators come in through the constructor."""
 
@@ -204,7 +215,9 @@ class JobRunner:
             return dataclasses.replace(base, status="error", reason=text, finished_at=self.clock())
         killed = result.status == "failed" and killed_by_seccomp(result.exit_code)
         blocked: Verdict = UNKNOWN if killed else None
-        if self.syscall_evidence is not None:
+        # The kernel logs kills, and other refusals only for filters installed with the log flag: for a profile
+        # with neither (the engine's default, errno-only allowlists) there is nothing to look for.
+        if self.syscall_evidence is not None and (killed or may_log_refusals(spec.seccomp.profile_json)):
             blocked = self.syscall_evidence.blocked_syscall(result.processes, result.started_at,
                                                             result.finished_at, killed)
         reason = result.reason

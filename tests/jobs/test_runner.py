@@ -258,3 +258,15 @@ def test_job_not_killed_by_seccomp_has_no_blocked_syscall(snapshot: Snapshot, tm
     runner.syscall_evidence = _Evidence("unknown")  # type: ignore[assignment]
     record = runner.run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": "x"})).record
     assert record is not None and record.status == "succeeded" and record.as_dict()["blockedSyscall"] is None
+
+
+def test_kernel_log_is_read_only_for_profiles_whose_refusals_it_can_hold() -> None:
+    """Kill actions or the log flag: read; the engine's default or an errno-only allowlist: nothing to read."""
+    from onexd.jobs.runner import may_log_refusals
+
+    assert not may_log_refusals(None)
+    assert not may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}))
+    assert may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_KILL_PROCESS"}]}))
+    assert may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}))
