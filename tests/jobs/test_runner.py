@@ -270,3 +270,35 @@ def test_kernel_log_is_read_only_for_profiles_whose_refusals_it_can_hold() -> No
     assert may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_KILL_PROCESS"}]}))
     assert may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}))
+
+
+def test_job_service_reports_a_blocked_syscall_for_lockout(snapshot: Snapshot, tmp_path: Path,
+                                                           staging_dir: Path) -> None:
+    """The service hands every job seccomp stopped to its on_blocked_syscall hook (the lockout's strike)."""
+    import asyncio
+
+    from onexd.config import ConcurrencyConfig
+    from onexd.jobs.records import JobRecord
+    from onexd.jobs.service import JobService
+    from onexd.jobs.store import JobStore
+
+    runner = _runner(FakeRuntime(behaviour=_sigsys), tmp_path, staging_dir)
+    seen: list[JobRecord] = []
+
+    async def scenario() -> JobRecord | None:
+        service = JobService(runner, JobStore(tmp_path / "jobs.sqlite3"), ConcurrencyConfig())
+
+        async def hook(record: JobRecord) -> None:
+            seen.append(record)
+
+        service.on_blocked_syscall = hook
+        request = JobRequest(node="hello", input={"name": "x"})
+        admission = service.admit(snapshot, ROOT_USER, request)
+        record = await service.submit(snapshot, ROOT_USER, request, admission)
+        final = await service.wait(record.id, timeout_s=10)
+        await service.shutdown(1)
+        return final
+
+    final = asyncio.run(scenario())
+    assert final is not None and final.blocked_syscall == "unknown"
+    assert [r.id for r in seen] == [final.id]
