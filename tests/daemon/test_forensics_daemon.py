@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import doc, write_bundle
+import pytest
+
+from tests.conftest import BASELINE, RESOURCES, doc, write_bundle
 from tests.daemon.conftest import OTHER_UIDS, Daemon
 
 TESTER = OTHER_UIDS[1]
 ADHOC = {"profile": "busybox-tiny", "command": ["true"]}
+STRICT = json.loads((BASELINE / "baseline" / "seccomp" / "onexd-strict.json").read_text())
 
 
 def _responder_bundle(d: Daemon) -> None:
@@ -80,3 +84,34 @@ def test_analyze_route_scores_the_active_policy(daemons: Callable[..., Daemon]) 
     assert ("profile", "python-small") in names and ("node", "hello") in names
     code, _ = d.curl("GET", "/v1/policy/analyze?hostMemory=lots")
     assert code == 400
+
+
+@pytest.mark.docker
+def test_daemon_names_a_killed_syscall_and_locks_out_on_it(daemons: Callable[..., Daemon]) -> None:
+    """Real engine: the record from the API has usage and blockedSyscall mkdir; with threshold 1 that block
+    locks root out (403 locked-out) until unlocked."""
+    d = daemons(backend="docker", extra={"lockout": {"enabled": True, "threshold": 1, "windowSeconds": 60,
+                                                     "lockSeconds": 600}})
+    allow = [n for n in STRICT["syscalls"][0]["names"] if n not in ("mkdir", "mkdirat")]
+    killer = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+              "syscalls": [{"names": allow, "action": "SCMP_ACT_ALLOW"}, *STRICT["syscalls"][1:],
+                           {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]}
+    write_bundle(d.policy_dir, "incident", [
+        doc("SeccompProfile", "no-mkdir", {"profile": killer}),
+        doc("SandboxProfile", "no-mkdir", {"image": "onexd/runner-busybox", "user": "1000:1000",
+                                           "seccompProfile": "no-mkdir", "resources": dict(RESOURCES)}),
+        doc("Capability", "adhoc-no-mkdir", {"adhoc": True, "profiles": ["no-mkdir"]}),
+        doc("Role", "incident-responder", {"permissions": ["users:write", "nodes:execute"],
+                                           "capabilities": ["adhoc-no-mkdir"]}),
+        doc("RoleBinding", "responders", {"roles": ["incident-responder"],
+                                          "subjects": [{"kind": "UnixUser", "name": "root"}]}),
+    ])
+    d.start()
+    job = {"profile": "no-mkdir", "command": ["sh", "-c", 'read -r input; exec mkdir /tmp/x']}
+    code, record = d.curl("POST", "/v1/jobs?wait=true", job)
+    assert code == 200 and (record["status"], record["exitCode"]) == ("failed", 159), record
+    assert record["blockedSyscall"]["name"] == "mkdir" and record["usage"]["wallMs"] > 0, record
+    code, body = d.curl("POST", "/v1/jobs?wait=true", job)
+    assert code == 403 and body["error"]["code"] == "locked-out"
+    code, _ = d.curl("POST", f"/v1/principals/{record['principal']}/unlock")
+    assert code == 200
