@@ -191,8 +191,9 @@ class Daemon:
         zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=refused)
         runner.zones = zones
         # Forensics: blocked system calls named from the kernel log; if it is unreadable, said once here.
-        runner.syscall_evidence = KernelLog()
-        runner.syscall_evidence.probe()
+        kernel_log = KernelLog()
+        kernel_log.probe()
+        runner.syscall_evidence = kernel_log
         jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
         jobs.recover()
         limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),

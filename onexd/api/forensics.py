@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -19,6 +19,9 @@ from onexd.identity.lockout import Lock, LockoutTracker
 from onexd.identity.principal import Principal
 from onexd.policy.models import parse_size
 from onexd.policy.posture import HostCapacity, analyze
+
+if TYPE_CHECKING:
+    from onexd.api.app import ApiContext
 
 Handler = Any
 UNLOCK_PERMISSION = "users:write"  # the ONEX vocabulary's permission for managing users
@@ -88,7 +91,7 @@ async def unlock_principal(request: web.Request) -> web.Response:
     return _json({"principal": name, "unlocked": True})
 
 
-async def refuse_if_locked(ctx: Any, principal: Principal) -> None:
+async def refuse_if_locked(ctx: ApiContext, principal: Principal) -> None:
     """Before a job is admitted: a locked-out principal gets a 403 that names the lockout (and is audited)."""
     tracker: LockoutTracker | None = ctx.lockout
     if tracker is None:
@@ -102,7 +105,7 @@ async def refuse_if_locked(ctx: Any, principal: Principal) -> None:
     raise ApiError(403, "locked-out", lock.reason, reasons=[{"code": "locked-out", "message": lock.reason}])
 
 
-async def strike(ctx: Any, principal: str, what: str) -> None:
+async def strike(ctx: ApiContext, principal: str, what: str) -> None:
     """Count a denial or a blocked syscall against a principal; audit the lock it may cause."""
     tracker: LockoutTracker | None = ctx.lockout
     if tracker is None:
@@ -112,7 +115,7 @@ async def strike(ctx: Any, principal: str, what: str) -> None:
         await ctx.audit.aappend("principal.locked", principal, "denied", lock.as_dict())
 
 
-def lockout_health(ctx: Any) -> dict[str, Any]:
+def lockout_health(ctx: ApiContext) -> dict[str, Any]:
     """The `lockouts` part of /v1/health: who is locked out, until when."""
     tracker: LockoutTracker | None = ctx.lockout
     return {"lockouts": [lock.as_dict() for lock in tracker.active()] if tracker is not None else []}
