@@ -117,6 +117,15 @@ class ConcurrencyConfig(Model):
     maxJobsPerPrincipal: int = Field(default=8, ge=1, description="Running + queued jobs per principal.")
 
 
+class LockoutConfig(Model):
+    """Incident response: suspend a principal's submissions after repeated denials or blocked system calls."""
+
+    enabled: bool = Field(default=False, description="Count strikes and lock principals out.")
+    threshold: int = Field(default=5, ge=1, description="Denied decisions or blocked syscalls that lock.")
+    windowSeconds: int = Field(default=300, ge=1, description="Within this many seconds.")
+    lockSeconds: int = Field(default=900, ge=1, description="How long submissions stay refused.")
+
+
 class DaemonConfig(Model):
     """onexd.yaml: every setting of the daemon."""
 
@@ -134,6 +143,7 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
 
     @model_validator(mode="after")
     def _grace_covers_tokens(self) -> DaemonConfig:

@@ -76,6 +76,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         parts = compose(cfg, lambda: self._engine_ok, self.clock)
         await self._check_engine(parts.runtime)
+        parts.kernel_log.probe()  # forensics: an unreadable kernel log is said once, here
         parts.audit.append("daemon.start", "onexd", "success", {"version": __version__, "pid": os.getpid()})
         parts.jobs.recover()
         first = await asyncio.to_thread(parts.reloader.reload, "startup")
