@@ -16,6 +16,7 @@ from typing import Any
 
 from onexd import API_VERSION, __version__
 from onexd.api.context import ApiContext, Credentials
+from onexd.api.lockout import strike
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
 from onexd.audit.events import key_event_type
@@ -25,7 +26,9 @@ from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
+from onexd.identity.lockout import LockoutTracker
 from onexd.identity.tokens import TokenService
+from onexd.jobs.records import JobRecord
 from onexd.jobs.reloader import PolicyReloader
 from onexd.jobs.runner import JobRunner
 from onexd.jobs.service import JobService
@@ -42,6 +45,7 @@ from onexd.policy.yamlsafe import YamlLimits
 from onexd.runtime.base import Runtime
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.fake import FakeRuntime
+from onexd.runtime.kmsg import KernelLog
 from onexd.scheduler import RotationScheduler
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
 from onexd.secrets.store import EncryptedStore
@@ -74,6 +78,7 @@ class Parts:
     reloader: PolicyReloader
     shipper: Shipper
     api: ApiContext
+    kernel_log: KernelLog
 
 
 class CountedSink:
@@ -130,8 +135,9 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
     secret_store = EncryptedStore(state_dir / "secrets" / "store.json", master, clock=clock, on_event=key_event)
     rotation = RotationScheduler(cfg, keystore, secret_store)
     zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=_egress_refused(audit, metrics))
+    kernel_log = KernelLog(clock=clock)  # forensics: names the system calls seccomp blocked in jobs
     runner = JobRunner(runtime, state_dir, staging, clock=clock, secret_store=secret_store, zones=zones,
-                       on_secret_access=lambda job, name, source: audit.append(
+                       syscall_evidence=kernel_log, on_secret_access=lambda job, name, source: audit.append(
                            "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}))
     store = JobStore(state_dir / "jobs.sqlite3")
     jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
@@ -152,12 +158,26 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                      reload=reloader.areload, engine_ok=engine_ok, credentials=credentials, audit=audit,
                      metrics=metrics, verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
                      zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes, backend=cfg.runtime.backend,
-                     authenticator=Authenticator(credentials.tokens, credentials.apikeys))
+                     authenticator=Authenticator(credentials.tokens, credentials.apikeys), clock=clock)
+    if cfg.lockout.enabled:
+        _lockout(api, jobs, cfg, clock)
     parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
                   checkpointer=checkpointers[0], rotation=rotation, store=store, zones=zones, jobs=jobs,
-                  policy=policy, reloader=reloader, shipper=shipper, api=api)
+                  policy=policy, reloader=reloader, shipper=shipper, api=api, kernel_log=kernel_log)
     _gauges_and_schedules(parts, clock)
     return parts
+
+
+def _lockout(api: ApiContext, jobs: JobService, config: DaemonConfig, clock: Clock) -> None:
+    """Incident response: N denials or blocked syscalls within T lock a principal out (onexd.api.lockout)."""
+    api.lockout = LockoutTracker(config.lockout.threshold, config.lockout.windowSeconds, config.lockout.lockSeconds,
+                                 clock=clock)
+
+    async def blocked(record: JobRecord) -> None:
+        name = record.blocked_syscall.get("name") if isinstance(record.blocked_syscall, dict) else None
+        await strike(api, record.principal, f"blocked syscall {name or 'unknown'}")
+
+    jobs.on_blocked_syscall = blocked
 
 
 def _egress_refused(audit: AuditLog, metrics: Metrics) -> Callable[[dict[str, Any]], None]:

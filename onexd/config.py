@@ -135,6 +135,15 @@ class MetricsConfig(Model):
         return host.strip("[]"), int(port)
 
 
+class LockoutConfig(Model):
+    """Incident response: suspend a principal's submissions after repeated denials or blocked system calls."""
+
+    enabled: bool = Field(default=False, description="Count strikes and lock principals out.")
+    threshold: int = Field(default=5, ge=1, description="Denied decisions or blocked syscalls that lock.")
+    windowSeconds: int = Field(default=300, ge=1, description="Within this many seconds.")
+    lockSeconds: int = Field(default=900, ge=1, description="How long submissions stay refused.")
+
+
 class DaemonConfig(Model):
     """onexd.yaml: every setting of the daemon."""
 
@@ -152,6 +161,7 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")

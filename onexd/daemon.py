@@ -80,6 +80,7 @@ class Daemon:
             log.warning("runtime backend is fake: no container runs and no job is isolated; for tests and "
                         "benchmarks only", extra={"backend": "fake"})
         await self._check_engine(parts.runtime)
+        parts.kernel_log.probe()  # forensics: an unreadable kernel log is said once, here
         parts.audit.append("daemon.start", "onexd", "success", {"version": __version__, "pid": os.getpid()})
         parts.jobs.recover()
         first = await asyncio.to_thread(parts.reloader.reload, "startup")

@@ -23,6 +23,7 @@
     │   ├── ApiKeyExists          the name is taken (409)
     │   └── ApiKeyNotFound        no key with that name (also a NotFound: 404)
     ├── PermissionDenied          the caller lacks a permission (carries the decision's reasons)
+    │   └── LockedOut             the caller is locked out after repeated denials or blocked system calls
     ├── NotFound                  the thing asked for does not exist, or is not the caller's to see
     ├── RateLimited               too many requests from one principal (carries retry_after_s)
     ├── TooManyJobs               the job queue or the caller's share of it is full (carries retry_after_s)
@@ -166,6 +167,10 @@ class PermissionDenied(OnexdError):
     def __init__(self, message: str, reasons: Sequence[dict[str, str]] = ()) -> None:
         super().__init__(message)
         self.reasons = list(reasons)
+
+
+class LockedOut(PermissionDenied):
+    """The caller's submissions are suspended (incident response) until the lock expires or is lifted."""
 
 
 class NotFound(OnexdError):

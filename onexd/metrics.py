@@ -8,7 +8,8 @@ zones) is read at scrape time, so nothing has to keep it up to date.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -68,6 +69,33 @@ class Metrics:
                                      registry=r)
         self.shipping_failures = Counter("onexd_audit_shipping_failures_total", "Failed shipping batches.",
                                          ["sink"], registry=r)
+        # --- job forensics: what finished jobs used, and which system calls seccomp stopped -------------
+        self.job_cpu = Histogram("onexd_job_cpu_seconds", "CPU time used by a finished job.", registry=r,
+                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800))
+        self.job_memory_peak = Histogram("onexd_job_memory_peak_bytes", "Peak memory of a finished job.",
+                                         registry=r, buckets=tuple(float(2**n) for n in range(20, 36, 2)))
+        self.job_pids_peak = Histogram("onexd_job_pids_peak", "Most processes a finished job had at once.",
+                                       registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
+        self.job_output = Histogram("onexd_job_output_bytes", "Bytes a finished job wrote (kept or cut).",
+                                    registry=r, buckets=tuple(float(4**n) for n in range(4, 15)))
+        self.blocked_syscalls = Counter("onexd_job_blocked_syscalls_total",
+                                        "System calls seccomp stopped in jobs, by name and action.",
+                                        ["syscall", "action"], registry=r)
+
+    def job_forensics(self, usage: Mapping[str, int | None] | None, blocked: Mapping[str, Any] | str | None
+                      ) -> None:
+        """Observe a finished job's usage (unmeasured numbers are skipped) and its blocked call."""
+        if usage is not None:
+            for histogram, key, scale in ((self.job_cpu, "cpuMs", 1000), (self.job_memory_peak, "memoryPeakBytes", 1),
+                                          (self.job_pids_peak, "pidsPeak", 1), (self.job_output, "outputBytes", 1)):
+                value = usage.get(key)
+                if value is not None:
+                    histogram.observe(value / scale)
+        if isinstance(blocked, Mapping):
+            self.blocked_syscalls.labels(str(blocked.get("name") or blocked.get("number")),
+                                         str(blocked.get("action"))).inc()
+        elif blocked is not None:
+            self.blocked_syscalls.labels("unknown", "unknown").inc()
 
     def add_gauge(self, name: str, doc: str, label: str | None, values: Callable[[], dict[str, float]]) -> None:
         """A gauge computed at scrape time: values() maps each label value to its value (label None: one series,

@@ -13,11 +13,12 @@ from aiohttp import web
 from onexd.api.context import CTX, ApiContext
 from onexd.api.context import Credentials as Credentials
 from onexd.api.middleware import errors_and_identity
-from onexd.api.routes import audit, credentials, health, jobs, nodes, policy
+from onexd.api.routes import audit, credentials, forensics, health, jobs, nodes, policy
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROUTES: list[tuple[str, str, Handler]] = [
-    *health.ROUTES, *jobs.ROUTES, *policy.ROUTES, *credentials.ROUTES, *audit.ROUTES, *nodes.ROUTES,
+    *health.ROUTES, *jobs.ROUTES, *policy.ROUTES, *credentials.ROUTES, *audit.ROUTES,
+    *forensics.ROUTES, *nodes.ROUTES,
 ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from onexd.api.context import ApiContext
+from onexd.api.lockout import strike
 from onexd.engine.decide import permissions_for
 from onexd.errors import PermissionDenied
 from onexd.identity.principal import Principal
@@ -33,6 +34,8 @@ async def record_decision(ctx: ApiContext, snapshot: Snapshot, principal: Princi
     if ctx.audit is not None:
         await ctx.audit.aappend("authz.decision", principal.display, result, {"permission": permission, **data},
                                 snapshot.digest)
+    if not allowed:  # a denial counts toward a lockout (incident response)
+        await strike(ctx, principal.display, f"denied {permission}")
 
 
 def allowed(snapshot: Snapshot, principal: Principal, permission: str) -> bool:

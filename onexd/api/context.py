@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from onexd.api.ratelimit import RateLimiter
 from onexd.audit.trail import AuditLog
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
+from onexd.identity.lockout import LockoutTracker
 from onexd.identity.principal import Principal
 from onexd.identity.tokens import TokenService
 from onexd.jobs.service import JobService
@@ -46,6 +48,9 @@ class ApiContext:
     max_body_bytes: int = 1024 * 1024
     backend: str = "docker"  # the runtime backend's name: health says `engine: fake` when no containers run
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
+    # Job forensics: the principal lockout (None when disabled) and the clock audit searches measure ages by.
+    lockout: LockoutTracker | None = None
+    clock: Callable[[], float] = time.time
 
 
 CTX = web.AppKey("ctx", ApiContext)

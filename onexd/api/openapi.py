@@ -29,7 +29,10 @@ _JOB = {"type": "object", "required": ["id", "status", "principal", "policy", "c
                                                              "additionalProperties": {"type": "string"}}}},
     "createdAt": {"type": "string", "format": "date-time"},
     "startedAt": {"type": ["string", "null"], "format": "date-time"},
-    "finishedAt": {"type": ["string", "null"], "format": "date-time"}, "reason": {"type": "string"}}}
+    "finishedAt": {"type": ["string", "null"], "format": "date-time"}, "reason": {"type": "string"},
+    "usage": {"type": ["object", "null"], "description": "cpuMs, memoryPeakBytes, pidsPeak, outputBytes, wallMs"},
+    "blockedSyscall": {"description": "{name, number, arch, action, comm}, \"unknown\", or null",
+                       "type": ["object", "string", "null"]}}}
 _NODE = {"type": "object", "required": ["name", "version", "bundle", "profile", "secrets"], "properties": {
     "name": {"type": "string"}, "version": {"type": "string"}, "bundle": {"type": "string"},
     "description": {"type": "string"}, "profile": {"type": "string"}, "zone": {"type": ["string", "null"]},
@@ -215,10 +218,33 @@ def _audit_and_monitoring_paths(common: tuple[int, ...]) -> dict[str, dict[str, 
     }
 
 
+def _forensics_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """/v1/policy/analyze, /v1/audit/search and /v1/principals/{name}/unlock (job forensics)."""
+    errors = _errors(400, 403, 404, *common)
+    return {
+    "/v1/policy/analyze": {"get": {
+        "summary": "Posture score (0-100, higher is stronger) and weighted findings of every profile and node "
+                   "(policy:read)", "operationId": "analyzePolicy",
+        "parameters": [{"name": "hostCpus", "in": "query", "schema": {"type": "number"}},
+                       {"name": "hostMemory", "in": "query", "schema": {"type": "string"}}],
+        "responses": {**_ok("scores", {"type": "object"}), **errors}}},
+    "/v1/audit/search": {"get": {
+        "summary": "Audit events by principal, node, job, outcome, type and time range (audit:read)",
+        "operationId": "searchAudit",
+        "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                       for n in ("principal", "node", "job", "outcome", "type", "since", "until", "limit")],
+        "responses": {**_ok("matching events, oldest first", {"type": "object"}), **errors}}},
+    "/v1/principals/{name}/unlock": {"post": {
+        "summary": "Lift a principal's lockout (users:write)", "operationId": "unlockPrincipal",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {**_ok("unlocked", {"type": "object"}), **errors}}},
+    }
+
+
 def document() -> dict[str, Any]:
     common = (401, 429)
     paths = {**_job_paths(common), **_policy_paths(common), **_credential_paths(common),
-             **_audit_and_monitoring_paths(common)}
+             **_audit_and_monitoring_paths(common), **_forensics_paths(common)}
     for path in PUBLIC:  # no credentials needed, none checked
         for operation in paths[path].values():
             operation["security"] = []

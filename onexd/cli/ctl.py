@@ -243,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
         data = client.call("POST", "/v1/policy/explain", body)
         _show(data, fmt)
         return EXIT_OK if data["allowed"] and not data.get("inputErrors") else EXIT_DENIED
+    elif cmd == ("principal", "unlock"):  # incident response: lift a lockout (users:write)
+        _show(client.call("POST", f"/v1/principals/{quote(args.name, safe='')}/unlock"), fmt)
     return EXIT_OK
 
 
@@ -316,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=20)
     p.add_argument("--since", type=int, metavar="SEQ")
     audit.add_parser("verify", help="verify the trail (exit 3 when tampered)")
+    principal = sub.add_parser("principal", help="locked-out principals").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    principal.add_parser("unlock", help="lift a lockout (needs users:write)").add_argument(
+        "name", metavar="PRINCIPAL", help="as audit events name it: Token:ci-bot, UnixUser:alice")
     return parser
 
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from onexd import __version__
+from onexd.cli import audit_search, posture
 from onexd.cli.exits import EXIT_ERROR, EXIT_INVALID, EXIT_OK, exit_code_for
 from onexd.cli.output import console, print_json, print_problems, print_yaml
 from onexd.crypto import generate_ed25519, load_private_key, load_public_key, private_pem, public_pem
@@ -34,6 +35,7 @@ from onexd.policy.signing import sign_bundle
 from onexd.policy.snapshot import Snapshot
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.images import build_images
+from onexd.runtime.kmsg import KernelLog
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
 
 
@@ -68,7 +70,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.output == "text":
         for ev in evaluations:
             _summary(ev)
-    return EXIT_OK if all(ev.ok for ev in evaluations) else EXIT_INVALID
+    weak = posture.min_score_failed(args, evaluations)  # --min-score
+    return EXIT_OK if all(ev.ok for ev in evaluations) and not weak else EXIT_INVALID
 
 
 def _valid_snapshot(path: str) -> Snapshot:
@@ -135,7 +138,7 @@ def _explain_text(result: dict[str, Any]) -> None:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     old, new = _valid_snapshot(args.old), _valid_snapshot(args.new)
-    changes = diff_snapshots(old, new)
+    changes = diff_snapshots(old, new) + posture.diff_scores(args, old, new)
 
     def text(_: Any) -> None:
         out = console()
@@ -229,8 +232,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     zones = EgressZones(runtime, Path(args.state_dir), args.egress_network)
     store_path = Path(args.state_dir) / "secrets" / "store.json"
     secret_store = _secret_store(args) if store_path.exists() else None  # the daemon's encrypted store, if any
+    kernel_log = KernelLog()  # forensics: names a blocked system call; unreadable is said once, on stderr
+    kernel_log.probe()
     runner = JobRunner(runtime, Path(args.state_dir), staging, release_networks=True, zones=zones,
-                       secret_store=secret_store)
+                       secret_store=secret_store, syscall_evidence=kernel_log)
     cancel = threading.Event()
 
     def on_signal(signum: int, _: object) -> None:
@@ -390,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("text", "json", "github"), default="text")
     p.add_argument("--trust", action="append", default=[], metavar="PUBKEY_PEM",
                    help="require signatures by this key (repeatable)")
+    posture.add_min_score(p)
     p.set_defaults(func=cmd_validate)
 
     p = psub.add_parser("explain", help="show the decision and sandbox for a request; nothing runs")
@@ -405,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
     p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    posture.add_host_arguments(p)
     p.set_defaults(func=cmd_diff)
+    posture.register(psub)  # policy analyze
 
     p = psub.add_parser("sign", help="write DIR/signature.jws")
     p.add_argument("dir", metavar="DIR")
@@ -454,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=state_default, metavar="DIR")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_audit_verify)
+    audit_search.register(asub, state_default)
 
     p = sub.add_parser("completion", help="shell completion for onexd and onexctl: eval \"$(onexd completion bash)\"")
     p.add_argument("shell", choices=("bash", "zsh"), help="zsh: load bashcompinit first")

@@ -30,11 +30,16 @@ CREATE TABLE IF NOT EXISTS jobs (
   truncated INTEGER NOT NULL DEFAULT 0,
   duration_ms INTEGER,
   started_at REAL, finished_at REAL,
-  reason TEXT NOT NULL DEFAULT ''
+  reason TEXT NOT NULL DEFAULT '',
+  usage TEXT,
+  blocked_syscall TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_principal ON jobs (principal, id);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
+# Columns added after the first release, with their type: databases of older versions gain them at open.
+_ADDED_COLUMNS = {"usage": "TEXT", "blocked_syscall": "TEXT"}
+_JSON_COLUMNS = ("usage", "blocked_syscall")
 _COLUMNS = [f.name for f in fields(JobRecord) if f.name != "extra"]
 
 
@@ -42,6 +47,10 @@ def _row(record: JobRecord) -> dict[str, Any]:
     row = {c: getattr(record, c) for c in _COLUMNS}
     row["policy_bundles"] = json.dumps(dict(record.policy_bundles), sort_keys=True)
     row["truncated"] = int(record.truncated)
+    for column in _JSON_COLUMNS:
+        value = row[column]
+        row[column] = None if value is None else json.dumps(value if isinstance(value, str) else dict(value),
+                                                            sort_keys=True)
     return row
 
 
@@ -49,6 +58,8 @@ def _record(row: sqlite3.Row) -> JobRecord:
     data = dict(row)
     data["policy_bundles"] = json.loads(data["policy_bundles"])
     data["truncated"] = bool(data["truncated"])
+    for column in _JSON_COLUMNS:
+        data[column] = None if data.get(column) is None else json.loads(data[column])
     return JobRecord(**data)
 
 
@@ -66,6 +77,14 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash of onexd loses nothing committed
             self._db.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a database written by an older onexd lacks (nothing is rewritten)."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

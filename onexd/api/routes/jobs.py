@@ -9,8 +9,9 @@ from aiohttp import web
 from onexd.api.authz import allowed, require
 from onexd.api.bodies import bool_query, int_query, json_body, json_response, parse
 from onexd.api.context import context, principal_of
+from onexd.api.lockout import refuse_if_locked, strike
 from onexd.engine.request import JobRequest
-from onexd.errors import NotFound, RequestError
+from onexd.errors import NotFound, PermissionDenied, RequestError
 from onexd.identity.principal import Principal
 from onexd.jobs.records import STATUSES, JobRecord
 from onexd.policy.snapshot import Snapshot
@@ -20,9 +21,15 @@ MAX_PAGE = 500
 
 async def submit_job(request: web.Request) -> web.Response:
     ctx = context(request)
+    principal = principal_of(request)
     body = parse(JobRequest, await json_body(request, ctx.max_body_bytes))
+    await refuse_if_locked(ctx, principal)
     snapshot = ctx.policy.state.snapshot  # one reference read: the job is decided and lives with this snapshot
-    record = await ctx.jobs.enqueue(snapshot, principal_of(request), body)
+    try:
+        record = await ctx.jobs.enqueue(snapshot, principal, body)
+    except PermissionDenied:  # the execute decision was denied (and audited): it counts toward a lockout
+        await strike(ctx, principal.display, "denied nodes:execute")
+        raise
     if bool_query(request, "wait"):
         final = await ctx.jobs.wait(record.id)
         assert final is not None
