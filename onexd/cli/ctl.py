@@ -112,6 +112,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+NODE_COLUMNS = ("name", "version", "bundle", "profile", "zone", "secrets")
 JOB_COLUMNS = ("id", "status", "node", "profile", "exitCode", "durationMs", "principal", "createdAt")
 
 
@@ -210,6 +211,10 @@ def run(args: argparse.Namespace) -> int:
                  ("name", "keyId", "state", "createdAt", "expiresAt", "revokedAt"))
     elif cmd == ("apikey", "revoke"):
         _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
+    elif cmd == ("node", "list"):
+        _listing(client.call("GET", "/v1/nodes"), fmt, "nodes", NODE_COLUMNS)
+    elif cmd == ("node", "get"):
+        _show(client.call("GET", f"/v1/nodes/{quote(args.name, safe='')}"), fmt)
     elif cmd == ("zone", "list"):
         _listing(client.call("GET", "/v1/zones"), fmt, "zones", ("name", "mode", "network", "proxy", "egress"))
     elif cmd == ("audit", "tail"):
@@ -308,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", metavar="DURATION", help="like 90d (default: the daemon's)")
     apikey.add_parser("list", help="keys, never their secrets")
     apikey.add_parser("revoke", help="revoke a key").add_argument("name", metavar="NAME")
+    node = sub.add_parser("node", help="nodes of the active policy (nodes:read)").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    node.add_parser("list", help="nodes: version, bundle, profile, zone, secrets by name")
+    node.add_parser("get", help="one node, with its input schema").add_argument("name", metavar="NODE")
     zone = sub.add_parser("zone", help="network zones").add_subparsers(dest="action", required=True,
                                                                        metavar="ACTION")
     zone.add_parser("list", help="zones, their mode, network, proxy state and allowlist (policy:read)")

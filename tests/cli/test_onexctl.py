@@ -60,3 +60,20 @@ def test_onexctl_exit_codes(daemons: Callable[..., Daemon]) -> None:
     gone = subprocess.run([ONEXCTL, "--socket", str(d.socket.parent / "nope.sock"), "version"], capture_output=True,
                           text=True, check=False)
     assert gone.returncode == 1 and "is onexd running" in gone.stderr
+
+
+def test_issue_13_4_onexctl_node_list_and_get(daemons: Callable[..., Daemon]) -> None:
+    """`onexctl node list|get` show the nodes of the active policy in every output format; a missing node exits
+    non-zero with the daemon's message, a caller without nodes:read is denied (exit 3)."""
+    d = daemons(backend="fake", with_testers=True)
+    d.start()
+    listing = json.loads(_ctl(d, "-o", "json", "node", "list").stdout)
+    assert [n["name"] for n in listing["nodes"]] == ["hello", "wordcount"]
+    table = _ctl(d, "node", "list")
+    assert table.returncode == 0 and "wordcount" in table.stdout and "python-data" in table.stdout
+    assert "name: wordcount" in _ctl(d, "-o", "yaml", "node", "get", "wordcount").stdout
+    one = _ctl(d, "node", "get", "wordcount")
+    assert one.returncode == 0 and "analytics" in one.stdout and "api-token" in one.stdout
+    missing = _ctl(d, "node", "get", "nope")
+    assert missing.returncode != 0 and "nope" in missing.stderr
+    assert _ctl(d, "node", "list", uid=4242).returncode == 3
