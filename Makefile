@@ -82,6 +82,7 @@ generate: $(STAMP)
 	$(BIN)/onexd docs policy > docs/policy-reference.md
 	$(BIN)/onexd docs api > docs/api.md
 	$(BIN)/onexd docs audit-events > docs/audit-events.md
+	$(BIN)/onexd docs cli > docs/cli.md
 	$(BIN)/python tools/gen_syscalls.py > onexd/runtime/syscall_table.py
 
 # Where a distribution would put things: the program (with its dependencies) under PREFIX, units, sysusers and

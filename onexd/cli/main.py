@@ -371,6 +371,12 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
+    if args.which == "cli":  # from the parsers themselves: onexd's and onexctl's
+        from onexd.cli import ctl
+        from onexd.cli.reference import cli_reference
+
+        sys.stdout.write(cli_reference({"onexd": build_parser, "onexctl": ctl.build_parser}))
+        return EXIT_OK
     from onexd.docgen import REFERENCES
 
     sys.stdout.write(REFERENCES[args.which]() + "\n")
@@ -469,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("docs", help="print generated reference documentation (markdown)")
-    p.add_argument("which", choices=("policy", "api", "audit-events"))
+    p.add_argument("which", choices=("policy", "api", "audit-events", "cli"))
     p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("run", help="run one job without the daemon (0 succeeded, 1 failed, 3 denied/invalid)")

@@ -116,3 +116,19 @@ def test_bash_completion_completes_subcommands_and_options(tmp_path: Path,
     out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=10,
                          check=True).stdout.splitlines()
     assert out[0] == "validate" and out[1] == "--wait" and out[-1] == "done"
+
+
+def test_issue_13_18_cli_reference_documents_every_command_and_flag() -> None:
+    """docs/cli.md is what `onexd docs cli` generates from both parsers (make generate), and names every
+    command, every option and the environment variables the commands read."""
+    from onexd.cli import ctl
+    from onexd.cli.main import build_parser
+    from onexd.cli.reference import cli_reference
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    assert text == cli_reference({"onexd": build_parser, "onexctl": ctl.build_parser})
+    for command in ("onexd serve", "onexd policy validate", "onexd secret set", "onexctl job run",
+                    "onexctl node get", "onexctl audit tail"):
+        assert f"## `{command}`" in text, command
+    for variable in ("ONEXD_CONFIG", "ONEXD_LOG_LEVEL", "ONEXD_MASTER_KEY", "ONEXD_SOCKET", "JOURNAL_STREAM"):
+        assert f"`{variable}`" in text, variable
