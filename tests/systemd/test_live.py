@@ -278,3 +278,61 @@ def test_stop_drains_and_restart_keeps_the_state_with_its_owner_and_modes(box: B
                   "$(find /var/lib/onexd/audit -type f | head -1)").stdout.split("\n")[:3] == [
         "onexd 600", "onexd 700", "onexd 600"]
     assert _job_containers() == []
+
+
+def _guide_blocks(section: str) -> list[str]:
+    """The shell blocks of one operator guide section, verbatim."""
+    guide = (ROOT / "docs/operator-guide.md").read_text()
+    start = guide.index(section)
+    end = guide.find("\n## ", start + 1)
+    return re.findall(r"```sh\n(.*?)```", guide[start:end if end != -1 else None], re.DOTALL)
+
+
+def test_issue_13_18_guide_signing_and_secret_steps_work_as_written(box: Box) -> None:
+    """On the make install layout, the guide's signing steps (keygen, public key installed, baseline and a new
+    bundle signed, signatures required, restart) and secret steps (onexd secret set through a transient unit
+    with the daemon's master key credential) work as written: the signed bundle's node reads the stored secret,
+    masked in its output, and an unsigned bundle is rejected."""
+    work = "/root/guide"
+    box.sh(f"mkdir -p {work}")
+    docs = [
+        doc("SecretSource", "store", {"type": "encrypted"}),
+        doc("Secret", "db-password", {"source": "store", "key": "db-password"}),
+        doc("SandboxProfile", "guide", {
+            "image": "onexd/runner-busybox", "user": "65534:65534",
+            "tmpfs": [{"path": "/tmp", "size": "4Mi", "mode": "1777"}],
+            "resources": {"memory": "64Mi", "cpus": 0.5, "pids": 32, "nofile": 64, "timeoutSeconds": 30,
+                          "outputBytes": "64Ki"}}),
+        doc("Node", "read-secret", {"version": "1.0.0", "profile": "guide", "secrets": ["db-password"],
+                                    "command": ["cat", "/run/secrets/db-password"]}),
+        doc("Capability", "guide", {"nodes": ["read-secret"], "profiles": ["guide"], "secrets": ["db-password"]}),
+        doc("Role", "guide", {"permissions": ["nodes:execute", "jobs:read", "policy:read"],
+                              "capabilities": ["guide"]}),
+        doc("RoleBinding", "guide", {"roles": ["guide"], "subjects": [{"kind": "UnixUser", "name": "alice"}]}),
+    ]
+    box.write(f"{work}/mybundle/bundle.yaml", yaml.safe_dump(doc("Bundle", "mybundle", {"version": "1.0.0"})))
+    box.write(f"{work}/mybundle/policy.yaml", yaml.safe_dump_all(docs, sort_keys=False))
+    sign, restart_and_copy = _guide_blocks("## 3. Signing")
+    [secrets] = _guide_blocks("## 4. Secrets")
+    config = box.sh("cat /etc/onexd/onexd.yaml").stdout
+    try:
+        box.sh(f"cd {work} && set -e\n{sign}")
+        # The guide's config change, made as an operator would edit the file.
+        box.sh("sed -i 's|^  requireSignedBundles: false.*|  requireSignedBundles: true|; "
+               "s|^  bundleKeys: \\[\\].*|  bundleKeys: [/etc/onexd/keys/ops.pem.pub]|' /etc/onexd/onexd.yaml")
+        box.sh(f"cd {work} && set -e\n{restart_and_copy}")
+        box.sh(f"cd {work} && set -e\nexport DB_PASSWORD=guide-value-42\n{secrets}")
+        assert box.sh("onexd-offline() { systemd-run --quiet --wait --pipe --collect -p User=onexd "
+                      "-p LoadCredentialEncrypted=master-key:/etc/onexd/master-key.cred /usr/bin/onexd \"$@\"; }; "
+                      "onexd-offline secret list --state-dir /var/lib/onexd").stdout.split() == ["store/db-password"]
+        box.wait_for("onexctl job run read-secret --input '{}' --wait", 30, user="alice")
+        record = box.ctl("job run read-secret --input '{}' --wait")
+        assert record["status"] == "succeeded" and record["stdout"] == "***", record
+        # The live bundle of the earlier tests is unsigned: with signatures required it is rejected.
+        status = box.ctl("policy status")
+        assert {b["name"] for b in status["bundles"]} >= {"baseline", "mybundle"}
+        assert any(r["bundle"] == "live" for r in status["rejections"]), status["rejections"]
+    finally:
+        box.write("/etc/onexd/onexd.yaml", config)
+        box.sh(f"rm -rf /etc/onexd/policies.d/mybundle /etc/onexd/policies.d/baseline/signature.jws {work}")
+        box.sh("systemctl restart onexd", check=False)
