@@ -106,3 +106,55 @@ def test_generated_references_match_the_sources(name: str, which: str) -> None:
 
     expected = (policy_reference() if which == "policy" else api_reference()) + "\n"
     assert (ROOT / "docs" / name).read_text() == expected
+
+
+# Every keyword of JSON Schema 2020-12 (core, applicator, validation, meta-data, format, content, unevaluated).
+JSON_SCHEMA_KEYWORDS = frozenset({
+    "$schema", "$id", "$ref", "$defs", "$anchor", "$dynamicRef", "$dynamicAnchor", "$vocabulary", "$comment",
+    "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "prefixItems", "items", "contains",
+    "properties", "patternProperties", "additionalProperties", "propertyNames", "unevaluatedItems",
+    "unevaluatedProperties", "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains",
+    "minContains", "maxProperties", "minProperties", "required", "dependentRequired", "title", "description",
+    "default", "deprecated", "readOnly", "writeOnly", "examples", "format", "contentEncoding", "contentMediaType",
+    "contentSchema",
+})
+_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
+
+
+def _keywords(schema: object) -> set[str]:
+    if isinstance(schema, list):
+        return set().union(*(_keywords(s) for s in schema)) if schema else set()
+    if not isinstance(schema, dict):
+        return set()
+    found = set(schema)
+    for key, value in schema.items():
+        if key in _MAPS and isinstance(value, dict):
+            found |= set().union(*(_keywords(v) for v in value.values())) if value else set()
+        elif key not in ("enum", "const", "default", "examples"):
+            found |= _keywords(value)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCHEMAS.glob("*.json")))
+def test_issue_13_12_schemas_pass_the_metaschema_and_use_only_json_schema_keywords(name: str) -> None:
+    """Each schemas/*.json passes the Draft 2020-12 metaschema and has no keyword outside JSON Schema (no
+    pydantic ge/le leaking), so editors and validators enforce every bound."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMAS / name).read_text())
+    Draft202012Validator.check_schema(schema)
+    assert _keywords(schema) - JSON_SCHEMA_KEYWORDS == set()
+
+
+def test_issue_13_12_a_validator_rejects_a_negative_timeout_with_the_shipped_schema() -> None:
+    """jsonschema with schemas/node.json alone refuses `timeoutSeconds: -5` (the bound is `minimum`, not `ge`)."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMAS / "node.json").read_text())
+    node = {"apiVersion": "onexd/v1", "kind": "Node", "metadata": {"name": "n"},
+            "spec": {"version": "1.0.0", "profile": "p", "command": ["true"], "timeoutSeconds": -5}}
+    errors = list(Draft202012Validator(schema).iter_errors(node))
+    assert [list(e.absolute_path) for e in errors] == [["spec", "timeoutSeconds"]]
+    node["spec"]["timeoutSeconds"] = 5
+    assert list(Draft202012Validator(schema).iter_errors(node)) == []
