@@ -148,7 +148,7 @@ class AuditSink(Model):
         description="syslog: rfc5424, or local (what /dev/log readers parse); default local for unix://.")
     sdId: Annotated[str, StringConstraints(pattern=_SD_ID)] = Field(
         default="onexd@0", description="SD-ID of the structured data element; set your enterprise number.")
-    maxMessageBytes: int = Field(default=8192, ge=480, le=1024 * 1024, validate_default=True,
+    maxMessageBytes: int = Field(default=8192, ge=1024, le=1024 * 1024, validate_default=True,
                                  description="syslog: larger events are truncated with a marker (seq, hash).")
     tls: SinkTls | SkipJsonSchema[None] = Field(
         default=None, validate_default=True,

@@ -28,7 +28,8 @@ from onexd import __version__, systemd
 from onexd.api.app import ApiContext, Credentials, build_app
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
-from onexd.audit.shipper import Shipper, make_sink
+from onexd.audit.shipper import Shipper
+from onexd.audit.sinks import make_sink
 from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
@@ -147,8 +148,12 @@ class Daemon:
         metrics = Metrics()
         checkpointer: Checkpointer | None = None
 
+        shipper: Shipper | None = None
+
         def on_audit(event: dict[str, Any]) -> None:
             metrics.audit_events.inc()
+            if shipper is not None:
+                shipper.wake()  # per-sink lag drops back to 0 without waiting for the next tick
             if checkpointer is not None:
                 checkpointer.observe(event)
 
@@ -237,7 +242,7 @@ class Daemon:
                          zones=zones.zones,
                          max_body_bytes=cfg.limits.maxRequestBytes)
         shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
-                          batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
+                          batch_sizes={s.name: s.batchSize for s in cfg.audit.sinks}, observer=metrics)
         metrics.add_gauge("onexd_audit_shipping_lag_events", "Events not yet acknowledged by each sink.", "sink",
                           lambda: {k: float(v) for k, v in shipper.lag().items()})
         metrics.add_gauge("onexd_signing_key_age_seconds", "Age of the active signing key.", "kid",
@@ -245,8 +250,6 @@ class Daemon:
                                    for e in keystore.entries() if e.state == "active"})
         rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", checkpointer.write, "interval")
         rotation.every(2, "egress refusals", zones.collect)
-        if cfg.audit.sinks:
-            rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
         app = build_app(ctx)
         app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await app_runner.setup()
@@ -277,6 +280,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         engine_task = loop.create_task(self._watch_engine(runtime))
         rotation.start()
+        shipper.start(cfg.audit.shipEverySeconds)  # one worker per sink: a slow sink never delays another
         log.info("onexd ready", extra={"policy": policy.state.snapshot.digest, "degraded": policy.state.degraded,
                                        "pid": os.getpid(), "socketActivated": passed is not None})
         systemd.notify(f"READY=1\nSTATUS={self._status(policy)}")
@@ -294,6 +298,7 @@ class Daemon:
                 task.cancel()
             watcher.stop()
             rotation.stop()
+            await asyncio.to_thread(shipper.stop)
             engine_task.cancel()
             await jobs.shutdown(SHUTDOWN_GRACE_S)
             try:
@@ -310,8 +315,7 @@ class Daemon:
             try:
                 audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})
                 checkpointer.write("stop")
-                if cfg.audit.sinks:
-                    await asyncio.to_thread(shipper.ship)
+                await asyncio.to_thread(shipper.flush, SHUTDOWN_GRACE_S / 3)
             except (AuditUnavailable, OSError) as exc:
                 log.error("audit trail not finalized at stop", extra={"why": type(exc).__name__})
             audit.close()
