@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError
 from onexd import API_VERSION, __version__
 from onexd.api.errors import ApiError, error_response
 from onexd.api.ratelimit import RateLimiter
+from onexd.audit.sampling import ReadSampler
 from onexd.audit.trail import AuditLog
 from onexd.crypto import TokenError
 from onexd.engine.decide import permissions_for
@@ -74,6 +75,7 @@ class ApiContext:
     zones: Callable[[], dict[str, bool]] | None = None
     max_body_bytes: int = 1024 * 1024
     principals: dict[tuple[int, int], tuple[float, Principal]] = field(default_factory=dict)
+    read_sampler: ReadSampler = field(default_factory=ReadSampler)  # routine reads audited in aggregate
 
 
 CTX = web.AppKey("ctx", ApiContext)
@@ -169,14 +171,16 @@ async def _require(ctx: ApiContext, principal: Principal, permission: str) -> No
 
 async def _decision(ctx: ApiContext, principal: Principal, permission: str, allowed: bool,
                     data: dict[str, Any]) -> None:
-    """Every authorization decision is counted and, before the answer goes out, durable in the trail."""
+    """Every authorization decision is counted and, before the answer goes out, durable in the trail (allowed
+    monitoring reads in aggregate: see onexd.audit.sampling)."""
     resource, _, action = permission.partition(":")
     result = "allowed" if allowed else "denied"
     if ctx.metrics is not None:
         ctx.metrics.authorization.labels(resource, action, result).inc()
-    if ctx.audit is not None:
-        await ctx.audit.aappend("authz.decision", principal.display, result, {"permission": permission, **data},
-                                ctx.policy.state.snapshot.digest)
+    sampled = ctx.read_sampler.take(principal.display, permission, allowed)
+    if ctx.audit is not None and sampled is not None:
+        await ctx.audit.aappend("authz.decision", principal.display, result,
+                                {"permission": permission, **data, **sampled}, ctx.policy.state.snapshot.digest)
 
 
 def _allowed(ctx: ApiContext, principal: Principal, permission: str) -> bool:

@@ -105,6 +105,7 @@ class VaultSecretSource:
             with _VAULT_OPENER.open(request, timeout=self.timeout_s) as response:
                 body = json.loads(response.read(1024 * 1024))
         except urllib.error.HTTPError as exc:
+            exc.close()
             redirect = " (redirects are not followed: the token would go along)" if 300 <= exc.code < 400 else ""
             raise SecretError(f"Vault answered {exc.code} for key {key!r}{redirect}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -24,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
-# What rsyslog parsed, one line per message: protocol version (1 = RFC 5424), MSGID, structured data, message.
-FIELDS = re.compile(r'^(?P<version>\d+)\|(?P<msgid>[^|]*)\|(?P<sd>\[.*?[^\\]\])\|(?P<msg>.*)$')
+# What a receiver parsed, one line per message: a proof of parsing (see parsed_as), MSGID, structured data, message.
+FIELDS = re.compile(r'^(?P<parsed>[^|]*)\|(?P<msgid>[^|]*)\|(?P<sd>\[.*?[^\\]\])\|(?P<msg>.*)$')
 SEQ = re.compile(r'seq="(\d+)"')
 
 
@@ -50,7 +51,7 @@ def wait_listening(port: int, timeout_s: float = 10.0) -> None:
 
 
 @dataclass(frozen=True)
-class TestCa:
+class CaFiles:
     ca_file: Path
     cert_file: Path
     key_file: Path
@@ -60,7 +61,7 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_ca(directory: Path, label: str, host: str = "localhost") -> TestCa:
+def make_ca(directory: Path, label: str, host: str = "localhost") -> CaFiles:
     """A CA and a server certificate for `host` and 127.0.0.1 signed by it, as PEM files in directory."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
@@ -80,7 +81,7 @@ def make_ca(directory: Path, label: str, host: str = "localhost") -> TestCa:
                            critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    paths = TestCa(directory / f"{label}-ca.pem", directory / f"{label}-cert.pem", directory / f"{label}-key.pem")
+    paths = CaFiles(directory / f"{label}-ca.pem", directory / f"{label}-cert.pem", directory / f"{label}-key.pem")
     paths.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths.key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -89,51 +90,18 @@ def make_ca(directory: Path, label: str, host: str = "localhost") -> TestCa:
     return paths
 
 
-# --- rsyslogd --------------------------------------------------------------------------------------------
+# --- syslog receivers ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Rsyslog:
-    """rsyslogd in the foreground with a config of the test's own; every message it parses goes to `out`."""
+class _SyslogReceiver:
+    """What rsyslog and syslog-ng share here: stop on exit, and read back what they parsed."""
 
-    directory: Path
-    tcp_port: int | None = None
-    udp_port: int | None = None
-    tls: TestCa | None = None
-    out: Path = field(init=False)
-    proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
+    out: Path
+    proc: subprocess.Popen[bytes] | None
 
-    def config(self) -> str:
-        lines = [f'global(workDirectory="{self.directory}" maxMessageSize="256k")']
-        if self.tls is not None:
-            lines.append(f'global(defaultNetstreamDriver="ossl" defaultNetstreamDriverCAFile="{self.tls.ca_file}" '
-                         f'defaultNetstreamDriverCertFile="{self.tls.cert_file}" '
-                         f'defaultNetstreamDriverKeyFile="{self.tls.key_file}")')
-            lines.append('module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" '
-                         'streamDriver.authMode="anon")')
-        elif self.tcp_port is not None:
-            lines.append('module(load="imtcp")')
-        if self.tcp_port is not None:
-            lines.append(f'input(type="imtcp" address="127.0.0.1" port="{self.tcp_port}")')
-        if self.udp_port is not None:
-            lines += ['module(load="imudp")', f'input(type="imudp" address="127.0.0.1" port="{self.udp_port}")']
-        lines += ['template(name="parsed" type="string" '
-                  'string="%protocol-version%|%msgid%|%structured-data%|%msg%\\n")',
-                  f'action(type="omfile" file="{self.out}" template="parsed")']
-        return "\n".join(lines) + "\n"
-
-    def __enter__(self) -> Rsyslog:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.out = self.directory / "received.log"
-        conf = self.directory / "rsyslog.conf"
-        conf.write_text(self.config())
-        self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(self.directory / "pid")],
-                                     stdout=subprocess.DEVNULL, stderr=(self.directory / "stderr").open("wb"))
-        if self.tcp_port is not None:
-            wait_listening(self.tcp_port)
-        else:
-            time.sleep(0.5)  # UDP only: nothing to connect to; rsyslog binds within milliseconds
-        return self
+    def parsed_as(self, event: dict[str, Any]) -> str:
+        """The first field of a record when the receiver parsed `event` as RFC 5424."""
+        raise NotImplementedError
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -166,6 +134,113 @@ class Rsyslog:
         return self.seqs()
 
 
+# --- rsyslogd --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rsyslog(_SyslogReceiver):
+    """rsyslogd in the foreground with a config of the test's own; every message it parses goes to `out`."""
+
+    directory: Path
+    tcp_port: int | None = None
+    udp_port: int | None = None
+    tls: CaFiles | None = None
+    max_message_size: str = "256k"
+    out: Path = field(init=False)
+    proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
+
+    def parsed_as(self, event: dict[str, Any]) -> str:
+        return "1"  # %protocol-version%: 1 for RFC 5424, 0 for the legacy format
+
+    def config(self) -> str:
+        lines = [f'global(workDirectory="{self.directory}" maxMessageSize="{self.max_message_size}")']
+        if self.tls is not None:
+            lines.append(f'global(defaultNetstreamDriver="ossl" defaultNetstreamDriverCAFile="{self.tls.ca_file}" '
+                         f'defaultNetstreamDriverCertFile="{self.tls.cert_file}" '
+                         f'defaultNetstreamDriverKeyFile="{self.tls.key_file}")')
+            lines.append('module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" '
+                         'streamDriver.authMode="anon")')
+        elif self.tcp_port is not None:
+            lines.append('module(load="imtcp")')
+        if self.tcp_port is not None:
+            lines.append(f'input(type="imtcp" address="127.0.0.1" port="{self.tcp_port}")')
+        if self.udp_port is not None:
+            lines += ['module(load="imudp")', f'input(type="imudp" address="127.0.0.1" port="{self.udp_port}")']
+        lines += ['template(name="parsed" type="string" '
+                  'string="%protocol-version%|%msgid%|%structured-data%|%msg%\\n")',
+                  f'action(type="omfile" file="{self.out}" template="parsed")']
+        return "\n".join(lines) + "\n"
+
+    def __enter__(self) -> Rsyslog:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.out = self.directory / "received.log"
+        conf = self.directory / "rsyslog.conf"
+        conf.write_text(self.config())
+        with (self.directory / "stderr").open("wb") as err:
+            self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(self.directory / "pid")],
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        if self.tcp_port is not None:
+            wait_listening(self.tcp_port)
+        else:
+            time.sleep(0.5)  # UDP only: nothing to connect to; rsyslog binds within milliseconds
+        return self
+
+
+# --- syslog-ng -------------------------------------------------------------------------------------------
+
+SYSLOG_NG_ROOT = Path(__file__).resolve().parents[2] / ".venv" / "receivers" / "syslog-ng"
+
+
+@dataclass
+class SyslogNg(_SyslogReceiver):
+    """Debian's syslog-ng (unpacked by `make receivers`) in the foreground with a config of the test's own:
+    `syslog()` (RFC 6587 octet counting, optionally TLS) on octet_port, `network(flags(syslog-protocol))`
+    (RFC 5424, LF-framed) on lf_port."""
+
+    directory: Path
+    octet_port: int
+    lf_port: int
+    tls: CaFiles | None = None
+    out: Path = field(init=False)
+    proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
+
+    def parsed_as(self, event: dict[str, Any]) -> str:
+        return str(event["seq"])  # ${.SDATA.onexd@0.seq}: the SD parameter as syslog-ng parsed it
+
+    def config(self) -> str:
+        octet = f'syslog(ip("127.0.0.1") port({self.octet_port}) transport("tcp"))'
+        if self.tls is not None:
+            octet = (f'syslog(ip("127.0.0.1") port({self.octet_port}) transport("tls") '
+                     f'tls(key-file("{self.tls.key_file}") cert-file("{self.tls.cert_file}") '
+                     f"peer-verify(optional-untrusted)))")
+        return (f"@version: 3.38\noptions {{ keep-hostname(yes); log-msg-size(262144); }};\n"
+                f'source s_net {{ {octet}; network(ip("127.0.0.1") port({self.lf_port}) transport("tcp") '
+                f"flags(syslog-protocol)); }};\n"
+                f'destination d_out {{ file("{self.out}" template("${{.SDATA.onexd@0.seq}}|${{MSGID}}|${{SDATA}}|'
+                f'${{MSG}}\\n")); }};\nlog {{ source(s_net); destination(d_out); }};\n')
+
+    def __enter__(self) -> SyslogNg:
+        binary = SYSLOG_NG_ROOT / "usr/sbin/syslog-ng"
+        if not binary.exists():
+            raise FileNotFoundError(f"{binary} is missing: run `make receivers`")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.out = self.directory / "received.log"
+        conf = self.directory / "syslog-ng.conf"
+        conf.write_text(self.config())
+        libs = [SYSLOG_NG_ROOT / p for p in ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib/syslog-ng")]
+        env = {"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": ":".join(str(p) for p in libs)}
+        d = self.directory
+        with (d / "stderr").open("wb") as err:
+            self.proc = subprocess.Popen(
+                [str(binary), "-F", "--no-caps", "-f", str(conf),
+                 f"--module-path={SYSLOG_NG_ROOT}/usr/lib/syslog-ng/3.38", f"--persist-file={d}/persist",
+                 f"--pidfile={d}/pid", f"--control={d}/ctl"], env=env, stdout=subprocess.DEVNULL, stderr=err)
+        wait_listening(self.lf_port)
+        wait_listening(self.octet_port)
+        return self
+
+
+
 # --- an HTTP receiver ----------------------------------------------------------------------------------
 
 
@@ -181,14 +256,14 @@ class WebhookReceiver:
     """A real HTTP server on loopback. mode: `ok` (204), `redirect` (302 to /elsewhere, which answers 200),
     `fail` (503); delay_s before answering. Records every POST it got."""
 
-    def __init__(self, mode: str = "ok", delay_s: float = 0.0) -> None:
+    def __init__(self, mode: str = "ok", delay_s: float = 0.0, tls: CaFiles | None = None) -> None:
         self.mode, self.delay_s = mode, delay_s
         self.received: list[Received] = []
         self.gets: list[str] = []
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def do_GET(self) -> None:
@@ -216,6 +291,11 @@ class WebhookReceiver:
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}/hook"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}/hook"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> WebhookReceiver:

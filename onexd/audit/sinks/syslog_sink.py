@@ -71,12 +71,30 @@ class SyslogSink:
         return SendResult(sent, dropped)
 
     def _stream(self, messages: list[bytes]) -> SendResult:
+        """Send the batch, then close our side and wait for the receiver to close its own: a receiver closes
+        after it has read everything before our end of stream, so a batch counts as delivered only then (an
+        abrupt close can drop what sat in the receiver's buffers, which TLS receivers do)."""
         payload = b"".join(frame(m, self.framing) for m in messages)
         with socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.timeout_s) as raw:
             if self.endpoint.scheme == "tls":
                 assert self.context is not None
                 with self.context.wrap_socket(raw, server_hostname=self.server_name or self.endpoint.host) as sock:
                     sock.sendall(payload)
+                    try:
+                        sock.unwrap()  # our close_notify, then the receiver's
+                    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                        return SendResult(len(messages))  # the receiver ended the session after reading ours
+                    sock.shutdown(socket.SHUT_WR)
+                    _await_close(sock)
             else:
                 raw.sendall(payload)
+                raw.shutdown(socket.SHUT_WR)
+                _await_close(raw)
         return SendResult(len(messages))
+
+
+def _await_close(sock: socket.socket) -> None:
+    """Read until the peer closes (bounded by the socket's timeout); syslog receivers never answer, so any
+    byte is discarded."""
+    while sock.recv(4096):
+        pass
