@@ -100,7 +100,9 @@ UDP_MAX_MESSAGE_BYTES = 65_000  # below the 65,507-byte IPv4 datagram limit, wit
 
 
 class SinkTls(Model):
-    caFile: AbsPath = Field(description="CA bundle (PEM) the receiver's certificate must chain to.")
+    caFile: AbsPath | SkipJsonSchema[None] = Field(
+        default=None, description="CA bundle (PEM) the receiver's certificate must chain to (required for tls://; "
+                                  "https:// uses the system's CAs without it).")
     certFile: AbsPath | SkipJsonSchema[None] = Field(default=None, description="Client certificate (PEM).")
     keyFile: AbsPath | SkipJsonSchema[None] = Field(default=None, description="Client private key (PEM).")
     serverName: str | SkipJsonSchema[None] = Field(
@@ -127,8 +129,8 @@ class SinkAuthorization(Model):
 
 
 class AuditSink(Model):
-    name: Name
-    type: SinkType
+    name: Name = Field(description="Unique per daemon: the sink's cursor, metrics and logs use it.")
+    type: SinkType = Field(description="file, syslog or webhook.")
     path: AbsPath | SkipJsonSchema[None] = Field(default=None, validate_default=True,
                                                  description="file: the JSON Lines file appended to.")
     url: str | SkipJsonSchema[None] = Field(
@@ -136,7 +138,7 @@ class AuditSink(Model):
     address: str | SkipJsonSchema[None] = Field(
         default=None, validate_default=True,
         description="syslog: unix:///dev/log, udp://host:port, tcp://host:port or tls://host:port.")
-    batchSize: int = Field(default=500, ge=1, le=100_000)
+    batchSize: int = Field(default=500, ge=1, le=100_000, description="Most events per batch (one connection).")
     timeoutSeconds: float = Field(default=10.0, gt=0, le=300, description="Per connection and batch.")
     delivery: Literal["at-least-once", "best-effort"] = Field(
         default="at-least-once", validate_default=True,
@@ -200,7 +202,7 @@ class AuditSink(Model):
     @classmethod
     def _tls_where_it_applies(cls, value: SinkTls | None, info: ValidationInfo) -> SinkTls | None:
         target = str(info.data.get("address") or info.data.get("url") or "")
-        if target.startswith("tls://") and value is None:
+        if target.startswith("tls://") and (value is None or value.caFile is None):
             raise ValueError("tls:// needs `tls: {caFile}`: onexd never falls back to an unverified connection")
         if value is not None and not target.startswith(("tls://", "https://")):
             raise ValueError("only tls:// syslog and https:// webhook sinks use tls")

@@ -54,7 +54,8 @@ def make_sink(config: AuditSink, environ: Mapping[str, str] | None = None) -> Si
                        style="local" if config.syslog_format == "local" else "rfc5424", procid=str(os.getpid()))
     context = None
     if endpoint.scheme == "tls":
-        assert config.tls is not None  # the model refuses tls:// without a CA
+        assert config.tls is not None  # the model refuses tls:// without a CA: never the system's by default
+        assert config.tls.caFile is not None
         context = client_context(config.tls.caFile, config.tls.certFile, config.tls.keyFile)
     return SyslogSink(config.name, endpoint, fmt, framing=config.framing, timeout_s=config.timeoutSeconds,
                       context=context, server_name=config.tls.serverName if config.tls else None)
