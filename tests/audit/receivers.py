@@ -47,6 +47,14 @@ def wait_listening(port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def _wait_path(path: Path, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
 # --- a test CA ---------------------------------------------------------------------------------------------
 
 
@@ -146,11 +154,13 @@ class Rsyslog(_SyslogReceiver):
     udp_port: int | None = None
     tls: CaFiles | None = None
     max_message_size: str = "256k"
+    unix_socket: Path | None = None
     out: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
     def parsed_as(self, event: dict[str, Any]) -> str:
-        return "1"  # %protocol-version%: 1 for RFC 5424, 0 for the legacy format
+        # %protocol-version%: 1 for RFC 5424; on the local socket, %programname% as the local parser found it
+        return "onexd" if self.unix_socket is not None else "1"
 
     def config(self) -> str:
         lines = [f'global(workDirectory="{self.directory}" maxMessageSize="{self.max_message_size}")']
@@ -166,8 +176,14 @@ class Rsyslog(_SyslogReceiver):
             lines.append(f'input(type="imtcp" address="127.0.0.1" port="{self.tcp_port}")')
         if self.udp_port is not None:
             lines += ['module(load="imudp")', f'input(type="imudp" address="127.0.0.1" port="{self.udp_port}")']
-        lines += ['template(name="parsed" type="string" '
-                  'string="%protocol-version%|%msgid%|%structured-data%|%msg%\\n")',
+        if self.unix_socket is not None:  # rsyslog's own local-socket input and parser, as on /dev/log
+            lines += ['module(load="imuxsock" sysSock.use="off")',
+                      f'input(type="imuxsock" socket="{self.unix_socket}" createPath="on")',
+                      'template(name="parsed" type="string" string="%programname%|%procid%|[-]|%msg%\\n")']
+        else:
+            lines.append('template(name="parsed" type="string" '
+                         'string="%protocol-version%|%msgid%|%structured-data%|%msg%\\n")')
+        lines += [
                   f'action(type="omfile" file="{self.out}" template="parsed")']
         return "\n".join(lines) + "\n"
 
@@ -181,6 +197,8 @@ class Rsyslog(_SyslogReceiver):
                                          stdout=subprocess.DEVNULL, stderr=err)
         if self.tcp_port is not None:
             wait_listening(self.tcp_port)
+        elif self.unix_socket is not None:
+            _wait_path(self.unix_socket)
         else:
             time.sleep(0.5)  # UDP only: nothing to connect to; rsyslog binds within milliseconds
         return self
@@ -201,11 +219,13 @@ class SyslogNg(_SyslogReceiver):
     octet_port: int
     lf_port: int
     tls: CaFiles | None = None
+    unix_socket: Path | None = None
     out: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
     def parsed_as(self, event: dict[str, Any]) -> str:
-        return str(event["seq"])  # ${.SDATA.onexd@0.seq}: the SD parameter as syslog-ng parsed it
+        # ${.SDATA.onexd@0.seq}: the SD parameter as syslog-ng parsed it; on the local socket, ${PROGRAM}
+        return "onexd" if self.unix_socket is not None else str(event["seq"])
 
     def config(self) -> str:
         octet = f'syslog(ip("127.0.0.1") port({self.octet_port}) transport("tcp"))'
@@ -213,8 +233,12 @@ class SyslogNg(_SyslogReceiver):
             octet = (f'syslog(ip("127.0.0.1") port({self.octet_port}) transport("tls") '
                      f'tls(key-file("{self.tls.key_file}") cert-file("{self.tls.cert_file}") '
                      f"peer-verify(optional-untrusted)))")
-        return (f"@version: 3.38\noptions {{ keep-hostname(yes); log-msg-size(262144); }};\n"
-                f'source s_net {{ {octet}; network(ip("127.0.0.1") port({self.lf_port}) transport("tcp") '
+        head = "@version: 3.38\noptions { keep-hostname(yes); log-msg-size(262144); };\n"
+        if self.unix_socket is not None:  # what system() reads /dev/log with on Linux
+            return (head + f'source s_local {{ unix-dgram("{self.unix_socket}"); }};\n'
+                    f'destination d_out {{ file("{self.out}" template("${{PROGRAM}}|${{PID}}|[-]|${{MSG}}\\n")); }};\n'
+                    "log { source(s_local); destination(d_out); };\n")
+        return (head + f'source s_net {{ {octet}; network(ip("127.0.0.1") port({self.lf_port}) transport("tcp") '
                 f"flags(syslog-protocol)); }};\n"
                 f'destination d_out {{ file("{self.out}" template("${{.SDATA.onexd@0.seq}}|${{MSGID}}|${{SDATA}}|'
                 f'${{MSG}}\\n")); }};\nlog {{ source(s_net); destination(d_out); }};\n')
@@ -235,8 +259,11 @@ class SyslogNg(_SyslogReceiver):
                 [str(binary), "-F", "--no-caps", "-f", str(conf),
                  f"--module-path={SYSLOG_NG_ROOT}/usr/lib/syslog-ng/3.38", f"--persist-file={d}/persist",
                  f"--pidfile={d}/pid", f"--control={d}/ctl"], env=env, stdout=subprocess.DEVNULL, stderr=err)
-        wait_listening(self.lf_port)
-        wait_listening(self.octet_port)
+        if self.unix_socket is not None:
+            _wait_path(self.unix_socket)
+        else:
+            wait_listening(self.lf_port)
+            wait_listening(self.octet_port)
         return self
 
 

@@ -76,6 +76,26 @@ def test_syslog_ng_receives_every_event_parsed(tmp_path: Path, framing: str) -> 
     trail.close()
 
 
+def test_local_socket_records_are_parsed_by_rsyslog_and_syslog_ng(tmp_path: Path) -> None:
+    """unix:// (format local) is parsed by rsyslog's imuxsock and syslog-ng's unix-dgram() as program `onexd`
+    with the event's JSON as the message: every seq arrives."""
+    trail = _trail(tmp_path, 300)
+    rs_sock, ng_sock = tmp_path / "rsyslog" / "log.sock", tmp_path / "syslog-ng" / "log.sock"
+    with Rsyslog(tmp_path / "rsyslog", unix_socket=rs_sock) as rsyslog, \
+            SyslogNg(tmp_path / "syslog-ng", octet_port=0, lf_port=0, unix_socket=ng_sock) as syslog_ng:
+        sinks = [make_sink(_sink(name="rs", address=f"unix://{rs_sock}")),
+                 make_sink(_sink(name="ng", address=f"unix://{ng_sock}"))]
+        assert Shipper(trail, sinks, tmp_path / "c.json").ship() == {"rs": 300, "ng": 300}
+        for receiver in (rsyslog, syslog_ng):
+            deadline = time.monotonic() + 20
+            while len(receiver.records()) < 300 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            records = receiver.records()
+            assert all(r.get("parsed") == "onexd" for r in records), records[:3]
+            assert sorted(json.loads(r["msg"])["seq"] for r in records) == list(range(1, 301))
+    trail.close()
+
+
 def _tls_sink(port: int, ca: CaFiles, host: str = "localhost") -> AuditSink:
     return _sink(address=f"tls://{host}:{port}", tls={"caFile": str(ca.ca_file)})
 
