@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
-HOST_PACKAGES := docker.io mmdebstrap busybox-static systemd curl rsyslog rsyslog-openssl
+HOST_PACKAGES := docker.io mmdebstrap busybox-static systemd curl rsyslog rsyslog-openssl webhook
 DOCKERD_LOG ?= /var/log/onexd-dockerd.log
 
 PREFIX ?= /usr/local
@@ -43,7 +43,7 @@ engine: host-deps $(STAMP)
 images: engine
 	$(BIN)/onexd image build
 
-# Real syslog receivers for the audit shipping tests: rsyslog is a host package (above); syslog-ng conflicts with
+# Real receivers for the audit shipping tests: rsyslog and webhook are host packages (above); syslog-ng conflicts with
 # it (both provide system-log-daemon), so its Debian packages are unpacked into the venv and run from there.
 SYSLOG_NG_ROOT := $(VENV)/receivers/syslog-ng
 SYSLOG_NG_DEBS := syslog-ng-core libivykis0 libpcre3 libwrap0

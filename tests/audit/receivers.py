@@ -336,3 +336,50 @@ class WebhookReceiver:
     def seqs(self) -> list[int]:
         return [e["seq"] for r in self.received for e in r.body["events"]]
 
+
+
+# --- Debian's webhook -------------------------------------------------------------------------------------
+
+WEBHOOK = shutil.which("webhook") or "/usr/bin/webhook"
+
+
+class DebianWebhook:
+    """Debian's `webhook` (github.com/adnanh/webhook) with a hooks.json of the test's own: a hook `onexd` that
+    requires `Authorization: <token>` (401 otherwise) and runs a script appending each batch to `out`."""
+
+    def __init__(self, directory: Path, token: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory, self.out, self.port = directory, directory / "batches.jsonl", free_port()
+        script = directory / "store-batch"
+        script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{self.out}"\n')
+        script.chmod(0o755)
+        hooks = [{"id": "onexd", "execute-command": str(script), "http-methods": ["POST"],
+                  "include-command-output-in-response": True, "include-command-output-in-response-on-error": True,
+                  "pass-arguments-to-command": [{"source": "entire-payload"}],
+                  "trigger-rule-mismatch-http-response-code": 401,
+                  "trigger-rule": {"match": {"type": "value", "value": token,
+                                             "parameter": {"source": "header", "name": "Authorization"}}}}]
+        self.hooks = directory / "hooks.json"
+        self.hooks.write_text(json.dumps(hooks))
+        self.url = f"http://127.0.0.1:{self.port}/hooks/onexd"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> DebianWebhook:
+        with (self.directory / "stderr").open("wb") as err:
+            self.proc = subprocess.Popen([WEBHOOK, "-hooks", str(self.hooks), "-ip", "127.0.0.1",
+                                          "-port", str(self.port)], stdout=err, stderr=err)
+        wait_listening(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def seqs(self) -> list[int]:
+        lines = self.out.read_text().splitlines() if self.out.exists() else []
+        return [e["seq"] for line in lines for e in json.loads(line)["events"]]

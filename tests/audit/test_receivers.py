@@ -17,7 +17,7 @@ from onexd.audit.sinks import make_sink
 from onexd.audit.trail import AuditLog
 from onexd.config import AuditSink
 from onexd.metrics import Metrics
-from tests.audit.receivers import CaFiles, Rsyslog, SyslogNg, WebhookReceiver, free_port, make_ca
+from tests.audit.receivers import CaFiles, DebianWebhook, Rsyslog, SyslogNg, WebhookReceiver, free_port, make_ca
 
 WORKLOAD = 2000
 
@@ -231,6 +231,28 @@ def test_the_authorization_header_arrives_and_is_never_logged(tmp_path: Path,
     assert receiver.received[-1].headers["Authorization"] == token and shipper.lag() == {"w": 0}
     assert token not in caplog.text and "s3cr3t" not in repr(sink)
     assert all("s3cr3t" not in json.dumps(r.__dict__, default=str) for r in caplog.records)
+    trail.close()
+
+
+def test_debian_webhook_gets_every_event_only_with_the_right_authorization(tmp_path: Path) -> None:
+    """Debian's `webhook` (the operator guide's configuration) refuses a wrong Authorization header (401: a
+    counted failure, nothing stored), then stores every event once the header is right."""
+    auth = tmp_path / "auth"
+    auth.write_text("Bearer wrong\n")
+    trail = _trail(tmp_path, 1000)
+    metrics = Metrics()
+    now = [0.0]
+    with DebianWebhook(tmp_path / "webhook", token="Bearer right-token") as receiver:
+        sink = make_sink(_webhook(receiver.url, batchSize=100, authorization={"file": str(auth)}))
+        shipper = Shipper(trail, [sink], tmp_path / "c.json", clock=lambda: now[0], observer=metrics,
+                          batch_sizes={"w": 100})
+        assert shipper.ship() == {"w": 0} and "401" in shipper.failing()["w"]
+        assert receiver.seqs() == []
+        auth.write_text("Bearer right-token\n")  # read at each send: no restart needed
+        now[0] += 10
+        assert shipper.ship() == {"w": 1000}
+        assert receiver.seqs() == list(range(1, 1001))
+    assert 'onexd_audit_shipping_failures_total{sink="w"} 1.0' in metrics.render().decode()
     trail.close()
 
 
