@@ -133,6 +133,7 @@ class Daemon:
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         cfg = self.config
         state_dir = Path(cfg.stateDir)
+        sinks = [make_sink(s) for s in cfg.audit.sinks]  # a TLS file that cannot be loaded: refused, nothing written
         lock_fd = lock_state_dir(state_dir)
         loop = asyncio.get_running_loop()
         runtime = RUNTIMES[cfg.runtime.backend](cfg)
@@ -241,7 +242,7 @@ class Daemon:
                          verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
                          zones=zones.zones,
                          max_body_bytes=cfg.limits.maxRequestBytes)
-        shipper = Shipper(audit, [make_sink(s) for s in cfg.audit.sinks], state_dir / "audit-cursors.json",
+        shipper = Shipper(audit, sinks, state_dir / "audit-cursors.json",
                           batch_sizes={s.name: s.batchSize for s in cfg.audit.sinks}, observer=metrics)
         metrics.add_gauge("onexd_audit_shipping_lag_events", "Events not yet acknowledged by each sink.", "sink",
                           lambda: {k: float(v) for k, v in shipper.lag().items()})

@@ -98,3 +98,16 @@ def test_serve_refuses_a_bad_sink_before_writing_anything(tmp_path: Path) -> Non
     assert proc.returncode == 2, proc.stderr
     assert "audit.sinks.0.address" in proc.stderr and "audit.sinks.1.address" in proc.stderr
     assert "Traceback" not in proc.stderr and not state.exists() and not sock.parent.exists()
+
+
+def test_serve_refuses_a_tls_sink_whose_ca_cannot_be_loaded(tmp_path: Path) -> None:
+    """A tls:// sink whose caFile is missing stops `onexd serve` (exit 2, naming the file) before the state
+    directory is created: never a fallback to an unverified connection."""
+    path = _write(tmp_path, [f'{{name: a, type: syslog, address: "tls://127.0.0.1:6514", '
+                             f"tls: {{caFile: {tmp_path}/absent-ca.pem}}}}"])
+    state = tmp_path / "state"
+    proc = subprocess.run([ONEXD, "serve", "--config", str(path), "--state-dir", str(state), "--socket",
+                           str(tmp_path / "run" / "onexd.sock")], capture_output=True, text=True, check=False,
+                          timeout=60)
+    assert proc.returncode == 2 and "absent-ca.pem" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not state.exists()
