@@ -118,20 +118,24 @@ def test_tls_to_rsyslog_and_syslog_ng_with_a_verified_ca(tmp_path: Path) -> None
 
 
 def test_tls_with_a_wrong_ca_or_to_a_plain_listener_delivers_nothing(tmp_path: Path) -> None:
-    """A receiver whose certificate does not chain to the sink's CA, or one that does not speak TLS, gets no
-    event; the batch fails, is counted, and stays to be retried."""
+    """A receiver whose certificate does not chain to the sink's CA or does not name the expected host, or one
+    that does not speak TLS, gets no event; the batch fails, is counted, and stays to be retried."""
     good, other = make_ca(tmp_path / "pki", "good"), make_ca(tmp_path / "pki", "other")
     trail = _trail(tmp_path, 20)
     tls_port, plain_port = free_port(), free_port()
     metrics = Metrics()
     with Rsyslog(tmp_path / "tls", tcp_port=tls_port, tls=good) as tls_receiver, \
             Rsyslog(tmp_path / "plain", tcp_port=plain_port) as plain_receiver:
+        wrong_name = _sink(name="wrong-name", address=f"tls://127.0.0.1:{tls_port}",
+                           tls={"caFile": str(good.ca_file), "serverName": "not-the-receiver.example"})
         sinks = [make_sink(_tls_sink(tls_port, other).model_copy(update={"name": "wrong-ca"})),
-                 make_sink(_tls_sink(plain_port, good).model_copy(update={"name": "plain"}))]
+                 make_sink(wrong_name),
+                 make_sink(_tls_sink(plain_port, good).model_copy(update={"name": "plain", "timeoutSeconds": 2}))]
         shipper = Shipper(trail, sinks, tmp_path / "c.json", observer=metrics)
-        assert shipper.ship() == {"wrong-ca": 0, "plain": 0}
+        assert shipper.ship() == {"wrong-ca": 0, "wrong-name": 0, "plain": 0}
         assert "TLS verification failed" in shipper.failing()["wrong-ca"]
-        assert shipper.lag() == {"wrong-ca": 20, "plain": 20}
+        assert "Hostname mismatch" in shipper.failing()["wrong-name"], shipper.failing()
+        assert shipper.lag() == {"wrong-ca": 20, "wrong-name": 20, "plain": 20}
         time.sleep(1)
         assert tls_receiver.seqs() == [] and plain_receiver.seqs() == []
     text = metrics.render().decode()

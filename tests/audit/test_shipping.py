@@ -305,3 +305,20 @@ def test_tcp_sink_to_an_ipv6_listener(tmp_path: Path) -> None:
     finally:
         server.close()
         trail.close()
+
+
+def test_webhook_authorization_from_a_systemd_credential(tmp_path: Path) -> None:
+    """authorization.credential reads $CREDENTIALS_DIRECTORY/NAME at each send; without systemd's directory the
+    sink is refused at start with a message naming LoadCredential."""
+    from onexd.errors import ConfigError
+
+    config = AuditSink.model_validate({"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/x",
+                                       "authorization": {"credential": "siem-token"}})
+    (tmp_path / "siem-token").write_text("Bearer from-credential\n")
+    sink = make_sink(config, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    headers = sink.headers([{"seq": 3}, {"seq": 9}])  # type: ignore[attr-defined]
+    assert headers["Authorization"] == "Bearer from-credential"
+    assert headers["Idempotency-Key"] == "onexd-w-3-9" and headers["X-Onexd-Seq-Range"] == "3-9"
+    assert "from-credential" not in repr(sink)
+    with pytest.raises(ConfigError, match="LoadCredential"):
+        make_sink(config, environ={})
