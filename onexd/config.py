@@ -145,9 +145,10 @@ class AuditSink(Model):
         description="best-effort (required for, and only for, udp://): sends are counted, losses are not retried.")
     framing: Literal["octet-counting", "lf"] = Field(
         default="octet-counting", description="syslog over tcp/tls: RFC 6587 octet counting or LF-terminated.")
-    format: Literal["rfc5424", "local"] | SkipJsonSchema[None] = Field(
+    format: Literal["rfc5424", "local", "journal"] | SkipJsonSchema[None] = Field(
         default=None, validate_default=True,
-        description="syslog: rfc5424, or local (what /dev/log readers parse); default local for unix://.")
+        description="syslog: rfc5424; local (what /dev/log readers parse; the default for unix://); journal "
+                    "(journald's native protocol on unix:///run/systemd/journal/socket).")
     sdId: Annotated[str, StringConstraints(pattern=_SD_ID)] = Field(
         default="onexd@0", description="SD-ID of the structured data element; set your enterprise number.")
     maxMessageBytes: int = Field(default=8192, ge=1024, le=1024 * 1024, validate_default=True,
@@ -189,6 +190,8 @@ class AuditSink(Model):
     def _format_for_syslog(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.data.get("type") != "syslog":
             raise ValueError("only syslog sinks have a format")
+        if value in ("local", "journal") and not str(info.data.get("address") or "unix://").startswith("unix://"):
+            raise ValueError(f"format {value} is for unix:// sinks (the local logger)")
         return value
 
     @field_validator("maxMessageBytes")
@@ -217,7 +220,7 @@ class AuditSink(Model):
         return value
 
     @property
-    def syslog_format(self) -> str:
+    def syslog_format(self) -> Literal["rfc5424", "local", "journal"]:
         return self.format or ("local" if str(self.address).startswith("unix://") else "rfc5424")
 
 

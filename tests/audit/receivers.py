@@ -383,3 +383,59 @@ class DebianWebhook:
     def seqs(self) -> list[int]:
         lines = self.out.read_text().splitlines() if self.out.exists() else []
         return [e["seq"] for line in lines for e in json.loads(line)["events"]]
+
+
+# --- systemd-journald -------------------------------------------------------------------------------------
+
+JOURNALD = "/lib/systemd/systemd-journald"
+
+
+class Journald:
+    """Debian's systemd-journald in a private mount namespace (its own tmpfs /run and /var/log/journal, and a
+    journald.conf of the test's own: volatile storage, no kernel log, no forwarding), so the host's journal is
+    never touched. Its sockets are reached through /proc/PID/root; entries are read back with journalctl."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.conf = directory / "journald.conf"
+        self.conf.write_text("[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToSyslog=no\nForwardToKMsg=no\n"
+                             "ForwardToConsole=no\nForwardToWall=no\nAudit=no\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def root(self) -> Path:
+        assert self.proc is not None
+        return Path(f"/proc/{self.proc.pid}/root")
+
+    @property
+    def native_socket(self) -> Path:
+        return self.root / "run/systemd/journal/socket"
+
+    @property
+    def syslog_socket(self) -> Path:
+        return self.root / "run/systemd/journal/dev-log"
+
+    def __enter__(self) -> Journald:
+        script = ("mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/log/journal && "
+                  f"mount --bind {self.conf} /etc/systemd/journald.conf && exec {JOURNALD}")
+        with (self.directory / "stderr").open("wb") as err:
+            self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                                         stdout=err, stderr=err)
+        _wait_path(self.native_socket)
+        _wait_path(self.syslog_socket)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def entries(self, identifier: str = "onexd") -> list[dict[str, Any]]:
+        out = subprocess.run(["journalctl", f"--root={self.root}", "-o", "json", "--no-pager",
+                              f"SYSLOG_IDENTIFIER={identifier}"], capture_output=True, text=True, check=False).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]

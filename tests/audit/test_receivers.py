@@ -17,7 +17,16 @@ from onexd.audit.sinks import make_sink
 from onexd.audit.trail import AuditLog
 from onexd.config import AuditSink
 from onexd.metrics import Metrics
-from tests.audit.receivers import CaFiles, DebianWebhook, Rsyslog, SyslogNg, WebhookReceiver, free_port, make_ca
+from tests.audit.receivers import (
+    CaFiles,
+    DebianWebhook,
+    Journald,
+    Rsyslog,
+    SyslogNg,
+    WebhookReceiver,
+    free_port,
+    make_ca,
+)
 
 WORKLOAD = 2000
 
@@ -93,6 +102,31 @@ def test_local_socket_records_are_parsed_by_rsyslog_and_syslog_ng(tmp_path: Path
             records = receiver.records()
             assert all(r.get("parsed") == "onexd" for r in records), records[:3]
             assert sorted(json.loads(r["msg"])["seq"] for r in records) == list(range(1, 301))
+    trail.close()
+
+
+def test_journald_gets_every_event_natively_and_over_its_syslog_socket(tmp_path: Path) -> None:
+    """journald (private instance): format journal on its native socket stores each event with ONEXD_SEQ,
+    ONEXD_TYPE, ONEXD_HASH and PRIORITY fields; format local on its /dev/log socket stores identifier and pid;
+    both keep the event's JSON as MESSAGE, every seq present."""
+    trail = _trail(tmp_path, 300)
+    with Journald(tmp_path / "journald") as journald:
+        sinks = [make_sink(_sink(name="native", address=f"unix://{journald.native_socket}", format="journal")),
+                 make_sink(_sink(name="devlog", address=f"unix://{journald.syslog_socket}"))]
+        assert Shipper(trail, sinks, tmp_path / "c.json").ship() == {"native": 300, "devlog": 300}
+        deadline = time.monotonic() + 20
+        while len(entries := journald.entries()) < 600 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    native = [e for e in entries if e.get("_TRANSPORT") == "journal"]
+    devlog = [e for e in entries if e.get("_TRANSPORT") == "syslog"]
+    for group in (native, devlog):
+        assert sorted(json.loads(e["MESSAGE"])["seq"] for e in group) == list(range(1, 301))
+    for entry in native:
+        event = json.loads(entry["MESSAGE"])
+        assert entry["ONEXD_SEQ"] == str(event["seq"]) and entry["ONEXD_HASH"] == event["hash"]
+        assert entry["ONEXD_TYPE"] == event["type"] and entry["SYSLOG_FACILITY"] == "13"
+        assert entry["PRIORITY"] == ("6" if event["outcome"] == "success" else "4")
+    assert all(e["SYSLOG_PID"].isdigit() and e["SYSLOG_FACILITY"] == "13" for e in devlog)
     trail.close()
 
 

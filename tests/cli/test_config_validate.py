@@ -33,6 +33,8 @@ BAD_SINKS = {
     "auth-on-syslog": ('{name: a, type: syslog, address: "tcp://127.0.0.1:514", authorization: {file: /x}}',
                        "authorization", "only webhook"),
     "file-without-path": ("{name: a, type: file}", "path", "needs `path`"),
+    "journal-on-tcp": ('{name: a, type: syslog, address: "tcp://127.0.0.1:514", format: journal}', "format",
+                       "for unix:// sinks"),
 }
 
 

@@ -51,7 +51,7 @@ def make_sink(config: AuditSink, environ: Mapping[str, str] | None = None) -> Si
     assert config.address is not None
     endpoint = parse_syslog_address(config.address)
     fmt = SyslogFormat(hostname=socket.gethostname() or "-", sd_id=config.sdId, max_bytes=config.maxMessageBytes,
-                       style="local" if config.syslog_format == "local" else "rfc5424", procid=str(os.getpid()))
+                       style=config.syslog_format, procid=str(os.getpid()))
     context = None
     if endpoint.scheme == "tls":
         assert config.tls is not None  # the model refuses tls:// without a CA: never the system's by default

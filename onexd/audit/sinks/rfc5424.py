@@ -1,5 +1,6 @@
 """Syslog messages of audit events, pure: RFC 5424 for network receivers, the local BSD-style line that
-/dev/log readers (rsyslog's imuxsock, syslog-ng's system(), journald) parse, and RFC 6587 framing.
+/dev/log readers (rsyslog's imuxsock, syslog-ng's system(), journald) parse, journald's native protocol (one
+datagram of FIELD=value lines), and RFC 6587 framing.
 
 An event larger than the sink's limit is not cut mid-JSON: its MSG is replaced by a marker naming the seq, type,
 hash and full size, so a reader fetches the whole event from `GET /v1/audit?since=<seq-1>&limit=1`.
@@ -21,7 +22,7 @@ class SyslogFormat:
     hostname: str
     sd_id: str = "onexd@0"
     max_bytes: int = 8192
-    style: Literal["rfc5424", "local"] = "rfc5424"
+    style: Literal["rfc5424", "local", "journal"] = "rfc5424"
     app: str = "onexd"
     procid: str = NILVALUE
 
@@ -86,9 +87,26 @@ def _local(event: dict[str, Any], fmt: SyslogFormat, msg: str, truncated: int | 
     return f"<{priority(event)}>{stamp} {fmt.app}{pid}: {msg}"
 
 
+def _field(value: object) -> str:
+    return " ".join(str(value).split())  # one line: the simple FIELD=value form of the native protocol
+
+
+def _journal(event: dict[str, Any], fmt: SyslogFormat, msg: str, truncated: int | None) -> str:
+    # journald's native protocol: the event's identity as journal fields (journalctl ONEXD_SEQ=42 finds it),
+    # the JSON as MESSAGE. Field names: uppercase letters, digits and underscores.
+    fields = {"MESSAGE": msg, "PRIORITY": severity(event), "SYSLOG_FACILITY": 13, "SYSLOG_IDENTIFIER": fmt.app,
+              "ONEXD_SEQ": int(event["seq"]), "ONEXD_TYPE": event.get("type"), "ONEXD_OUTCOME": event.get("outcome"),
+              "ONEXD_HASH": event.get("hash", ""), "ONEXD_PRINCIPAL": event.get("principal") or NILVALUE}
+    if fmt.procid != NILVALUE:
+        fields["SYSLOG_PID"] = fmt.procid
+    if truncated is not None:
+        fields["ONEXD_TRUNCATED_BYTES"] = truncated
+    return "".join(f"{k}={_field(v)}\n" for k, v in fields.items())
+
+
 def format_event(event: dict[str, Any], fmt: SyslogFormat) -> bytes:
     """One message, at most fmt.max_bytes long: the event's JSON, or the truncation marker when it is larger."""
-    render = _local if fmt.style == "local" else _rfc5424
+    render = {"local": _local, "journal": _journal}.get(fmt.style, _rfc5424)
     full = render(event, fmt, _body(event), None).encode()
     if len(full) <= fmt.max_bytes:
         return full
