@@ -63,6 +63,8 @@ class CaFiles:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    client_cert_file: Path
+    client_key_file: Path
 
 
 def _name(cn: str) -> x509.Name:
@@ -70,7 +72,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def make_ca(directory: Path, label: str, host: str = "localhost") -> CaFiles:
-    """A CA and a server certificate for `host` and 127.0.0.1 signed by it, as PEM files in directory."""
+    """A CA, a server certificate for `host` and 127.0.0.1 and a client certificate signed by it, as PEM files."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -80,21 +82,26 @@ def make_ca(directory: Path, label: str, host: str = "localhost") -> CaFiles:
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
           .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name(host)).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = CaFiles(directory / f"{label}-ca.pem", directory / f"{label}-cert.pem", directory / f"{label}-key.pem")
+    paths = CaFiles(*(directory / f"{label}-{what}.pem" for what in ("ca", "cert", "key", "client-cert",
+                                                                     "client-key")))
     paths.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths.key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
-    paths.key_file.chmod(0o600)
+    for cert_file, key_file, name, usage in (
+            (paths.cert_file, paths.key_file, host, x509.oid.ExtendedKeyUsageOID.SERVER_AUTH),
+            (paths.client_cert_file, paths.client_key_file, "onexd-client", x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name),
+                                                            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        key_file.chmod(0o600)
     return paths
 
 
@@ -155,6 +162,7 @@ class Rsyslog(_SyslogReceiver):
     tls: CaFiles | None = None
     max_message_size: str = "256k"
     unix_socket: Path | None = None
+    require_client_cert: bool = False
     out: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
@@ -168,8 +176,9 @@ class Rsyslog(_SyslogReceiver):
             lines.append(f'global(defaultNetstreamDriver="ossl" defaultNetstreamDriverCAFile="{self.tls.ca_file}" '
                          f'defaultNetstreamDriverCertFile="{self.tls.cert_file}" '
                          f'defaultNetstreamDriverKeyFile="{self.tls.key_file}")')
+            auth = "x509/certvalid" if self.require_client_cert else "anon"
             lines.append('module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" '
-                         'streamDriver.authMode="anon")')
+                         f'streamDriver.authMode="{auth}")')
         elif self.tcp_port is not None:
             lines.append('module(load="imtcp")')
         if self.tcp_port is not None:

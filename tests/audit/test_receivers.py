@@ -178,6 +178,25 @@ def test_tls_with_a_wrong_ca_or_to_a_plain_listener_delivers_nothing(tmp_path: P
     trail.close()
 
 
+def test_tls_client_certificate_for_a_receiver_that_requires_one(tmp_path: Path) -> None:
+    """rsyslog requiring a client certificate (x509/certvalid) gets every event from a sink with certFile and
+    keyFile, and nothing from one without."""
+    ca = make_ca(tmp_path / "pki", "good")
+    trail = _trail(tmp_path, 200)
+    port = free_port()
+    with Rsyslog(tmp_path / "rsyslog", tcp_port=port, tls=ca, require_client_cert=True) as receiver:
+        with_cert = _sink(name="mtls", address=f"tls://localhost:{port}", timeoutSeconds=3,
+                          tls={"caFile": str(ca.ca_file), "certFile": str(ca.client_cert_file),
+                               "keyFile": str(ca.client_key_file)})
+        without = _tls_sink(port, ca).model_copy(update={"name": "anonymous", "timeoutSeconds": 3})
+        shipper = Shipper(trail, [make_sink(without), make_sink(with_cert)], tmp_path / "c.json")
+        assert shipper.ship() == {"anonymous": 0, "mtls": 200}, shipper.failing()
+        assert shipper.lag() == {"anonymous": 200, "mtls": 0}
+        receiver.wait_for(200)
+        _assert_parsed(receiver, 200)
+    trail.close()
+
+
 def test_udp_best_effort_to_rsyslog_counts_sends(tmp_path: Path) -> None:
     """UDP ships as best-effort: an oversize event arrives as its marker, a burst of a few thousand is counted
     as sent (what arrives is parsed RFC 5424; loss is what best-effort means), and the cursor reaches the end."""
