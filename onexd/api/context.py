@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from onexd.api.ratelimit import RateLimiter
+from onexd.audit.sampling import ReadSampler
 from onexd.audit.trail import AuditLog
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
@@ -45,6 +46,7 @@ class ApiContext:
     zones: Callable[[], dict[str, bool]] | None = None
     max_body_bytes: int = 1024 * 1024
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
+    read_sampler: ReadSampler = field(default_factory=ReadSampler)  # routine reads audited in aggregate
 
 
 CTX = web.AppKey("ctx", ApiContext)
