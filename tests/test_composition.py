@@ -71,3 +71,21 @@ def test_composed_trail_checkpoints_at_each_segment_boundary(tmp_path: Path, sta
     finally:
         parts.audit.close()
         parts.store.close()
+
+
+def test_trail_drops_are_counted_apart_from_sink_drops(tmp_path: Path, staging_dir: Path) -> None:
+    """Events the best-effort trail loses count under sink "(trail)" of the labelled drop counter (a bare
+    increment of a labelled counter would raise inside the trail)."""
+    config = config_from_data({"stateDir": str(tmp_path / "state"), "policyDir": str(tmp_path / "policies"),
+                               "runtime": {"backend": "fake"}, "secrets": {"stagingDir": str(staging_dir)},
+                               "audit": {"delivery": "best_effort"}}, "test")
+    parts = compose(config, lambda: True)
+    try:
+        parts.audit.on_dropped(3)
+        parts.metrics.sink_dropped("udp", 2)
+        text = parts.metrics.render().decode()
+        assert 'onexd_audit_events_dropped_total{sink="(trail)"} 3.0' in text
+        assert 'onexd_audit_events_dropped_total{sink="udp"} 2.0' in text
+    finally:
+        parts.audit.close()
+        parts.store.close()
