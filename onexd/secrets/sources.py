@@ -10,8 +10,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from onexd.errors import SecretError as SecretError
 from onexd.policy.models import SecretSourceSpec
@@ -68,6 +69,17 @@ class EncryptedSecretSource:
         return self.store.get(self.name, key)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is answered as an error: following it would re-send X-Vault-Token to wherever it points."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: Message, newurl: str) -> urllib.request.Request | None:
+        return None
+
+
+_VAULT_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 @dataclass(frozen=True, slots=True)
 class VaultSecretSource:
     """Values from a HashiCorp Vault KV v2 mount: GET {address}/v1/{mount}/data/{key}, field `value` (or the
@@ -86,10 +98,12 @@ class VaultSecretSource:
         url = f"{self.address.rstrip('/')}/v1/{self.mount}/data/{urllib.parse.quote(key)}"
         request = urllib.request.Request(url, headers={"X-Vault-Token": token})  # noqa: S310 - http(s) URL from policy
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+            with _VAULT_OPENER.open(request, timeout=self.timeout_s) as response:
                 body = json.loads(response.read(1024 * 1024))
         except urllib.error.HTTPError as exc:
-            raise SecretError(f"Vault answered {exc.code} for key {key!r}") from None
+            exc.close()
+            redirect = " (redirects are not followed: the token would go along)" if 300 <= exc.code < 400 else ""
+            raise SecretError(f"Vault answered {exc.code} for key {key!r}{redirect}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise SecretError(f"Vault at {self.address} unreachable or not KV v2 ({type(exc).__name__})") from None
         fields = (body.get("data") or {}).get("data") if isinstance(body, dict) else None
