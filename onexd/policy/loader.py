@@ -103,11 +103,20 @@ def find_bundles(path: Path) -> list[Path]:
                   if p.is_dir() and not ignored(p.name) and (p / MANIFEST).is_file())
 
 
+def safe_resolve(path: Path, strict: bool = True) -> Path | None:
+    """path with every symbolic link resolved, or None when it cannot be (a link loop; a missing file when
+    strict)."""
+    try:
+        return path.resolve(strict=strict)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python < 3.13
+        return None
+
+
 def _read_files(root: Path, display: str, limits: LoadLimits) -> tuple[dict[str, bytes], list[Problem]]:
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
     total = 0
-    real_root = root.resolve()
+    real_root = safe_resolve(root) or root
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not ignored(d))
         for name in sorted(filenames):
@@ -116,15 +125,30 @@ def _read_files(root: Path, display: str, limits: LoadLimits) -> tuple[dict[str,
             full = Path(dirpath, name)
             rel = full.relative_to(root).as_posix()
             shown = f"{display.rstrip('/')}/{rel}"
-            st = full.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                target = full.resolve()
-                if not target.is_relative_to(real_root):
-                    problems.append(problem(shown, None, "", "ref/path-escape",
-                                            "symbolic link points outside the bundle"))
-                    continue
-                st = target.stat()
+            try:
+                st = full.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    target = safe_resolve(full)
+                    if target is None:
+                        problems.append(problem(shown, None, "", "ref/path-escape",
+                                                "symbolic link cannot be resolved (a loop, or a missing target)"))
+                        continue
+                    if not target.is_relative_to(real_root):
+                        problems.append(problem(shown, None, "", "ref/path-escape",
+                                                "symbolic link points outside the bundle"))
+                        continue
+                    st = target.stat()
+            except OSError as exc:
+                problems.append(problem(shown, None, "", "bundle/unreadable-file",
+                                        f"cannot read the file: {exc.strerror}"))
+                continue
             if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_nlink > 1:
+                # A hard link may be another name of any file on the same filesystem (a key, a password file):
+                # unlike a symbolic link, where the other names live cannot be checked, so it is refused.
+                problems.append(problem(shown, None, "", "ref/path-escape",
+                                        "file has several hard links; the other names may lie outside the bundle"))
                 continue
             if len(files) >= limits.max_bundle_files:
                 problems.append(problem(shown, None, "", "limits/too-many-files",
@@ -141,7 +165,11 @@ def _read_files(root: Path, display: str, limits: LoadLimits) -> tuple[dict[str,
                 problems.append(problem(shown, None, "", "limits/bundle-too-large",
                                         f"bundle exceeds {limits.max_bundle_bytes} bytes"))
                 return files, problems
-            files[rel] = full.read_bytes()
+            try:
+                files[rel] = full.read_bytes()
+            except OSError as exc:
+                problems.append(problem(shown, None, "", "bundle/unreadable-file",
+                                        f"cannot read the file: {exc.strerror}"))
     return files, problems
 
 

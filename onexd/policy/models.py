@@ -6,6 +6,7 @@ fails when they drift.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -28,11 +29,14 @@ SEMVER_PATTERN = (
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
-SIZE_PATTERN = r"^[1-9][0-9]*(Ki|Mi|Gi|Ti)?$"
+SIZE_PATTERN = r"^[1-9][0-9]{0,15}(Ki|Mi|Gi|Ti)?$"
 _SIZE_UNITS = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
 PERMISSION_PATTERN = r"^(\*|[a-z][a-z-]*:(\*|[a-z][a-z-]*))$"
 CAPABILITY_PATTERN = r"^[A-Z][A-Z0-9_]*$"
-ABS_PATH_PATTERN = r"^/(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._/-]*$"
+# Normalized absolute paths only: no `//`, `.` or `..` segment, no trailing slash (`/./proc` is refused, not
+# normalized: input that could be read two ways is an error).
+ABS_PATH_PATTERN = r"^(/(?!\.\.?(/|$))[A-Za-z0-9._-]+)+$"
+ABS_PATH_MAX = 4096
 REL_PATH_PATTERN = r"^[A-Za-z0-9._/-]{1,1024}$"  # escapes (.., absolute) are a semantic rule
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LABEL_KEY_PATTERN = r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
@@ -59,6 +63,41 @@ Size = Annotated[
         "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
     }),
 ]
+
+# Floors and ceilings of every limit. A value outside them is refused at load: the engine must never receive a
+# value it reads as "unlimited" (NanoCpus 0, Memory -1 or near 2^63, PidsLimit <= 0), and a job's captured
+# output is buffered in the daemon's memory. The numbers are documented in docs/rules.md (security/limit-range).
+MEMORY_MIN_BYTES = 6 * 1024**2  # Docker refuses less than 6 MiB
+MEMORY_MAX_BYTES = 256 * 1024**3
+CPUS_MIN = 0.01  # Docker's own granularity; NanoCpus never rounds to 0
+CPUS_MAX = 256.0
+PIDS_MIN, PIDS_MAX = 1, 65536
+NOFILE_MIN, NOFILE_MAX = 8, 1048576
+TIMEOUT_MIN_S, TIMEOUT_MAX_S = 1, 86400
+OUTPUT_MIN_BYTES = 1024
+OUTPUT_MAX_BYTES = 64 * 1024**2
+TMPFS_MIN_BYTES = 4096
+TMPFS_MAX_BYTES = 64 * 1024**3
+# runc refuses ids above 2^31-1; (uid_t)-1 and wrapped values must never reach it.
+ID_MIN, ID_MAX = 1, 2**31 - 1
+
+
+def _size_schema(low: int, high: int, what: str) -> WithJsonSchema:
+    """The schema of a Size with a floor and a ceiling."""
+    return WithJsonSchema({
+        "description": f"{what}: an integer number of bytes from {low} to {high}, or a string with a "
+                       "binary suffix (`512Ki`, `64Mi`, `1Gi`) within the same range.",
+        "anyOf": [{"type": "integer", "minimum": low, "maximum": high},
+                  {"type": "string", "pattern": SIZE_PATTERN}],
+    })
+
+
+MemorySize = Annotated[int, BeforeValidator(parse_size), Field(ge=MEMORY_MIN_BYTES, le=MEMORY_MAX_BYTES),
+                       _size_schema(MEMORY_MIN_BYTES, MEMORY_MAX_BYTES, "Memory")]
+OutputSize = Annotated[int, BeforeValidator(parse_size), Field(ge=OUTPUT_MIN_BYTES, le=OUTPUT_MAX_BYTES),
+                       _size_schema(OUTPUT_MIN_BYTES, OUTPUT_MAX_BYTES, "Output")]
+TmpfsSize = Annotated[int, BeforeValidator(parse_size), Field(ge=TMPFS_MIN_BYTES, le=TMPFS_MAX_BYTES),
+                      _size_schema(TMPFS_MIN_BYTES, TMPFS_MAX_BYTES, "tmpfs size")]
 Permission = Annotated[str, StringConstraints(pattern=PERMISSION_PATTERN)]
 
 
@@ -129,9 +168,10 @@ class CapabilitySpec(Model):
 
 
 class TmpfsMount(Model):
-    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)] = Field(
-        description="Absolute mount point inside the container.")
-    size: Size = Field(description="Size limit of the tmpfs.")
+    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN, max_length=ABS_PATH_MAX)] = Field(
+        description="Absolute, normalized mount point inside the container (no `//`, `.`, `..` or trailing "
+                    "`/`).")
+    size: TmpfsSize = Field(description="Size limit of the tmpfs.")
     mode: Annotated[str, StringConstraints(pattern=r"^[0-7]{3,4}$")] = Field(
         default="1777", description="Octal permission bits, as a quoted string (`\"1777\"`).")
 
@@ -143,19 +183,21 @@ class ProfileCapabilities(Model):
 
 
 class Resources(Model):
-    memory: Size = Field(description="Memory limit; swap is set equal, so no swap is used.")
-    cpus: float = Field(gt=0, le=256, description="CPU quota in cores (`0.5`, `2`).")
-    pids: int = Field(ge=1, le=65536, description="Maximum number of processes/threads.")
-    nofile: int = Field(ge=8, le=1048576, description="Maximum open files (soft = hard).")
-    timeoutSeconds: int = Field(ge=1, le=86400, description="Wall-clock limit of a job.")
-    outputBytes: Size = Field(description="Captured stdout+stderr beyond this is cut and flagged.")
+    memory: MemorySize = Field(description="Memory limit; swap is set equal, so no swap is used.")
+    cpus: float = Field(ge=CPUS_MIN, le=CPUS_MAX, description="CPU quota in cores (`0.5`, `2`).")
+    pids: int = Field(ge=PIDS_MIN, le=PIDS_MAX, description="Maximum number of processes/threads.")
+    nofile: int = Field(ge=NOFILE_MIN, le=NOFILE_MAX, description="Maximum open files (soft = hard).")
+    timeoutSeconds: int = Field(ge=TIMEOUT_MIN_S, le=TIMEOUT_MAX_S, description="Wall-clock limit of a job.")
+    outputBytes: OutputSize = Field(description="Captured stdout+stderr beyond this is cut and flagged (it is "
+                                                "buffered in the daemon's memory).")
 
 
 class SandboxProfileSpec(Model):
     image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")] = Field(
         description="Container image (built locally: `onexd/runner-python`, `onexd/runner-busybox`).")
-    user: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}:[0-9]{1,10}$")] = Field(
-        description="`\"uid:gid\"` the job runs as; never 0.")
+    user: Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$")] = Field(
+        description=f"`\"uid:gid\"` the job runs as, each from {ID_MIN} to {ID_MAX} (never 0), in plain "
+                    "decimal without leading zeros.")
     readOnlyRootFilesystem: bool = Field(default=True, description="Must stay true.")
     tmpfs: tuple[TmpfsMount, ...] = Field(default=(), description="Writable, size-limited scratch space "
                                                                  "(nosuid,nodev).")
@@ -192,7 +234,7 @@ SeccompAction = Literal["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL
 class SyscallRule(Model):
     names: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")], ...] = Field(min_length=1)
     action: SeccompAction
-    errnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=0, le=4095)
+    errnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=4095)
     args: tuple[SyscallArg, ...] = ()
     comment: str = ""
     includes: SyscallFilter = Field(default_factory=SyscallFilter)
@@ -208,12 +250,15 @@ class SeccompJson(Model):
     """A Docker/OCI seccomp profile (the JSON `docker run --security-opt seccomp=FILE` takes)."""
 
     defaultAction: SeccompAction = Field(description="Action for syscalls no rule matches; may not allow.")
-    defaultErrnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=0, le=4095,
-                                                        description="errno for SCMP_ACT_ERRNO (38 = ENOSYS).")
+    # errno 0 would make a refused call look successful.
+    defaultErrnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=4095,
+                                                        description="errno for SCMP_ACT_ERRNO (38 = ENOSYS); never 0.")
     architectures: tuple[str, ...] = ()
     archMap: tuple[ArchMap, ...] = ()
     syscalls: tuple[SyscallRule, ...] = ()
-    flags: tuple[str, ...] = ()
+    # Only flags that do not weaken the filter: SPEC_ALLOW (no speculative-execution mitigation), NEW_LISTENER
+    # and anything unknown are refused.
+    flags: tuple[Literal["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"], ...] = ()
 
 
 class SeccompProfileSpec(Model):
@@ -248,6 +293,13 @@ class EgressRule(Model):
     def _exactly_one(self) -> EgressRule:
         if (self.host is None) == (self.cidr is None):
             raise ValueError("exactly one of `host` or `cidr` is required")
+        if self.cidr is not None:
+            # Checked here, at load: the proxy must never meet a range it cannot parse.
+            try:
+                ipaddress.ip_network(self.cidr, strict=True)
+            except ValueError:
+                raise ValueError("`cidr` is not a valid address range (prefix length within the address "
+                                 "size, no host bits set: `10.1.0.0/16`)") from None
         return self
 
 
@@ -262,12 +314,14 @@ class SecretSourceSpec(Model):
     type: Literal["env", "file", "encrypted", "vault"] = Field(description="Where values come from.")
     prefix: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | SkipJsonSchema[None] = Field(
         default=None, description="env: variable prefix of the daemon's environment.")
-    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)] | SkipJsonSchema[None] = Field(
-        default=None, description="file: a directory holding one file per key.")
+    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN, max_length=ABS_PATH_MAX)] \
+        | SkipJsonSchema[None] = Field(default=None, description="file: a directory holding one file per key "
+                                                                   "(never onexd's own state or credentials).")
     address: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")] | SkipJsonSchema[None] = Field(
         default=None, description="vault: server URL.")
     mount: Name | SkipJsonSchema[None] = Field(default=None, description="vault: KV v2 mount.")
-    tokenFile: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)] | SkipJsonSchema[None] = Field(
+    tokenFile: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN, max_length=ABS_PATH_MAX)] \
+        | SkipJsonSchema[None] = Field(
         default=None, description="vault: file holding the Vault token (path only, never the token).")
     cacheTTLSeconds: int = Field(default=60, ge=0, le=86400, description="How long a value is cached.")
 
