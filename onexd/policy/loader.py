@@ -91,6 +91,13 @@ def content_digest(files: Mapping[str, bytes]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+def tree_digest(files: Mapping[str, bytes]) -> str:
+    """sha256 of the listing `<sha256>  <path>` of every file, none excepted: the content address of a copy (a
+    node's code). Unlike content_digest, a root `signature.jws` counts: two trees differing only there differ."""
+    listing = "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def file_hashes(files: Mapping[str, bytes]) -> dict[str, str]:
     return {p: hashlib.sha256(files[p]).hexdigest() for p in sorted(files) if p != SIGNATURE}
 

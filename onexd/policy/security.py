@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -48,7 +49,7 @@ def _jwt_shaped(text: str) -> bool:
         # The character before a maximal run is never ASCII-word; a Unicode letter there is no boundary.
         boundary = start == 0 or not (text[start - 1].isalnum() or text[start - 1] == "_")
         parts = text[start:end].split(".")
-        for i, (first, second) in enumerate(zip(parts, parts[1:-1])):
+        for i, (first, second) in enumerate(itertools.pairwise(parts[:-1])):  # a dot must follow second
             if len(second) < 7 or not second.startswith("eyJ"):
                 continue
             if (first.startswith("eyJ") and len(first) >= 7 and (i > 0 or boundary)) or _boundary_eyj(first):
@@ -240,7 +241,7 @@ def _secret_problems(doc: LoadedDoc, defs: Definitions) -> list[Problem]:
     """A Secret whose env variable name (prefix + key) is one of onexd's own."""
     spec = doc.model.spec  # type: ignore[attr-defined]
     source = defs.get("SecretSource", {}).get(spec.source)
-    prefix = getattr(source.doc.model.spec, "prefix", None) if source is not None else None
+    prefix = getattr(getattr(source.doc.model, "spec", None), "prefix", None) if source is not None else None
     if prefix is not None and reserved_env_name(prefix + spec.key):
         return [problem(doc.file, doc.line("/spec/key"), "/spec/key", "security/secret-source-reserved",
                         f"Secret {doc.name}: the variable it names belongs to onexd ({RESERVED_ENV_PREFIX}*)")]

@@ -23,8 +23,10 @@ def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize(("host", "port", "allowed"), [
-    ("localhost", 8080, True), ("LOCALHOST.", 8080, True), ("localhost", 8081, False),
-    ("127.0.0.1", 9000, True), ("127.0.0.1", 8080, False), ("::1", 9000, False),
+    # A host rule for a name that resolves to loopback allows nothing (finding 22); a CIDR rule inside the
+    # loopback range names it explicitly.
+    ("localhost", 8080, False), ("LOCALHOST.", 8080, False), ("localhost", 8081, False),
+    ("127.0.0.1", 9000, True), ("localhost", 9000, True), ("127.0.0.1", 8080, False), ("::1", 9000, False),
 ])
 def test_decide(rules: Path, host: str, port: int, allowed: bool) -> None:
     """Names resolve through /etc/hosts here (no DNS query leaves the machine); the port must match too."""
@@ -33,10 +35,10 @@ def test_decide(rules: Path, host: str, port: int, allowed: bool) -> None:
 
 def test_a_changed_allowlist_applies_to_the_next_decision(rules: Path) -> None:
     """The proxy re-reads its config when the file changes (a reload writes a new one)."""
-    assert asyncio.run(egress_proxy.decide("localhost", 8080))[0]
+    assert asyncio.run(egress_proxy.decide("127.0.0.1", 9000))[0]
     import os
     import time
 
     rules.write_text(json.dumps({"zone": "web", "egress": []}))
     os.utime(rules, (time.time() + 5, time.time() + 5))
-    assert not asyncio.run(egress_proxy.decide("localhost", 8080))[0]
+    assert not asyncio.run(egress_proxy.decide("127.0.0.1", 9000))[0]
