@@ -106,7 +106,10 @@ class PolicyManager:
         candidates = [parse_bundle(r, f"{shown.rstrip('/')}/{r.name}", self.schemas, self.limits) for r in roots]
         present = {c.dir_name for c in candidates}
         fallbacks = {d: b for d, b in before.active_bundles.items() if d in present}
-        active = {e.name: ActiveVersion(e.name, e.version, e.digest) for e in before.entries.values()}
+        # A removed bundle's last version still counts: re-adding an older one is a downgrade.
+        active = {name: ActiveVersion(name, version, digest)
+                  for name, (version, digest) in self.store.history().items()}
+        active.update({e.name: ActiveVersion(e.name, e.version, e.digest) for e in before.entries.values()})
         ev = evaluate(candidates, trust=self.trust, active=active, fallbacks=fallbacks, allow_rollback=allow_rollback)
         assert ev.snapshot is not None
         now = time.time()
