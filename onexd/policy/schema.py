@@ -153,7 +153,9 @@ class SchemaSet:
 def _leaves(error: ValidationError) -> list[ValidationError]:
     """For anyOf/oneOf failures, the most specific sub-errors say more than 'is not valid under any'."""
     if error.validator in ("anyOf", "oneOf") and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
+        # A branch whose type matched says more (`must be at most N`) than one of another type.
+        typed = [e for e in error.context if e.validator != "type"]
+        best = jsonschema.exceptions.best_match(typed or error.context)
         if best is not None and list(best.absolute_path) != list(error.absolute_path):
             return [best]
         if error.validator == "oneOf" and isinstance(error.instance, dict):
