@@ -214,8 +214,8 @@ class SandboxProfileSpec(Model):
 
 class SyscallArg(Model):
     index: int = Field(ge=0, le=5)
-    value: int = Field(ge=0)
-    valueTwo: int = Field(default=0, ge=0)
+    value: int = Field(ge=0, le=2**64 - 1)  # a syscall argument is at most 64 bits
+    valueTwo: int = Field(default=0, ge=0, le=2**64 - 1)
     op: Literal["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
                 "SCMP_CMP_MASKED_EQ"]
 
