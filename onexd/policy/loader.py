@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ from onexd.policy.models import KINDS, BundleDoc, Document
 from onexd.policy.problems import Problem, problem
 from onexd.policy.schema import SchemaSet
 from onexd.policy.yamlsafe import YamlDocument, YamlLimits, load_documents
+
+log = logging.getLogger("onexd.policy")
 
 MANIFEST = "bundle.yaml"
 SIGNATURE = "signature.jws"
@@ -246,3 +249,16 @@ def parse_bundle(root: Path, display: str | None = None, schemas: SchemaSet | No
                         problems=tuple(problems),
                         raw_docs=tuple(d for d in raw_docs if not is_code(d[0])))
 
+
+def parse_bundle_contained(root: Path, display: str, schemas: SchemaSet, limits: LoadLimits | None = None
+                           ) -> ParsedBundle:
+    """parse_bundle, with any unforeseen failure turned into a rejection of this one bundle: whatever a bundle
+    holds, the other bundles are still validated and the daemon keeps running on the last good version."""
+    try:
+        return parse_bundle(root, display, schemas, limits)
+    except Exception as exc:  # the boundary: hostile input never takes the process down
+        log.error("bundle could not be loaded", extra={"bundle": root.name, "error": type(exc).__name__})
+        return ParsedBundle(dir_name=root.name, root=root, display=display, files=MappingProxyType({}), digest="",
+                            docs=(), problems=(problem(display, None, "", "bundle/unreadable-file",
+                                                       "the bundle could not be loaded (internal error; the "
+                                                       "daemon log names it)"),))

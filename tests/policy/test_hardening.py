@@ -376,3 +376,14 @@ def test_finding_21_node_code_differing_only_in_signature_gets_its_own_copy(tmp_
     assert ev.ok and ev.snapshot is not None, ev.all_problems()
     nodes = ev.snapshot.nodes
     assert nodes["echo"].source_digest != nodes["echo2"].source_digest
+
+
+def test_finding_01_unforeseen_loader_failure_rejects_only_that_bundle(tmp_path: Path) -> None:
+    """A failure inside parse_bundle (here: a broken limits object) becomes a rejection with a rule code."""
+    from onexd.policy.loader import LoadLimits, parse_bundle_contained
+    from onexd.policy.schema import SchemaSet
+
+    bundle = write_bundle(tmp_path, "b", minimal_docs())
+    broken = LoadLimits(yaml=None)  # type: ignore[arg-type]
+    parsed = parse_bundle_contained(bundle, "b", SchemaSet(), broken)
+    assert [p.code for p in parsed.problems] == ["bundle/unreadable-file"]
