@@ -28,6 +28,7 @@
     ├── RateLimited               too many requests from one principal (carries retry_after_s)
     ├── TooManyJobs               the job queue or the caller's share of it is full (carries retry_after_s)
     ├── SecretError               a secret could not be read from its source
+    ├── DeliveryError             an audit batch did not reach its sink's receiver (the shipper retries it)
     ├── ServiceUnavailable        a part of the daemon cannot serve now (the message says which)
     │   ├── NotAccepting          the daemon is shutting down
     │   ├── AuditUnavailable      the audit trail cannot be written (enforced delivery)
@@ -199,6 +200,11 @@ class TooManyJobs(OnexdError):
 
 class SecretError(OnexdError):
     """A secret could not be read from its source; the message never contains a value."""
+
+
+class DeliveryError(OnexdError):
+    """An audit batch did not reach its receiver; the message is safe to log (never a header value or a
+    secret)."""
 
 
 class ServiceUnavailable(OnexdError):

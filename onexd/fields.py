@@ -12,9 +12,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, WithJsonSchema
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-SIZE_PATTERN = r"^[1-9][0-9]*(Ki|Mi|Gi|Ti)?$"
+SIZE_PATTERN = r"^[1-9][0-9]{0,15}(Ki|Mi|Gi|Ti)?$"
 _SIZE_UNITS = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
-ABS_PATH_PATTERN = r"^/(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._/-]*$"
+# Normalized absolute paths only: no `//`, `.` or `..` segment, no trailing slash (`/./proc` is refused, not
+# normalized: input that could be read two ways is an error).
+ABS_PATH_PATTERN = r"^(/(?!\.\.?(/|$))[A-Za-z0-9._-]+)+$"
+ABS_PATH_MAX = 4096
 
 
 def parse_size(value: Any) -> Any:

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 # The exposition format generate_latest writes, with its version (what a scraper negotiates on).
 CONTENT_TYPE = str(prometheus_client.CONTENT_TYPE_LATEST)
+TRAIL_SINK = "(trail)"  # the label of events the trail itself dropped; no sink name has parentheses
 
 
 class _Callback(Collector):
@@ -48,7 +49,8 @@ class _BuildInfo(Collector):
 
 class Metrics:
     def __init__(self, version: str = "", api_version: str = "") -> None:
-        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` would be exported as a gauge per series
+        # `_created` series would be exported as gauges, one per series
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         r.register(_BuildInfo({"version": version, "api_version": api_version,
@@ -65,8 +67,11 @@ class Metrics:
                                       buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
         self.reloads = Counter("onexd_policy_reloads_total", "Policy reloads.", ["result"], registry=r)
         self.audit_events = Counter("onexd_audit_events_total", "Audit events written.", registry=r)
-        self.audit_dropped = Counter("onexd_audit_events_dropped_total", "Audit events lost (best_effort).",
-                                     registry=r)
+        # --- audit shipping (one label per sink); Metrics is the shipper's ShippingObserver -------------
+        self.audit_dropped = Counter("onexd_audit_events_dropped_total",
+                                     "Audit events lost: by a best-effort sink (UDP, never retried) or, as sink "
+                                     "`(trail)`, by the trail itself (delivery: best_effort).",
+                                     ["sink"], registry=r)
         self.shipping_failures = Counter("onexd_audit_shipping_failures_total", "Failed shipping batches.",
                                          ["sink"], registry=r)
         # --- job forensics: what finished jobs used, and which system calls seccomp stopped -------------
@@ -81,6 +86,10 @@ class Metrics:
         self.blocked_syscalls = Counter("onexd_job_blocked_syscalls_total",
                                         "System calls seccomp stopped in jobs, by name and action.",
                                         ["syscall", "action"], registry=r)
+        self.shipping_retries = Counter("onexd_audit_shipping_retries_total",
+                                        "Batches sent again after a failure.", ["sink"], registry=r)
+        self.shipped = Counter("onexd_audit_shipped_events_total", "Audit events handed to each sink.",
+                               ["sink"], registry=r)
 
     def job_forensics(self, usage: Mapping[str, int | None] | None, blocked: Mapping[str, Any] | str | None
                       ) -> None:
@@ -96,6 +105,22 @@ class Metrics:
                                          str(blocked.get("action"))).inc()
         elif blocked is not None:
             self.blocked_syscalls.labels("unknown", "unknown").inc()
+
+    def shipped_events(self, sink: str, events: int) -> None:
+        self.shipped.labels(sink).inc(events)
+
+    def sink_failed(self, sink: str) -> None:
+        self.shipping_failures.labels(sink).inc()
+
+    def sink_retried(self, sink: str) -> None:
+        self.shipping_retries.labels(sink).inc()
+
+    def sink_dropped(self, sink: str, events: int) -> None:
+        self.audit_dropped.labels(sink).inc(events)
+
+    def trail_dropped(self, events: int) -> None:
+        """Events the trail itself could not write (audit.delivery: best_effort), as sink `(trail)`."""
+        self.audit_dropped.labels(TRAIL_SINK).inc(events)
 
     def add_gauge(self, name: str, doc: str, label: str | None, values: Callable[[], dict[str, float]]) -> None:
         """A gauge computed at scrape time: values() maps each label value to its value (label None: one series,

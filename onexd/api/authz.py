@@ -27,13 +27,15 @@ async def require(ctx: ApiContext, snapshot: Snapshot, principal: Principal, per
 
 async def record_decision(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str,
                           allowed: bool, data: dict[str, Any]) -> None:
+    """Count the decision and audit it (allowed monitoring reads in aggregate: see onexd.audit.sampling)."""
     resource, _, action = permission.partition(":")
     result = "allowed" if allowed else "denied"
     if ctx.metrics is not None:
         ctx.metrics.authorization.labels(resource, action, result).inc()
-    if ctx.audit is not None:
-        await ctx.audit.aappend("authz.decision", principal.display, result, {"permission": permission, **data},
-                                snapshot.digest)
+    sampled = ctx.read_sampler.take(principal.display, permission, allowed)
+    if ctx.audit is not None and sampled is not None:
+        await ctx.audit.aappend("authz.decision", principal.display, result,
+                                {"permission": permission, **data, **sampled}, snapshot.digest)
     if not allowed:  # a denial counts toward a lockout (incident response)
         await strike(ctx, principal.display, f"denied {permission}")
 

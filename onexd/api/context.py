@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from onexd.api.ratelimit import RateLimiter
+from onexd.audit.sampling import ReadSampler
 from onexd.audit.trail import AuditLog
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
@@ -51,6 +52,7 @@ class ApiContext:
     # Job forensics: the principal lockout (None when disabled) and the clock audit searches measure ages by.
     lockout: LockoutTracker | None = None
     clock: Callable[[], float] = time.time
+    read_sampler: ReadSampler = field(default_factory=ReadSampler)  # routine reads audited in aggregate
 
 
 CTX = web.AppKey("ctx", ApiContext)

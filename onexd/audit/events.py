@@ -40,7 +40,7 @@ CATALOGUE: dict[str, EventType] = {t.name: t for t in (
     _t("auth.success", "a bearer token or API key was accepted", "method"),
     _t("auth.failure", "credentials were refused (outcome failure)", "method", "code", "reason"),
     _t("authz.decision", "an authorization decision (outcome allowed or denied)", "permission",
-       optional=("roles", "target", "capability", "reasons", "lockedUntil")),
+       optional=("roles", "target", "capability", "reasons", "lockedUntil", "reads")),
     _t("job.submitted", "a job was accepted and queued", *_JOB),
     _t("job.started", "a job started running", *_JOB),
     _t("job.finished", "a job ended (outcome success only when it succeeded)", *_JOB, "status", "exitCode",

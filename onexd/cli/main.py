@@ -22,7 +22,7 @@ from onexd.cli.exits import EXIT_ERROR, EXIT_INVALID, EXIT_OK, exit_code_for
 from onexd.cli.output import console, print_json, print_problems, print_yaml
 from onexd.crypto import generate_ed25519, load_private_key, load_public_key, private_pem, public_pem
 from onexd.engine.request import JobRequest
-from onexd.errors import ConfigError, OnexdError, PolicyError, UsageError
+from onexd.errors import OnexdError, PolicyError, UsageError
 from onexd.identity.principal import parse_subject, unix_principal
 from onexd.jobs.runner import InvalidInput, JobRunner, explain
 from onexd.jobs.zones import EgressZones
@@ -274,25 +274,22 @@ def _record_text(record: dict[str, Any]) -> None:
         out.print("[yellow](output truncated at the profile's outputBytes)[/yellow]")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from onexd import logs
-    from onexd.configfile import load_config
-    from onexd.daemon import serve
+def _config_inputs(args: argparse.Namespace) -> tuple[Path, dict[str, str], dict[str, str], bool]:
+    """Where the daemon config comes from: (file, overrides, fallbacks, whether the file must exist)."""
+    from onexd import systemd
 
     # Precedence: flags > ONEXD_* environment > file > defaults.
     overrides = {}
-    for key, env, flag in (("socket.path", "ONEXD_SOCKET", args.socket), ("policyDir", "ONEXD_POLICY_DIR",
-                           args.policy_dir), ("stateDir", "ONEXD_STATE_DIR", args.state_dir)):
+    for key, env, flag in (("socket.path", "ONEXD_SOCKET", getattr(args, "socket", None)),
+                           ("policyDir", "ONEXD_POLICY_DIR", getattr(args, "policy_dir", None)),
+                           ("stateDir", "ONEXD_STATE_DIR", getattr(args, "state_dir", None))):
         value = flag or os.environ.get(env)
         if value:
             overrides[key] = str(Path(value).absolute())
-    from onexd import systemd
-
     conf_dir = systemd.directory("CONFIGURATION_DIRECTORY")
     default_config = conf_dir / "onexd.yaml" if conf_dir else Path("/etc/onexd/onexd.yaml")
-    config_path = Path(args.config or os.environ.get("ONEXD_CONFIG", default_config))
-    if args.config and not config_path.exists():
-        raise ConfigError(f"{config_path}: no such file")
+    named = args.config or os.environ.get("ONEXD_CONFIG")  # a file someone named must exist
+    config_path = Path(named or default_config)
     # The unit's directories come after the file: flags > ONEXD_* > onexd.yaml > systemd > defaults.
     runtime_dir, state_dir = systemd.directory("RUNTIME_DIRECTORY"), systemd.directory("STATE_DIRECTORY")
     candidates: dict[str, Path | None] = {
@@ -301,10 +298,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "policyDir": conf_dir / "policies.d" if conf_dir else None,
     }
     fallbacks = {key: str(path) for key, path in candidates.items() if path is not None}
-    config = load_config(config_path, overrides, fallbacks)
+    return config_path, overrides, fallbacks, bool(named)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from onexd import logs
+    from onexd.configfile import load_config
+    from onexd.daemon import serve
+
+    config_path, overrides, fallbacks, must_exist = _config_inputs(args)
+    config = load_config(config_path, overrides, fallbacks, must_exist)  # before anything is written
     logs.setup(os.environ.get("ONEXD_LOG_LEVEL", "INFO"))
     serve(config)
     return EXIT_OK
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    from onexd.configfile import check_config
+
+    config_path, overrides, fallbacks, must_exist = _config_inputs(args)
+    config, problems = check_config(config_path, overrides, fallbacks, must_exist)
+    source = str(config_path) if config_path.exists() else f"{config_path} (absent: defaults)"
+    if args.output == "json":
+        print_json({"config": str(config_path), "valid": config is not None,
+                    "problems": [p.as_dict() for p in problems]})
+    else:
+        out = console(stderr=config is None)
+        for p in problems:
+            where = f":{p.line}" if p.line else ""
+            out.print(f"{escape(str(config_path))}{where}: [red]error[/red] {escape(p.field)}: {escape(p.message)}")
+        out.print(f"{escape(source)}: " + ("[green]valid[/green]" if config is not None
+                                             else f"[red]invalid[/red] ({_plural(len(problems), 'problem')})"))
+    return EXIT_OK if config is not None else EXIT_INVALID
 
 
 def _secret_store(args: argparse.Namespace) -> Any:
@@ -393,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-dir", metavar="DIR")
     p.add_argument("--state-dir", metavar="DIR")
     p.set_defaults(func=cmd_serve)
+    config = sub.add_parser("config", help="the daemon configuration (onexd.yaml)")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    p = csub.add_parser("validate", help="check onexd.yaml, every problem at once (exit 0 valid, 3 invalid)")
+    p.add_argument("--config", metavar="FILE", help="onexd.yaml (default: $ONEXD_CONFIG, then /etc/onexd/onexd.yaml)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_config_validate)
     policy = sub.add_parser("policy", help="validate, explain, diff and sign policy bundles")
     psub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
 

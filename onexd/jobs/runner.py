@@ -32,8 +32,8 @@ from onexd.policy.schema import InputValidator
 from onexd.policy.snapshot import NodeInfo, Snapshot
 from onexd.runtime.base import OutputSink, Runtime
 from onexd.runtime.kmsg import UNKNOWN, SyscallEvidence, Verdict, killed_by_seccomp
-from onexd.secrets.sources import EncryptedBackend, SecretCache, SecretError, source_for
-from onexd.secrets.staging import mask, staged_secrets
+from onexd.secrets.sources import EncryptedBackend, Reserved, SecretCache, SecretError, source_for
+from onexd.secrets.staging import mask, mask_forms, staged_secrets
 from onexd.spec import ContainerSpec
 
 MAX_INPUT_BYTES = 1024 * 1024
@@ -156,6 +156,8 @@ class JobRunner:
         self.nodes = NodeStore(state_dir / "nodes")
         self.staging_dir = staging_dir
         self.environ = os.environ if environ is None else environ
+        # The daemon's own key material is never a secret source, whatever a policy says.
+        self.reserved = Reserved.of(state_dir, self.environ)
         self.clock = clock
         self.cache = secret_cache or SecretCache()
         self.secret_store = secret_store
@@ -174,7 +176,7 @@ class JobRunner:
             source_spec = snapshot.secret_sources[secret.source]
             self.on_secret_access(job_id, name, secret.source)
             try:
-                source = source_for(source_spec, self.environ, secret.source, self.secret_store)
+                source = source_for(source_spec, self.environ, secret.source, self.secret_store, self.reserved)
                 values[name] = self.cache.get(secret.source, secret.key, source_spec.cacheTTLSeconds,
                                               functools.partial(source.read, secret.key))
             except SecretError as exc:
@@ -236,7 +238,7 @@ class JobRunner:
         except (RuntimeFailure, SecretError) as exc:
             # The message names what failed; it never carries a secret value (sources are written that way).
             text = str(exc)
-            for value in secret_values:
+            for value in mask_forms(secret_values):
                 text = text.replace(value.decode(errors="replace"), "***")
             return dataclasses.replace(base, status="error", reason=text, finished_at=self.clock())
         killed = result.status == "failed" and killed_by_seccomp(result.exit_code)

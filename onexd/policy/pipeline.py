@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onexd.crypto import PublicKey
-from onexd.policy.loader import LoadLimits, ParsedBundle, find_bundles, parse_bundle
+from onexd.policy.loader import LoadLimits, ParsedBundle, find_bundles, parse_bundle_contained
 from onexd.policy.problems import Problem, Severity, has_errors, problem
 from onexd.policy.schema import SchemaSet
 from onexd.policy.security import check_security
@@ -152,8 +152,8 @@ def load_directory(path: Path, display: str | None = None, *, trust: Trust | Non
         return Evaluation(None, (), (), (problem(display, None, "", "bundle/missing-manifest",
                                                  "no bundle found (a bundle is a directory with bundle.yaml)"),))
     single = roots == [path]
-    parsed = [parse_bundle(root, display if single else f"{display.rstrip('/')}/{root.name}", schemas, limits)
-              for root in roots]
+    parsed = [parse_bundle_contained(root, display if single else f"{display.rstrip('/')}/{root.name}", schemas,
+                                     limits) for root in roots]
     return evaluate(parsed, trust=trust)
 
 

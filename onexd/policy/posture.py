@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from onexd.policy.diff import Change
 from onexd.policy.models import NetworkZoneSpec, SandboxProfileSpec
+from onexd.policy.seccomp import DENYLIST, PERMISSIVE_ACTIONS
 from onexd.policy.snapshot import Snapshot
 
 GiB = 1 << 30
@@ -23,19 +24,13 @@ RUNTIME_DEFAULT = "runtime-default"
 # How many syscall names the engine's default profile allows on x86_64 without conditions (Docker's
 # profiles/seccomp/default.json: about 300 of the ~360 calls). The yardstick for "allowed compared with Docker".
 DOCKER_DEFAULT_ALLOWED = 300
-ALLOWING_ACTIONS = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY"})
-# Calls that reach kernel attack surface or other processes: each one a profile lets through costs points.
-DANGEROUS_SYSCALLS = frozenset({
-    "acct", "add_key", "adjtimex", "bpf", "chroot", "clock_adjtime", "clock_settime", "delete_module",
-    "finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "init_module", "io_uring_enter",
-    "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl",
-    "lookup_dcookie", "mbind", "migrate_pages", "modify_ldt", "mount", "mount_setattr", "move_mount",
-    "move_pages", "name_to_handle_at", "open_by_handle_at", "open_tree", "perf_event_open", "personality",
-    "pidfd_getfd", "pivot_root", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace", "quotactl",
-    "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setdomainname", "sethostname", "setns",
-    "settimeofday", "swapoff", "swapon", "syslog", "umount", "umount2", "unshare", "uselib", "userfaultfd",
-    "vhangup", "vmsplice",
-})
+ALLOWING_ACTIONS = PERMISSIVE_ACTIONS
+# Calls that reach kernel attack surface or other processes: each one a profile lets through costs points. The
+# validator's deny-list (a profile that allows one of those does not load), plus calls Docker's default profile
+# allows but that still widen what a job can reach.
+RISKY_BUT_DEFAULT = frozenset({"adjtimex", "clock_adjtime", "migrate_pages", "modify_ldt", "move_pages",
+                               "personality", "vmsplice"})
+DANGEROUS_SYSCALLS = DENYLIST | RISKY_BUT_DEFAULT
 # Points per added capability; one not listed costs DEFAULT_CAPABILITY_WEIGHT.
 CAPABILITY_WEIGHTS = {"NET_BIND_SERVICE": 3, "KILL": 4, "CHOWN": 6, "FOWNER": 8, "FSETID": 6, "SETUID": 10,
                       "SETGID": 10, "SETPCAP": 10, "DAC_OVERRIDE": 10, "DAC_READ_SEARCH": 10, "NET_RAW": 10,

@@ -81,10 +81,32 @@ def _describe(error: ValidationError) -> tuple[str, str, str]:
     if validator == "type":
         return "schema/wrong-type", where, f"expected {error.validator_value}, got {type(error.instance).__name__}"
     if validator == "pattern" and where.endswith("/metadata/name"):
-        return "schema/invalid-name", where, f"invalid name {error.instance!r}: {error.message}"
+        return "schema/invalid-name", where, f"invalid name: {_constraint(error)}"
     if validator == "pattern" and where.endswith("/version"):
-        return "schema/invalid-version", where, f"{error.instance!r} is not a semantic version (1.2.3)"
-    return "schema/invalid-value", where, error.message
+        return "schema/invalid-version", where, "not a semantic version (1.2.3)"
+    return "schema/invalid-value", where, _constraint(error)
+
+
+_CONSTRAINTS = {
+    "pattern": "does not match the pattern {v}", "minimum": "must be at least {v}", "maximum": "must be at most {v}",
+    "exclusiveMinimum": "must be greater than {v}", "exclusiveMaximum": "must be less than {v}",
+    "minLength": "must be at least {v} characters long", "maxLength": "must be at most {v} characters long",
+    "minItems": "must have at least {v} items", "maxItems": "must have at most {v} items",
+    "enum": "must be one of {v}", "const": "must be {v}", "format": "is not a valid {v}",
+    "uniqueItems": "has duplicate items", "minProperties": "must have at least {v} fields",
+    "maxProperties": "must have at most {v} fields", "multipleOf": "must be a multiple of {v}",
+}
+
+
+def _constraint(error: ValidationError) -> str:
+    """What the value violates, never the value itself: a rejected value may be a secret put in the wrong
+    field (a password as Secret.spec.key), and messages reach status pages, logs and the API."""
+    template = _CONSTRAINTS.get(str(error.validator))
+    if template is None:
+        return f"the value fails the schema's `{error.validator}` rule"
+    value = error.validator_value
+    shown = ", ".join(repr(x) for x in value) if isinstance(value, list) else str(value)
+    return template.format(v=shown)
 
 
 class SchemaSet:
@@ -109,11 +131,11 @@ class SchemaSet:
                             "a document must be a mapping with apiVersion, kind, metadata and spec")]
         if data.get("apiVersion") != "onexd/v1":
             return [problem(file, doc.line_of("/apiVersion"), "/apiVersion", "schema/api-version",
-                            f"apiVersion {data.get('apiVersion')!r} is not supported; use onexd/v1")]
+                            "apiVersion is not supported; use onexd/v1")]
         kind = data.get("kind")
         if not isinstance(kind, str) or kind not in KINDS:
             return [problem(file, doc.line_of("/kind"), "/kind", "schema/kind",
-                            f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
+                            f"unknown kind; expected one of {', '.join(KINDS)}")]
         out: list[Problem] = []
         for error in self._validators[kind].iter_errors(data):
             for leaf in _leaves(error):
@@ -132,7 +154,9 @@ class SchemaSet:
 def _leaves(error: ValidationError) -> list[ValidationError]:
     """For anyOf/oneOf failures, the most specific sub-errors say more than 'is not valid under any'."""
     if error.validator in ("anyOf", "oneOf") and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
+        # A branch whose type matched says more (`must be at most N`) than one of another type.
+        typed = [e for e in error.context if e.validator != "type"]
+        best = jsonschema.exceptions.best_match(typed or error.context)
         if best is not None and list(best.absolute_path) != list(error.absolute_path):
             return [best]
         if error.validator == "oneOf" and isinstance(error.instance, dict):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onexd.policy.loader import MANIFEST, LoadedDoc, ParsedBundle
+from onexd.policy.loader import MANIFEST, LoadedDoc, ParsedBundle, safe_resolve
 from onexd.policy.models import (
     KNOWN_PERMISSIONS,
     KNOWN_RESOURCES,
@@ -81,8 +81,9 @@ def _inside(bundle: ParsedBundle, relpath: str) -> PurePosixPath | None:
         return None
     normalized = PurePosixPath(*parts)
     # Symbolic links were resolved when the bundle was read; check the directory itself too.
-    real = (bundle.root / normalized).resolve()
-    return normalized if real.is_relative_to(bundle.root.resolve()) else None
+    real = safe_resolve(bundle.root / normalized, strict=False)
+    root = safe_resolve(bundle.root, strict=False) or bundle.root
+    return normalized if real is not None and real.is_relative_to(root) else None
 
 
 def resolve_seccomp(bundle: ParsedBundle, doc: LoadedDoc) -> tuple[dict[str, Any] | None, list[Problem]]:

@@ -34,7 +34,7 @@ def snapshot() -> Snapshot:
 
 
 def _runner(runtime: FakeRuntime, tmp_path: Path, staging_dir: Path, **env: str) -> JobRunner:
-    return JobRunner(runtime, tmp_path / "state", staging_dir, environ={"ONEXD_DEMO_SECRET_API_TOKEN": TOKEN, **env})
+    return JobRunner(runtime, tmp_path / "state", staging_dir, environ={"DEMO_SECRET_API_TOKEN": TOKEN, **env})
 
 
 def test_node_job_gets_input_on_stdin_and_code_mounted(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
@@ -109,7 +109,7 @@ def test_missing_secret_is_an_error_record_without_the_value(snapshot: Snapshot,
     runner = JobRunner(runtime, tmp_path / "state", staging_dir, environ={})
     record = runner.run(snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"})).record
     assert record is not None and record.status == "error"
-    assert "api-token" in record.reason and "ONEXD_DEMO_SECRET_API_TOKEN" in record.reason
+    assert "api-token" in record.reason and "DEMO_SECRET_API_TOKEN" in record.reason
     assert runtime.runs == []
 
 
@@ -155,7 +155,7 @@ def test_records_carry_the_spec_fields(snapshot: Snapshot, tmp_path: Path, stagi
     assert data["policy"]["bundles"] == {"data-job": "1.0.0", "hello": "1.0.0"}
     assert str(data["createdAt"]).endswith("Z") and len(data["id"]) == 32
     assert hashlib.sha256(b"").hexdigest() not in data["stdout"]
-    assert os.environ.get("ONEXD_DEMO_SECRET_API_TOKEN") is None
+    assert os.environ.get("DEMO_SECRET_API_TOKEN") is None
 
 
 def _egress_snapshot(root: Path, rule: dict[str, object]) -> Snapshot:
