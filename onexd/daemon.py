@@ -92,7 +92,12 @@ class Daemon:
         metrics_listener = _metrics_listener(parts)  # first: an address in use stops the start before the socket
         if metrics_listener is not None:
             await metrics_listener.start()
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:  # a socket that cannot be bound: the listener does not outlive the failed start
+            if metrics_listener is not None:
+                await metrics_listener.stop()
+            raise
         def changed() -> None:  # on watchdog's thread
             loop.call_soon_threadsafe(self._schedule_reload, parts)
 

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -281,3 +282,39 @@ def test_issue_13_16_rejected_bundle_is_a_journald_warning_naming_its_problems(
     rejected = [json.loads(line[3:]) for line in rejected_lines]
     assert rejected[0]["bundle"] == "broken" and any("no-such-capability" in p for p in rejected[0]["problems"])
     assert any(line.startswith("<6>") and '"onexd ready"' in line for line in lines)
+
+
+def test_issue_13_15_a_failed_start_closes_the_metrics_listener(tmp_path: Path) -> None:
+    """When the API socket cannot be set up (here: an unknown socket group), the start fails with a ConfigError
+    and the metrics listener it had opened is closed again, not left serving (regression)."""
+    import asyncio
+    import shutil
+    import uuid
+
+    from onexd.config import DaemonConfig
+    from onexd.daemon import Daemon as OnexdDaemon
+    from onexd.errors import ConfigError
+    from tests.conftest import EXAMPLES
+
+    port = _free_port()
+    staging = Path("/dev/shm") / f"onexd-listener-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(EXAMPLES, tmp_path / "policies")
+    config = DaemonConfig.model_validate({
+        "socket": {"path": str(tmp_path / "run" / "onexd.sock"), "group": "no-such-group-onexd"},
+        "policyDir": str(tmp_path / "policies"), "stateDir": str(tmp_path / "state"),
+        "runtime": {"backend": "fake"}, "secrets": {"stagingDir": str(staging)},
+        "metrics": {"listen": f"127.0.0.1:{port}"}})
+    staging.mkdir(mode=0o711)
+    old = os.environ.get("ONEXD_MASTER_KEY")
+    os.environ["ONEXD_MASTER_KEY"] = "k" * 32
+    try:
+        with pytest.raises(ConfigError, match="no-such-group-onexd"):
+            asyncio.run(OnexdDaemon(config).run())
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        if old is None:
+            del os.environ["ONEXD_MASTER_KEY"]
+        else:
+            os.environ["ONEXD_MASTER_KEY"] = old
+        shutil.rmtree(staging, ignore_errors=True)
