@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.markup import escape
-from rich.table import Table
 
 from onexd import __version__
-from onexd.cli.output import console, print_json, print_problems, print_yaml
+from onexd.cli.output import console, explain_text, print_json, print_problems, print_yaml
 from onexd.crypto import generate_ed25519, load_private_key, load_public_key, private_pem, public_pem
 from onexd.engine.decide import decide
 from onexd.engine.request import JobRequest
@@ -121,7 +120,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             input_errors = InputValidator(schema).errors(request.input)
     result = decision.as_dict(snapshot)
     result["inputErrors"] = input_errors
-    _emit(result, args.output, _explain_text)
+    _emit(result, args.output, explain_text)
     return EXIT_OK if decision.allowed and not input_errors else EXIT_INVALID
 
 
@@ -133,22 +132,6 @@ def _emit(data: Any, fmt: str, text: Callable[[Any], None]) -> None:
         print_yaml(data)
     else:
         text(data)
-
-
-def _explain_text(result: dict[str, Any]) -> None:
-    out = console()
-    verdict = "[green bold]ALLOWED[/green bold]" if result["allowed"] else "[red bold]DENIED[/red bold]"
-    out.print(f"{verdict}: {escape(result['principal'])} -> {escape(result['target'])}")
-    for r in result["reasons"]:
-        out.print(f"  [dim]{escape(r['code'])}[/dim]  {escape(r['message'])}")
-    for e in result["inputErrors"]:
-        out.print(f"  [red]input[/red]  {escape(e)}")
-    if result["sandbox"]:
-        table = Table(title="Effective sandbox", show_header=False)
-        for key, value in result["sandbox"].items():
-            table.add_row(key, escape(json.dumps(value) if not isinstance(value, str) else value))
-        out.print(table)
-    out.print(f"policy sha256:{result['policy']['digest']}")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -265,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     zones.stop()  # a one-shot run leaves no proxy or network behind
     if outcome.record is None:
-        _emit({**outcome.decision.as_dict(snapshot), "inputErrors": []}, args.output, _explain_text)
+        _emit({**outcome.decision.as_dict(snapshot), "inputErrors": []}, args.output, explain_text)
         return EXIT_INVALID
     record = outcome.record.as_dict()
     _emit(record, args.output, _record_text)
@@ -375,9 +358,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_completion(args: argparse.Namespace) -> int:
     from onexd.cli import ctl
-    from onexd.cli.completion import bash_script
+    from onexd.cli.completion import script
 
-    sys.stdout.write(bash_script("onexd", build_parser()) + bash_script("onexctl", ctl.build_parser()))
+    sys.stdout.write(script(build_parser(), args.shell) + script(ctl.build_parser(), args.shell))
     return EXIT_OK
 
 
@@ -472,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("completion", help="shell completion for onexd and onexctl: eval \"$(onexd completion bash)\"")
-    p.add_argument("shell", choices=("bash", "zsh"), help="zsh: load bashcompinit first")
+    p.add_argument("shell", choices=("bash", "zsh"), help="zsh: after compinit, eval \"$(onexd completion zsh)\"")
     p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("docs", help="print generated reference documentation (markdown)")
