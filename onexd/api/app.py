@@ -199,7 +199,7 @@ async def _authenticate(ctx: ApiContext, request: web.Request) -> Principal:
         raise
     if ctx.metrics is not None:
         ctx.metrics.authentication.labels(method, "success").inc()
-    if method != "peer" and ctx.audit is not None:
+    if method != "peer" and ctx.audit is not None and request.path != AUDIT_PATH:  # reading the trail: see below
         await ctx.audit.aappend("auth.success", principal.display, "success", {"method": method})
     return principal
 
@@ -340,9 +340,15 @@ def _visible(ctx: ApiContext, principal: Principal, record: JobRecord | None, ow
     raise ApiError(404, "not-found", "no such job (or not yours to see)")
 
 
+def _job_id(ctx: ApiContext, request: web.Request) -> str:
+    """The path's job id, or the full id of the one job a unique prefix (8+ characters) names."""
+    given = request.match_info["id"]
+    return ctx.jobs.store.resolve(given) or given
+
+
 async def get_job(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(request.match_info["id"]), "jobs:read", "jobs:read-all")
+    record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(_job_id(ctx, request)), "jobs:read", "jobs:read-all")
     return _json(record.as_dict())
 
 
@@ -366,7 +372,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    job_id = request.match_info["id"]
+    job_id = _job_id(ctx, request)
     record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(job_id), "jobs:read", "jobs:read-all")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
@@ -392,7 +398,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
 
 async def cancel_job(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    job_id = request.match_info["id"]
+    job_id = _job_id(ctx, request)
     _visible(ctx, request[PRINCIPAL], ctx.jobs.get(job_id), "jobs:cancel", "jobs:cancel-all")
     record = ctx.jobs.cancel(job_id)
     assert record is not None
@@ -454,17 +460,36 @@ async def _event(request: web.Request, type_: str, data: dict[str, Any]) -> None
         await audit.aappend(type_, request[PRINCIPAL].display, "success", data)
 
 
+# --- audit reads: a follower (onexctl audit tail -f) must not feed the trail it reads ----------------------
+AUDIT_PATH = "/v1/audit"
+AUDIT_MAX_WAIT_S = 30.0
+AUDIT_POLL_S = 0.2
+
+
 async def audit_events(request: web.Request) -> web.Response:
+    """Events after `since`; `wait=SECONDS` (at most 30) long-polls until one exists. An allowed read is
+    counted but not written to the trail (a denied one is), so polling it adds nothing to it."""
     ctx = request.app[CTX]
-    await _require(ctx, request[PRINCIPAL], "audit:read")
+    principal: Principal = request[PRINCIPAL]
+    if _allowed(ctx, principal, "audit:read"):
+        if ctx.metrics is not None:
+            ctx.metrics.authorization.labels("audit", "read", "allowed").inc()
+    else:
+        await _require(ctx, principal, "audit:read")  # audits the denial and raises
     if ctx.audit is None:
         raise ApiError(503, "not-configured", "no audit trail in this daemon")
     try:
         since = int(request.query.get("since", "0"))
         limit = min(max(int(request.query.get("limit", "1000")), 1), 10000)
+        wait = min(max(float(request.query.get("wait", "0")), 0.0), AUDIT_MAX_WAIT_S)
     except ValueError:
-        raise ApiError(400, "invalid-request", "since and limit must be integers") from None
+        raise ApiError(400, "invalid-request", "since, limit and wait must be numbers") from None
+    deadline = time.monotonic() + wait
     events = await asyncio.to_thread(ctx.audit.read, since, limit)
+    while not events and time.monotonic() < deadline:
+        await asyncio.sleep(AUDIT_POLL_S)  # the trail's tail is in memory: checking it costs nothing
+        if ctx.audit.last_seq > since:
+            events = await asyncio.to_thread(ctx.audit.read, since, limit)
     return _json({"events": events, "next": events[-1]["seq"] if events else since,
                   "lastSeq": ctx.audit.last_seq})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,8 +17,12 @@ from onexd.policy.yamlsafe import dump_yaml
 
 
 def console(stderr: bool = False) -> Console:
-    # rich honours NO_COLOR and disables styling when the stream is not a terminal.
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # rich honours NO_COLOR and disables styling when the stream is not a terminal. Off a terminal (a pipe, a
+    # file) tables are as wide as their content: rich would otherwise squeeze them to 80 columns with ellipses.
+    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 4096
+    return out
 
 
 def print_json(data: Any) -> None:
@@ -63,18 +68,23 @@ def short_id(job_id: str) -> str:
     return job_id[:SHORT_ID]
 
 
-def cell(value: Any) -> str:
-    """A table cell: nested values as `key=value` pairs and comma-separated lists, never as JSON."""
+def cell(value: Any, nested: bool = False) -> str:
+    """A table cell: mappings as `key=value` pairs and lists comma-separated (nested ones in parentheses), never
+    as JSON."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}={cell(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, (list, tuple)):
+        text = ", ".join(f"{k}={cell(v, True)}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
         sep = "; " if any(isinstance(v, Mapping) for v in value) else ", "
-        return sep.join(cell(v) for v in value) or "-"
-    return str(value)
+        text = sep.join(cell(v, True) for v in value)
+    else:
+        return str(value)
+    if not text:
+        return "-"
+    return f"({text})" if nested and (len(value) > 1 or isinstance(value, Mapping)) else text
 
 
 def explain_text(result: Mapping[str, Any]) -> None:
