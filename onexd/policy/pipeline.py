@@ -157,6 +157,33 @@ def load_directory(path: Path, display: str | None = None, *, trust: Trust | Non
     return evaluate(parsed, trust=trust)
 
 
+def load_paths(paths: Sequence[Path], displays: Sequence[str] | None = None, *, trust: Trust | None = None,
+               limits: LoadLimits | None = None, schemas: SchemaSet | None = None) -> Evaluation:
+    """Stages 1-5 for several policy directories and bundle directories validated together, as the daemon
+    validates its policy directory: a bundle may use what another defines (baseline roles, seccomp files).
+    A bundle directory given later replaces an earlier one of the same directory name, as a new version
+    replaces the old one in the daemon's directory; the same directory given twice counts once."""
+    shown = list(displays) if displays is not None else [str(p) for p in paths]
+    schemas = schemas or SchemaSet()
+    chosen: dict[str, tuple[Path, str]] = {}
+    general: list[Problem] = []
+    for path, display in zip(paths, shown, strict=True):
+        if not path.is_dir():
+            general.append(problem(display, None, "", "bundle/missing-manifest", "not a directory"))
+            continue
+        roots = find_bundles(path)
+        if not roots:
+            general.append(problem(display, None, "", "bundle/missing-manifest",
+                                   "no bundle found (a bundle is a directory with bundle.yaml)"))
+        single = roots == [path]
+        for root in roots:
+            chosen.pop(root.name, None)  # re-inserted last: the order of the paths is kept
+            chosen[root.name] = (root, display if single else f"{display.rstrip('/')}/{root.name}")
+    parsed = [parse_bundle(root, display, schemas, limits) for root, display in chosen.values()]
+    ev = evaluate(parsed, trust=trust) if parsed else Evaluation(None, (), ())
+    return Evaluation(ev.snapshot, ev.accepted, ev.reports, (*ev.problems, *general))
+
+
 def severity_counts(problems: Sequence[Problem]) -> tuple[int, int]:
     errors = sum(1 for p in problems if p.severity is Severity.ERROR)
     return errors, len(problems) - errors

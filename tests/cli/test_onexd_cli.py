@@ -90,10 +90,12 @@ def test_validate_usage_errors_exit_2() -> None:
         assert proc.returncode == 2
 
 
-def test_validate_missing_directory_is_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A path that is not a policy directory is reported, exit 3."""
-    code, out, _ = run_cli(["policy", "validate", str(tmp_path / "nope"), "-o", "json"], capsys)
-    assert code == 3 and json.loads(out)[0]["message"] == "not a directory"
+def test_validate_missing_directory_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that does not exist is a usage error (exit 2) naming it; an empty directory is invalid (3)."""
+    code, _, err = run_cli(["policy", "validate", str(tmp_path / "nope"), "-o", "json"], capsys)
+    assert code == 2 and "no such file or directory" in err
+    code, out, _ = run_cli(["policy", "validate", str(tmp_path), "-o", "json"], capsys)
+    assert code == 3 and "no bundle found" in json.loads(out)[0]["message"]
 
 
 def test_console_script_is_installed() -> None:
