@@ -27,7 +27,7 @@ from onexd.jobs.zones import EgressZones
 from onexd.policy.diff import diff_snapshots
 from onexd.policy.models import first_error
 from onexd.policy.pipeline import Evaluation, Trust, load_directory, load_paths, severity_counts
-from onexd.policy.problems import has_errors, rules_markdown
+from onexd.policy.problems import Severity, has_errors, rules_markdown
 from onexd.policy.schema import InputValidator, write_schemas
 from onexd.policy.signing import sign_bundle
 from onexd.policy.snapshot import Snapshot
@@ -80,10 +80,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """All the paths validated together, as the daemon merges its policy directory."""
     trust = _read_trust(args.trust)
     ev = load_paths(_existing_dirs(args.paths), args.paths, trust=trust)
-    print_problems(ev.all_problems(), args.output)
+    problems = ev.all_problems()
+    print_problems(problems, args.output)
     if args.output == "text":
         _summary(ev)
-    return EXIT_OK if ev.ok else EXIT_INVALID
+    warned = args.strict and any(p.severity is Severity.WARNING for p in problems)
+    return EXIT_OK if ev.ok and not warned else EXIT_INVALID
 
 
 def _valid_snapshot(path: str) -> Snapshot:
@@ -423,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("text", "json", "github"), default="text")
     p.add_argument("--trust", action="append", default=[], metavar="PUBKEY_PEM",
                    help="require signatures by this key (repeatable)")
+    p.add_argument("--strict", action="store_true", help="warnings fail too (exit 3)")
     p.set_defaults(func=cmd_validate)
 
     p = psub.add_parser("explain", help="show the decision and sandbox for a request; nothing runs")

@@ -7,6 +7,7 @@ fails when they drift.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -69,11 +70,34 @@ class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
 
 
+# What each pattern accepts, in words: a message never shows a raw regular expression.
+PATTERN_WORDS: dict[str, str] = {
+    NAME_PATTERN: "lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit",
+    SEMVER_PATTERN: "a semantic version like 1.2.3",
+    SIZE_PATTERN: "bytes (65536) or a binary suffix: 512Ki, 64Mi, 1Gi, 2Ti",
+    PERMISSION_PATTERN: "resource:action, like jobs:read or nodes:*, or *",
+    CAPABILITY_PATTERN: "an upper-case Linux capability name like NET_BIND_SERVICE",
+    ABS_PATH_PATTERN: "an absolute path of letters, digits and . _ / - without . or .. parts",
+    REL_PATH_PATTERN: "a relative path of letters, digits and . _ / -",
+    ENV_NAME_PATTERN: "letters, digits and _, not starting with a digit",
+    LABEL_KEY_PATTERN: "an optional DNS prefix and /, then letters, digits and . _ - (at most 63)",
+}
+
+
+def error_message(err: Mapping[str, Any]) -> str:
+    """One pydantic error in words: a pattern mismatch says what is expected, never the regular expression."""
+    if err.get("type") == "string_pattern_mismatch":
+        pattern = str((err.get("ctx") or {}).get("pattern", ""))
+        return f"{err.get('input')!r} is not valid here: expected " + \
+            PATTERN_WORDS.get(pattern, "the documented form (see the policy reference)")
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def first_error(exc: ValidationError, top: str) -> tuple[str, str]:
     """(dotted field, message) of the first error of a failed validation, for messages that name the field."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or top
-    return where, first["msg"].removeprefix("Value error, ")
+    return where, error_message(first)
 
 
 class Metadata(Model):

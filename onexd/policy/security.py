@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from typing import Any
 
 from onexd.policy.loader import SIGNATURE, LoadedDoc, ParsedBundle
@@ -154,8 +155,7 @@ def env_name_words(name: str) -> list[str]:
 
 def is_secret_env_name(name: str) -> bool:
     words = env_name_words(name)
-    return any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_WORD_PAIRS
-                                                         for pair in zip(words, words[1:], strict=False))
+    return any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_WORD_PAIRS for pair in pairwise(words))
 
 
 def env_secret_problem(key: str, value: str, secret_names: frozenset[str]) -> str | None:

@@ -107,10 +107,33 @@ def resolve_seccomp(bundle: ParsedBundle, doc: LoadedDoc) -> tuple[dict[str, Any
         return None, [problem(doc.file, at, pointer, "ref/seccomp-file", f"{spec.file}: {why}")]
 
 
+def _invalid_names(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[str, dict[str, str]]:
+    """Kind -> name -> file of documents that were written but failed the schema: a reference to one of them
+    names the root cause (that document's errors), not a missing definition."""
+    out: dict[str, dict[str, str]] = {}
+    for bundle in bundles:
+        for _, shown, ydoc in bundle.raw_docs:
+            data = ydoc.data
+            if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+                continue
+            meta = data.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if isinstance(name, str) and name not in defs.get(data["kind"], {}):
+                out.setdefault(data["kind"], {}).setdefault(name, shown)
+    return out
+
+
 class _Checker:
-    def __init__(self, defs: Definitions) -> None:
+    def __init__(self, defs: Definitions, invalid: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.defs = defs
+        self.invalid = invalid or {}
         self.out: dict[str, list[Problem]] = {}
+
+    def missing(self, kind: str, name: str) -> str:
+        file = self.invalid.get(kind, {}).get(name)
+        if file is not None:
+            return f"{kind} {name!r} is invalid (see its errors in {file})"
+        return f"{kind} {name!r} does not exist"
 
     def add(self, d: Definition, pointer: str, code: str, message: str,
             severity: Severity = Severity.ERROR) -> None:
@@ -122,17 +145,17 @@ class _Checker:
         for i, name in enumerate(names):
             if name not in builtin and name not in self.defs.get(kind, {}):
                 at = pointer if isinstance(names, str) else f"{pointer}/{i}"
-                self.add(d, at, code, f"{kind} {name!r} does not exist")
+                self.add(d, at, code, self.missing(kind, name))
 
     def one(self, d: Definition, pointer: str, kind: str, name: str, code: str,
             builtin: frozenset[str] = frozenset()) -> None:
         if name not in builtin and name not in self.defs.get(kind, {}):
-            self.add(d, pointer, code, f"{kind} {name!r} does not exist")
+            self.add(d, pointer, code, self.missing(kind, name))
 
 
 def check_semantics(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[str, list[Problem]]:
     """All stage-3 problems of the candidate set, keyed by bundle directory name."""
-    c = _Checker(defs)
+    c = _Checker(defs, _invalid_names(bundles, defs))
     zones = frozenset({BUILTIN_ZONE})
     for bundle in bundles:
         manifests = [d for d in bundle.docs if d.kind == "Bundle"]
@@ -162,8 +185,10 @@ def check_semantics(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[
                 c.ref(d, "/spec/secrets", "Secret", m.spec.secrets, "ref/secret")
                 for i, glob in enumerate(m.spec.nodes):
                     if not fnmatch.filter(node_names, glob):
+                        broken = fnmatch.filter(c.invalid.get("Node", {}), glob)
                         c.add(d, f"/spec/nodes/{i}", "ref/glob-matches-nothing",
-                              f"node glob {glob!r} matches no Node", Severity.WARNING)
+                              f"node glob {glob!r} matches only invalid Nodes ({', '.join(broken)}: see their "
+                              "errors)" if broken else f"node glob {glob!r} matches no Node", Severity.WARNING)
             elif isinstance(m, SandboxProfileDoc):
                 if m.spec.seccompProfile not in RESERVED_SECCOMP:
                     c.one(d, "/spec/seccompProfile", "SeccompProfile", m.spec.seccompProfile, "ref/seccomp")

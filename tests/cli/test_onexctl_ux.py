@@ -251,7 +251,7 @@ def test_audit_tail_follow_does_not_feed_itself(fake: Daemon) -> None:
     denied = _ctl("audit", "tail", "--token", token, "--socket", sock)
     assert denied.returncode == 3  # Token:auditor has no role: the denial is audited
     last = fake.curl("GET", "/v1/audit?limit=1")[1]["lastSeq"]
-    follower = subprocess.Popen([ONEXCTL, "audit", "tail", "-f", "-n", "0", "-o", "json", "--socket", sock],
+    follower = subprocess.Popen([ONEXCTL, "audit", "tail", "-f", "--since", str(last), "-o", "json", "--socket", sock],
                                 stdout=subprocess.PIPE, text=True)
     polled: list[tuple[int, object]] = []
     poll = threading.Thread(target=lambda: polled.append(fake.curl("GET", f"/v1/audit?since={last}&wait=20")))
