@@ -8,6 +8,7 @@ never a stack trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -464,6 +465,12 @@ async def _event(request: web.Request, type_: str, data: dict[str, Any]) -> None
 AUDIT_PATH = "/v1/audit"
 AUDIT_MAX_WAIT_S = 30.0
 AUDIT_POLL_S = 0.2
+LONG_POLLS_END = web.AppKey("long-polls-end", asyncio.Event)
+
+
+async def _end_long_polls(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for running handlers: long polls answer now, not after their wait."""
+    app[LONG_POLLS_END].set()
 
 
 async def audit_events(request: web.Request) -> web.Response:
@@ -486,8 +493,10 @@ async def audit_events(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid-request", "since, limit and wait must be numbers") from None
     deadline = time.monotonic() + wait
     events = await asyncio.to_thread(ctx.audit.read, since, limit)
-    while not events and time.monotonic() < deadline:
-        await asyncio.sleep(AUDIT_POLL_S)  # the trail's tail is in memory: checking it costs nothing
+    ending = request.app[LONG_POLLS_END]
+    while not events and time.monotonic() < deadline and not ending.is_set():
+        with contextlib.suppress(TimeoutError):  # the trail's tail is in memory: checking it costs nothing
+            await asyncio.wait_for(ending.wait(), AUDIT_POLL_S)
         if ctx.audit.last_seq > since:
             events = await asyncio.to_thread(ctx.audit.read, since, limit)
     return _json({"events": events, "next": events[-1]["seq"] if events else since,
@@ -632,6 +641,8 @@ def build_app(ctx: ApiContext) -> web.Application:
     # client_max_size is checked by aiohttp before our code reads the body: a 1 MiB+1 body is a 413.
     app = web.Application(middlewares=[errors_and_identity], client_max_size=ctx.max_body_bytes)
     app[CTX] = ctx
+    app[LONG_POLLS_END] = asyncio.Event()
+    app.on_shutdown.append(_end_long_polls)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

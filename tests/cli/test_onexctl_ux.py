@@ -280,3 +280,24 @@ def test_audit_tail_follow_does_not_feed_itself(fake: Daemon) -> None:
         follower.wait(timeout=10)
         if follower.stdout is not None:
             follower.stdout.close()
+
+
+def test_a_following_tail_does_not_hold_up_shutdown(fake: Daemon) -> None:
+    """The daemon stops at once while audit tail -f long-polls (the poll answers on shutdown), and the follower
+    then ends with a connection error rather than hanging."""
+    token_events = fake.curl("GET", "/v1/audit?limit=1")[1]["lastSeq"]
+    follower = subprocess.Popen([ONEXCTL, "audit", "tail", "-f", "--since", str(token_events), "--socket",
+                                 str(fake.socket)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        code, _ = fake.curl("GET", f"/v1/audit?since={token_events}&wait=0.5")  # the follower is polling by now
+        assert code == 200
+        started = time.monotonic()
+        assert fake.stop() == 0
+        assert time.monotonic() - started < 10
+        assert follower.wait(timeout=30) == 1
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+        if follower.stderr is not None:
+            follower.stderr.close()
