@@ -283,9 +283,12 @@ def _health(args: argparse.Namespace) -> int:
 def _job_run(args: argparse.Namespace) -> int:
     body = _job_body(args)
     record = _client(args, waits=args.wait).call("POST", "/v1/jobs" + ("?wait=true" if args.wait else ""), body)
-    _show(record, args.output)
-    if args.wait and args.output == "table" and record.get("stdout"):
-        sys.stdout.write(record["stdout"])
+    if args.wait and args.output == "table":  # the record, then the output as the job printed it (once)
+        _show({k: v for k, v in record.items() if k not in ("stdout", "stderr")}, args.output)
+        sys.stdout.write(record.get("stdout") or "")
+        sys.stderr.write(record.get("stderr") or "")
+    else:
+        _show(record, args.output)
     return EXIT_OK if not args.wait or record.get("status") == "succeeded" else EXIT_ERROR
 
 
