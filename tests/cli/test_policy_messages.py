@@ -74,3 +74,16 @@ def test_strict_makes_warnings_fail(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, problems = _problems(path, capsys)
     assert code == 0 and [p["severity"] for p in problems] == ["warning"]
     assert _problems(path, capsys, "--strict")[0] == 3
+
+
+def test_references_into_a_rejected_bundle_name_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """When bundle A is rejected, bundle B's references to A's definitions say A was rejected (the root cause)."""
+    base = minimal_docs()
+    base[0]["metadata"]["annotations"] = {"password": "hunter2"}  # a security error rejects bundle `base`
+    write_bundle(tmp_path, "base", base[:1])
+    write_bundle(tmp_path, "user", [doc("Node", "echo", {"version": "1.0.0", "profile": "small", "command": ["cat"]})])
+    code, problems = _problems(tmp_path, capsys)
+    assert code == 3
+    refs = [p for p in problems if p["code"] == "ref/profile"]
+    assert refs and refs[0]["message"] == ("SandboxProfile 'small' is defined by bundle 'base', which was rejected "
+                                           "(see its errors)")
