@@ -395,7 +395,9 @@ def cmd_completion(args: argparse.Namespace) -> int:
     from onexd.cli import ctl
     from onexd.cli.completion import script
 
-    sys.stdout.write(script(build_parser(), args.shell) + script(ctl.build_parser(), args.shell))
+    parsers = {"onexd": build_parser, "onexctl": ctl.build_parser}
+    chosen = [args.prog] if args.prog else list(parsers)
+    sys.stdout.write("".join(script(parsers[name](), args.shell) for name in chosen))
     return EXIT_OK
 
 
@@ -495,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("completion", help="shell completion for onexd and onexctl: eval \"$(onexd completion bash)\"")
     p.add_argument("shell", choices=("bash", "zsh"), help="zsh: after compinit, eval \"$(onexd completion zsh)\"")
+    p.add_argument("--prog", choices=("onexd", "onexctl"), help="one program's script only (for a file in "
+                   "zsh's fpath or bash-completion's directory)")
     p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("docs", help="print generated reference documentation (markdown)")

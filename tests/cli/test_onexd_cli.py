@@ -133,6 +133,8 @@ def test_zsh_completion_is_a_zsh_script(capsys: pytest.CaptureFixture[str]) -> N
     assert "#compdef onexd" in script and "#compdef onexctl" in script and "_arguments" in script
     assert "compdef _shtab_onexctl -N onexctl" in script and "(table json yaml)" in script
     assert "complete -F" not in script  # not the bash script through bashcompinit
+    code, one, _ = run_cli(["completion", "zsh", "--prog", "onexd"], capsys)
+    assert code == 0 and one.startswith("#compdef onexd\n") and "_shtab_onexctl" not in one  # a file for fpath
 
 
 def test_onexctl_completion_prints_its_own_script() -> None:
