@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +145,16 @@ def test_onexctl_completion_prints_its_own_script() -> None:
     for shell in ("bash", "zsh"):
         proc = subprocess.run([str(exe), "completion", shell], capture_output=True, text=True, check=True)
         assert "_shtab_onexctl" in proc.stdout and "_shtab_onexd_" not in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_registers_both_programs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In a real zsh, eval of `onexd completion zsh` after compinit registers completion for both programs."""
+    code, script, _ = run_cli(["completion", "zsh"], capsys)
+    assert code == 0
+    (tmp_path / "c.zsh").write_text(script)
+    probe = ('autoload -U compinit; compinit -u -d ./zcompdump; eval "$(<c.zsh)"; '
+             'print "${_comps[onexd]} ${_comps[onexctl]}"')
+    out = subprocess.run(["zsh", "-f", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=20,
+                         check=True, env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]}).stdout
+    assert out.split() == ["_shtab_onexd", "_shtab_onexctl"]
