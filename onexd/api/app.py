@@ -341,15 +341,19 @@ def _visible(ctx: ApiContext, principal: Principal, record: JobRecord | None, ow
     raise ApiError(404, "not-found", "no such job (or not yours to see)")
 
 
-def _job_id(ctx: ApiContext, request: web.Request) -> str:
-    """The path's job id, or the full id of the one job a unique prefix (8+ characters) names."""
+def _job_id(ctx: ApiContext, request: web.Request, other: str) -> str:
+    """The path's job id, or the full id of the one job a unique prefix (8+ characters) names among the jobs
+    the caller may see (its own, or everyone's with the `other` permission): a prefix never reveals others' jobs."""
     given = request.match_info["id"]
-    return ctx.jobs.store.resolve(given) or given
+    principal: Principal = request[PRINCIPAL]
+    owner = None if _allowed(ctx, principal, other) else principal.display
+    return ctx.jobs.store.resolve(given, owner) or given
 
 
 async def get_job(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(_job_id(ctx, request)), "jobs:read", "jobs:read-all")
+    record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(_job_id(ctx, request, "jobs:read-all")), "jobs:read",
+                      "jobs:read-all")
     return _json(record.as_dict())
 
 
@@ -373,7 +377,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    job_id = _job_id(ctx, request)
+    job_id = _job_id(ctx, request, "jobs:read-all")
     record = _visible(ctx, request[PRINCIPAL], ctx.jobs.get(job_id), "jobs:read", "jobs:read-all")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
@@ -399,7 +403,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
 
 async def cancel_job(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    job_id = _job_id(ctx, request)
+    job_id = _job_id(ctx, request, "jobs:cancel-all")
     _visible(ctx, request[PRINCIPAL], ctx.jobs.get(job_id), "jobs:cancel", "jobs:cancel-all")
     record = ctx.jobs.cancel(job_id)
     assert record is not None

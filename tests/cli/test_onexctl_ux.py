@@ -210,6 +210,11 @@ def test_store_resolves_prefixes(tmp_path: Path) -> None:
     with pytest.raises(AmbiguousJobId):
         store.resolve(distinct[:12])
     assert store.resolve(a[:7]) is None and store.resolve("zzzzzzzzzz") is None
+    with pytest.raises(AmbiguousJobId):
+        store.resolve(distinct[:12], "UnixUser:root")  # both are root's: still two
+    store.put(JobRecord(id=a, status="succeeded", principal="UnixUser:alice", policy_digest="d",
+                        policy_bundles={}, created_at=0.0))
+    assert store.resolve(distinct[:12], "UnixUser:alice") == a and store.resolve(distinct[:12], "x") is None
     assert store.resolve("f" * 32) is None
     store.close()
 
@@ -301,3 +306,22 @@ def test_a_following_tail_does_not_hold_up_shutdown(fake: Daemon) -> None:
             follower.wait()
         if follower.stderr is not None:
             follower.stderr.close()
+
+
+def test_a_prefix_resolves_among_the_callers_own_jobs(fake: Daemon) -> None:
+    """A caller who may read only its own jobs gets its job for a prefix another principal's job shares too
+    (never a 400 that reveals the other job)."""
+    sock = str(fake.socket)
+    ids: list[str] = []
+    while len(ids) < 2 or len(_common(ids[-2:])) < 8:
+        assert len(ids) < 6
+        for uid in (None, 4242):
+            run = _ctl("job", "run", "--profile", "busybox-tiny", "--wait", "-o", "json", "--socket", sock,
+                       "--", "echo", "hi", uid=uid)
+            assert run.returncode == 0, run.stderr
+            ids.append(json.loads(run.stdout)["id"])
+    prefix = _common(ids[-2:])[:8]
+    own = _ctl("job", "get", prefix, "-o", "json", "--socket", sock, uid=4242)
+    assert own.returncode == 0, own.stderr
+    assert json.loads(own.stdout)["id"] == ids[-1] and json.loads(own.stdout)["principal"] == "UnixUser:4242"
+    assert _ctl("job", "get", prefix, "--socket", sock).returncode == 3  # root reads everyone's: ambiguous
