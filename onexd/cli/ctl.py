@@ -314,7 +314,8 @@ def run(args: argparse.Namespace) -> int:
     elif cmd == ("policy", "status"):
         data = client.call("GET", "/v1/policy")
         if fmt == "table":
-            _show(data["bundles"], fmt, ("name", "version", "digest", "directory", "activatedAt"))
+            rows = [{**b, "digest": b["digest"][:12]} for b in data["bundles"]]
+            _show(rows, fmt, ("name", "version", "digest", "directory", "activatedAt"))
             for r in data["rejections"]:
                 console().print(f"[red]rejected[/red] {escape(r['bundle'])} {escape(r['version'])}: "
                                 f"{len(r['problems'])} problems in {escape(', '.join(r['files']))}")
@@ -371,14 +372,25 @@ def _duration(text: str) -> int:
         raise ValueError(f"{text!r} is not a duration (like 90d, 12h, 30m, 45s)") from None
 
 
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be 0 (no limit) or more")
+    return value
+
+
 def _env_float(name: str) -> float | None:
     value = os.environ.get(name)
     if not value:
         return None
     try:
-        return float(value)
-    except ValueError:
-        raise SystemExit(f"onexctl: {name}={value!r} is not a number of seconds") from None
+        return _seconds(value)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"onexctl: {name}: {exc}") from None
 
 
 def global_options() -> list[GlobalOption]:
@@ -393,7 +405,7 @@ def global_options() -> list[GlobalOption]:
                                     "help": "authenticate with this bearer token (ONEXD_TOKEN)"}),
         GlobalOption(("--api-key",), {"default": env.get("ONEXD_API_KEY") or None, "metavar": "KEY",
                                       "help": "authenticate with this API key (ONEXD_API_KEY)"}),
-        GlobalOption(("--request-timeout",), {"type": float, "default": _env_float("ONEXD_REQUEST_TIMEOUT"),
+        GlobalOption(("--request-timeout",), {"type": _seconds, "default": _env_float("ONEXD_REQUEST_TIMEOUT"),
                                               "metavar": "SECONDS",
                                               "help": f"give up on an answer after SECONDS (ONEXD_REQUEST_TIMEOUT;"
                                                       f" default {DEFAULT_TIMEOUT:g}, none for --wait and -f; "

@@ -150,6 +150,10 @@ def test_request_timeout(silent_socket: str) -> None:
     assert time.monotonic() - started < 20
     for proc in (flag, env):
         assert proc.returncode == 1 and "no answer" in proc.stderr and "Traceback" not in proc.stderr
+    for bad in ("-1", "soon"):
+        refused = _ctl("health", "--socket", silent_socket, "--request-timeout", bad)
+        assert refused.returncode == 2 and "seconds" in refused.stderr
+    assert _ctl("health", "--socket", silent_socket, env={"ONEXD_REQUEST_TIMEOUT": "-1"}).returncode != 0
 
 
 def test_version_shows_client_and_server(fake: Daemon) -> None:
