@@ -329,3 +329,14 @@ def test_a_prefix_resolves_among_the_callers_own_jobs(fake: Daemon) -> None:
     assert own.returncode == 0, own.stderr
     assert json.loads(own.stdout)["id"] == ids[-1] and json.loads(own.stdout)["principal"] == "UnixUser:4242"
     assert _ctl("job", "get", prefix, "--socket", sock).returncode == 3  # root reads everyone's: ambiguous
+
+
+def test_a_denied_read_of_the_trail_is_recorded(fake: Daemon) -> None:
+    """Only an allowed read of GET /v1/audit is left out of the trail: a denied one is an authz.decision event."""
+    sock = str(fake.socket)
+    token = _ctl("token", "issue", "--subject", "auditor", "--socket", sock).stdout.strip()
+    last = fake.curl("GET", "/v1/audit?limit=1")[1]["lastSeq"]
+    assert _ctl("audit", "tail", "--token", token, "--socket", sock).returncode == 3
+    events = fake.curl("GET", f"/v1/audit?since={last}")[1]["events"]
+    assert [(e["type"], e["outcome"], e["principal"], e["data"]["permission"]) for e in events
+            if e["type"] == "authz.decision"] == [("authz.decision", "denied", "Token:auditor", "audit:read")]
