@@ -1,6 +1,6 @@
 """Authorization at the HTTP boundary: every decision is counted and, before the answer goes out, durable in
-the trail. Each takes the one snapshot its handler read, so the decision and its audit record name the same
-policy."""
+the trail (except an allowed read of the trail itself: require_unrecorded). Each takes the one snapshot its
+handler read, so the decision and its audit record name the same policy."""
 
 from __future__ import annotations
 
@@ -23,6 +23,17 @@ async def require(ctx: ApiContext, snapshot: Snapshot, principal: Principal, per
                                reasons=[{"code": "missing-permission",
                                          "message": f"none of the roles {', '.join(roles) or '(none)'} grants "
                                                     f"{permission}"}])
+
+
+async def require_unrecorded(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str) -> None:
+    """As require(), but an allowed decision is only counted, not written to the trail (a denial is audited
+    as always): for reads of the trail itself, which would otherwise feed what they read."""
+    if not allowed(snapshot, principal, permission):
+        await require(ctx, snapshot, principal, permission)  # audits the denial and raises PermissionDenied
+        return
+    resource, _, action = permission.partition(":")
+    if ctx.metrics is not None:
+        ctx.metrics.authorization.labels(resource, action, "allowed").inc()
 
 
 async def record_decision(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str,
