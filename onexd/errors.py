@@ -7,6 +7,7 @@
     │   └── SignatureError    a bundle signature is missing, untrusted or does not match
     ├── KeyFileError          a key file could not be read or has the wrong type
     └── RuntimeFailure        the container engine failed (not the job: the engine)
+        └── KubernetesUnsupported  a job the kubernetes backend refuses (it cannot lock it down as asked)
 
 A denial is never an exception: it is a Decision value (see onexd.engine.decide).
 """
@@ -50,3 +51,8 @@ class KeyFileError(OnexdError):
 
 class RuntimeFailure(OnexdError):
     """The container engine failed (as opposed to the job failing)."""
+
+
+class KubernetesUnsupported(RuntimeFailure):
+    """A setting the kubernetes backend cannot give a Pod without weakening it (e.g. a capability add that
+    Pod Security "restricted" forbids): the job is refused, never run with the setting dropped."""
