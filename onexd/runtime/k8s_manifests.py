@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from onexd.engine.translate import PROXY_ALIAS, PROXY_PORT, RUNTIME_DEFAULT, proxy_name
+from onexd.engine.decide import Decision
+from onexd.engine.request import JobRequest
+from onexd.engine.translate import (
+    PROXY_ALIAS,
+    PROXY_PORT,
+    RUNTIME_DEFAULT,
+    HostPaths,
+    proxy_name,
+    proxy_spec,
+    seccomp_json,
+    translate,
+)
 from onexd.errors import KubernetesUnsupported
-from onexd.spec import JOB_LABEL, MANAGED_LABEL, POLICY_LABEL, SECRETS_MOUNT, ContainerSpec
+from onexd.policy.snapshot import Snapshot
+from onexd.spec import JOB_LABEL, MANAGED_LABEL, NODE_MOUNT, POLICY_LABEL, SECRETS_MOUNT, ContainerSpec
 
 Manifest = dict[str, Any]
 
@@ -50,7 +63,13 @@ class JobObjects:
     owned: tuple[Manifest, ...]  # ConfigMaps and the Secret, each owned by the Job
 
     def all(self) -> list[Manifest]:
-        return [*self.network_policies, self.job, *self.owned]
+        return _fresh([*self.network_policies, self.job, *self.owned])
+
+
+def _fresh(objects: list[Manifest]) -> list[Manifest]:
+    """Deep copies: no dict is shared between objects (a caller may change one; YAML would alias them)."""
+    copied: list[Manifest] = json.loads(json.dumps(objects))
+    return copied
 
 
 def _uid_gid(user: str) -> tuple[int, int]:
@@ -164,8 +183,8 @@ def pod_spec(spec: ContainerSpec, volumes: list[Manifest], mounts: list[Manifest
     """The locked-down Pod: Pod Security "restricted" by construction, and every invariant of the Docker
     envelope Kubernetes can express."""
     uid, gid = _uid_gid(spec.user)
-    for tmpfs in spec.tmpfs:
-        index = len(volumes)
+    for index, tmpfs in enumerate(spec.tmpfs):
+        # Memory-backed and size-bounded like Docker's tmpfs (the size counts against the memory limit).
         volumes.append({"name": f"tmpfs-{index}", "emptyDir": {"medium": "Memory", "sizeLimit": str(tmpfs.size_bytes)}})
         mounts.append({"name": f"tmpfs-{index}", "mountPath": tmpfs.target})
     container: Manifest = {
@@ -187,7 +206,6 @@ def pod_spec(spec: ContainerSpec, volumes: list[Manifest], mounts: list[Manifest
             "allowPrivilegeEscalation": False, "privileged": False,
             "capabilities": {"drop": list(spec.cap_drop), "add": list(spec.cap_add)},
             "seccompProfile": _seccomp(spec, seccomp_dir),
-            "procMount": "Default",
         },
         "volumeMounts": mounts,
         "terminationMessagePolicy": "File",
@@ -259,7 +277,7 @@ def job_objects(spec: ContainerSpec, namespace: str, files: Mapping[str, Mapping
         },
     }
     return JobObjects(network_policies=tuple(zone_policies(spec.network.zone, spec.network.mode, namespace)),
-                      job=job, owned=tuple(owned))
+                      job=_fresh([job])[0], owned=tuple(_fresh(owned)))
 
 
 def default_deny(namespace: str) -> Manifest:
@@ -292,7 +310,7 @@ def zone_policies(zone: str, mode: str, namespace: str) -> list[Manifest]:
               "metadata": {"name": zone_policy_name(zone), "namespace": namespace,
                            "labels": {MANAGED_LABEL: "true", ZONE_LABEL: zone}},
               "spec": spec}
-    return [default_deny(namespace), policy]
+    return _fresh([default_deny(namespace), policy])
 
 
 def proxy_objects(spec: ContainerSpec, namespace: str, files: Mapping[str, Mapping[str, bytes]],
@@ -331,7 +349,7 @@ def proxy_objects(spec: ContainerSpec, namespace: str, files: Mapping[str, Mappi
                              "ingress": [{"from": [zone_pods], "ports": [{"protocol": "TCP", "port": PROXY_PORT}]}],
                              # Out to anywhere: the proxy itself enforces the zone's allowlist.
                              "egress": [{}]}})
-    return objects
+    return _fresh(objects)
 
 
 def seccomp_spo(name: str, profile: Mapping[str, Any], namespace: str) -> Manifest:
@@ -396,3 +414,43 @@ def restricted_violations(pod: Mapping[str, Any]) -> list[str]:
             if port.get("hostPort"):
                 problems.append(f"{name}: hostPort")
     return problems
+
+
+def proxy_config(snapshot: Snapshot, zone: str) -> bytes:
+    """The allowlist file the zone's proxy reads (the same content EgressZones writes on Docker)."""
+    rules = [r.model_dump(mode="json", exclude_none=True) for r in snapshot.zones[zone].egress]
+    return json.dumps({"zone": zone, "policy": snapshot.digest, "egress": rules}).encode()
+
+
+def render_job(snapshot: Snapshot, decision: Decision, request: JobRequest, job_id: str, namespace: str,
+               seccomp_dir: str = "onexd") -> list[Manifest]:
+    """Every object onexd would create for an allowed job, secret values redacted (for `onexd k8s render`)."""
+    from onexd.jobs.zones import proxy_code
+
+    assert decision.sandbox is not None
+    node = snapshot.nodes[request.node] if request.node is not None else None
+    has_source = node is not None and node.has_source
+    paths = HostPaths(node_source=NODE_MOUNT if has_source else None,
+                      secrets_dir=SECRETS_MOUNT if decision.sandbox.secrets else None)
+    spec = translate(snapshot, decision, request, job_id, paths)
+    files = {NODE_MOUNT: dict(node.source_files)} if node is not None and has_source else {}
+    secrets = dict.fromkeys(decision.sandbox.secrets, b"") if decision.sandbox.secrets else None
+    objects = job_objects(spec, namespace, files, secrets, seccomp_dir=seccomp_dir, redact=True).all()
+    zone = decision.sandbox.zone
+    if snapshot.zones[zone].mode == "egress":
+        proxy = proxy_spec(zone, snapshot.digest, "/app/proxy", "/etc/onexd-zone", "egress")
+        proxy_files = {"/app/proxy": proxy_code(), "/etc/onexd-zone": {"config.json": proxy_config(snapshot, zone)}}
+        objects += proxy_objects(proxy, namespace, proxy_files, seccomp_dir=seccomp_dir)
+    return objects
+
+
+def seccomp_files(snapshot: Snapshot) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every custom seccomp profile the policy's sandbox profiles use: file name -> (policy name, profile)."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for profile in snapshot.profiles.values():
+        name = profile.seccompProfile
+        if name == RUNTIME_DEFAULT:
+            continue
+        content = dict(snapshot.seccomp[name])
+        out[seccomp_file_name(name, seccomp_json(content))] = (name, content)
+    return out
