@@ -451,6 +451,6 @@ def seccomp_files(snapshot: Snapshot) -> dict[str, tuple[str, dict[str, Any]]]:
         name = profile.seccompProfile
         if name == RUNTIME_DEFAULT:
             continue
-        content = dict(snapshot.seccomp[name])
-        out[seccomp_file_name(name, seccomp_json(content))] = (name, content)
+        canonical = seccomp_json(dict(snapshot.seccomp[name]))  # exactly what the Docker backend applies
+        out[seccomp_file_name(name, canonical)] = (name, json.loads(canonical))
     return out
