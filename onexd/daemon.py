@@ -58,10 +58,21 @@ from onexd.secrets.store import EncryptedStore
 
 log = logging.getLogger("onexd.daemon")
 
+def _kubernetes_runtime(c: DaemonConfig) -> Runtime:
+    # Imported here: the kubernetes client is loaded only by daemons that use it.
+    from onexd.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
+
+    k = c.runtime.kubernetes
+    return KubernetesRuntime(KubernetesSettings(
+        namespace=k.namespace, kubeconfig=k.kubeconfig or os.environ.get("KUBECONFIG"), in_cluster=k.inCluster,
+        context=k.context, seccomp_dir=k.seccompDir, request_timeout_s=float(k.requestTimeoutSeconds)))
+
+
 # Backends by name; `fake` runs no containers (for API tests and benchmarks of the daemon itself).
 RUNTIMES: dict[str, Callable[[DaemonConfig], Runtime]] = {
     "docker": lambda c: DockerRuntime(c.runtime.dockerHost),
     "fake": lambda c: FakeRuntime(),
+    "kubernetes": _kubernetes_runtime,
 }
 SHUTDOWN_GRACE_S = 30.0
 MAX_RELOAD_DELAY_S = 2.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -438,10 +437,3 @@ class KubernetesRuntime:
     def import_image(self, tarball: str, name: str, labels: dict[str, str], changes: list[str]) -> ImageInfo:
         raise RuntimeFailure("the kubernetes backend does not build images: build them with `onexd image build` "
                              "on a Docker host and push them to the cluster's registry")
-
-
-def settings_from_env(namespace: str, kubeconfig: str | None, in_cluster: bool) -> KubernetesSettings:
-    """Settings from the daemon config; KUBECONFIG is honoured as kubectl does when no file is named."""
-    return KubernetesSettings(namespace=namespace, kubeconfig=kubeconfig or os.environ.get("KUBECONFIG"),
-                              in_cluster=in_cluster)
-

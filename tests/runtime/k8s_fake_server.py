@@ -469,3 +469,43 @@ class FakeKubernetes:
         await self._store("jobs", job, "MODIFIED")
         for pod in [p for p in list(self.objects["pods"].values()) if _matches(p, f"job-name={job_name}")]:
             await self._delete("pods", ns, pod["metadata"]["name"])
+
+
+def run_pod_program(fake: FakeKubernetes, pod: Obj, stdin: bytes) -> bytes:
+    """Play the pod's program for real on this host: its ConfigMap volumes are written back to a directory at
+    their mount paths (the node's code as the Pod would see it) and its argv is run there with the stdin the
+    attach session delivered. Output is what the Pod's log would hold (stdout and stderr interleaved)."""
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    ns = pod["metadata"]["namespace"]
+    with tempfile.TemporaryDirectory() as tmp:
+        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+        rewrite: dict[str, str] = {}
+        for volume in spec.get("volumes", []):
+            if "configMap" not in volume:
+                continue
+            cm = fake.get("configmaps", volume["configMap"]["name"], ns)
+            assert cm is not None, "the pod started without its ConfigMap"
+            target = Path(tmp) / mounts[volume["name"]].lstrip("/")
+            for item in volume["configMap"]["items"]:
+                path = target / item["path"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(cm["data"][item["key"]])
+            rewrite[mounts[volume["name"]]] = str(target)
+
+        def local(arg: str) -> str:
+            for mount, where in rewrite.items():
+                if arg == mount or arg.startswith(mount + "/"):
+                    return where + arg[len(mount):]
+            return arg
+
+        argv = [local(a) for a in container["command"]]
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        done = subprocess.run(argv, input=stdin, cwd=local(container.get("workingDir", "/")), capture_output=True,
+                              timeout=20, check=False, env={"PATH": os.environ.get("PATH", ""), **env})
+        return done.stdout + done.stderr
