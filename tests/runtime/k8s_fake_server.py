@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -40,6 +44,9 @@ class Outcome:
     hang: bool = False  # runs until deleted or the Job's deadline
     waiting: str | None = None  # never starts: e.g. ErrImagePull
     run_s: float = 0.0
+    # Run the pod's argv for real on this host (test commands only: it is not sandboxed), from its ConfigMap
+    # volumes written back at their mount paths; exit code and output are the program's.
+    program: bool = False
 
 
 @dataclass
@@ -137,8 +144,10 @@ class FakeKubernetes:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _teardown(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -432,6 +441,11 @@ class FakeKubernetes:
             await run.stdin_closed.wait()
         if run.done:
             return
+        if outcome.program:
+            code = await self._run_program(pod, run)
+            if code is None:
+                return
+            outcome = dataclasses.replace(outcome, exit_code=code, output=lambda stdin: b"")
         run.log += outcome.output(bytes(run.stdin))
         run.log_changed.set()
         if outcome.hang:
@@ -458,6 +472,65 @@ class FakeKubernetes:
             job["status"] = {"succeeded" if code == 0 else "failed": 1, "conditions": [condition]}
             await self._store("jobs", job, "MODIFIED")
 
+    async def _run_program(self, pod: Obj, run: PodRun) -> int | None:
+        """The pod's program as a host process; its output goes to the log as it comes. None when the pod was
+        deleted first (the process is killed)."""
+        spec, ns = pod["spec"], pod["metadata"]["namespace"]
+        container = spec["containers"][0]
+        with tempfile.TemporaryDirectory() as tmp:
+            mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+            rewrite: dict[str, str] = {}
+            for volume in spec.get("volumes", []):
+                if "configMap" not in volume:
+                    continue
+                cm = self.objects["configmaps"][(ns, volume["configMap"]["name"])]
+                target = Path(tmp) / mounts[volume["name"]].lstrip("/")
+                for item in volume["configMap"]["items"]:
+                    path = target / item["path"]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(cm["data"][item["key"]])
+                rewrite[mounts[volume["name"]]] = str(target)
+
+            def local(arg: str) -> str:
+                for mount, where in rewrite.items():
+                    if arg == mount or arg.startswith(mount + "/"):
+                        return where + arg[len(mount):]
+                return arg
+
+            env = {"PATH": os.environ.get("PATH", ""), **{e["name"]: e["value"] for e in container.get("env", [])}}
+            proc = await asyncio.create_subprocess_exec(
+                *[local(a) for a in container["command"]], stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                cwd=local(container.get("workingDir") or "/"), env=env)
+            assert proc.stdin is not None and proc.stdout is not None
+            with contextlib.suppress(OSError):
+                proc.stdin.write(bytes(run.stdin))
+                await proc.stdin.drain()
+                proc.stdin.close()
+
+            async def pump() -> None:
+                assert proc.stdout is not None
+                while chunk := await proc.stdout.read(65536):
+                    run.log += chunk
+                    run.log_changed.set()
+
+            pumping = asyncio.ensure_future(pump())
+            try:
+                while proc.returncode is None:
+                    if run.done:  # deleted: the container is killed
+                        return None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(proc.wait()), 0.05)
+                await pumping
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+                pumping.cancel()
+                await asyncio.gather(pumping, return_exceptions=True)
+            code = proc.returncode
+            return code if code >= 0 else 128 - code
+
     async def _deadline(self, ns: str, job_name: str, seconds: float) -> None:
         await asyncio.sleep(seconds)
         job = self.objects["jobs"].get((ns, job_name))
@@ -470,42 +543,3 @@ class FakeKubernetes:
         for pod in [p for p in list(self.objects["pods"].values()) if _matches(p, f"job-name={job_name}")]:
             await self._delete("pods", ns, pod["metadata"]["name"])
 
-
-def run_pod_program(fake: FakeKubernetes, pod: Obj, stdin: bytes) -> bytes:
-    """Play the pod's program for real on this host: its ConfigMap volumes are written back to a directory at
-    their mount paths (the node's code as the Pod would see it) and its argv is run there with the stdin the
-    attach session delivered. Output is what the Pod's log would hold (stdout and stderr interleaved)."""
-    import os
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    spec = pod["spec"]
-    container = spec["containers"][0]
-    ns = pod["metadata"]["namespace"]
-    with tempfile.TemporaryDirectory() as tmp:
-        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
-        rewrite: dict[str, str] = {}
-        for volume in spec.get("volumes", []):
-            if "configMap" not in volume:
-                continue
-            cm = fake.get("configmaps", volume["configMap"]["name"], ns)
-            assert cm is not None, "the pod started without its ConfigMap"
-            target = Path(tmp) / mounts[volume["name"]].lstrip("/")
-            for item in volume["configMap"]["items"]:
-                path = target / item["path"]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(cm["data"][item["key"]])
-            rewrite[mounts[volume["name"]]] = str(target)
-
-        def local(arg: str) -> str:
-            for mount, where in rewrite.items():
-                if arg == mount or arg.startswith(mount + "/"):
-                    return where + arg[len(mount):]
-            return arg
-
-        argv = [local(a) for a in container["command"]]
-        env = {e["name"]: e["value"] for e in container.get("env", [])}
-        done = subprocess.run(argv, input=stdin, cwd=local(container.get("workingDir", "/")), capture_output=True,
-                              timeout=20, check=False, env={"PATH": os.environ.get("PATH", ""), **env})
-        return done.stdout + done.stderr
