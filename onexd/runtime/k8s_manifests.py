@@ -335,7 +335,7 @@ def proxy_objects(spec: ContainerSpec, namespace: str, files: Mapping[str, Mappi
     pod["restartPolicy"] = "Always"
     pod["containers"][0]["ports"] = [{"containerPort": PROXY_PORT, "protocol": "TCP"}]
     objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": name, "namespace": namespace, "labels": dict(spec.labels) | labels},
+                    "metadata": {"name": name, "namespace": namespace, "labels": _labels(spec) | labels},
                     "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                              "template": {"metadata": {"labels": labels}, "spec": pod}}})
     objects.append({"apiVersion": "v1", "kind": "Service",

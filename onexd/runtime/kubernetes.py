@@ -24,13 +24,17 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import stream
 
+from onexd.engine.translate import proxy_name
 from onexd.errors import RuntimeFailure
 from onexd.runtime.base import ImageInfo, OutputSink, RunResult, describe_exit, status_for
 from onexd.runtime.k8s_manifests import (
     CONTAINER,
     DEFAULT_DENY,
+    ROLE_LABEL,
+    ZONE_LABEL,
     Manifest,
     job_objects,
+    proxy_objects,
     read_only_files,
 )
 from onexd.spec import JOB_LABEL, MANAGED_LABEL, SECRETS_MOUNT, ContainerSpec
@@ -161,6 +165,9 @@ class KubernetesRuntime:
         self._batch = client.BatchV1Api(self._client)
         self._core = client.CoreV1Api(self._client)
         self._net = client.NetworkingV1Api(self._client)
+        self._apps = client.AppsV1Api(self._client)
+        self._services: dict[str, ContainerSpec] = {}
+        self._addresses: dict[str, str] = {}  # pod IP -> job id, for the proxies' refusals
         self._timeout = settings.request_timeout_s
         self._policy_lock = threading.Lock()
 
@@ -194,14 +201,15 @@ class KubernetesRuntime:
                     name, self.namespace, _preload_content=False, _request_timeout=self._timeout))
                 if current.get("spec") != obj["spec"]:
                     self._net.patch_namespaced_network_policy(name, self.namespace, {"spec": obj["spec"]},
-                                                              _request_timeout=self._timeout)
+                                                              _preload_content=False, _request_timeout=self._timeout)
 
     def _delete_job(self, name: str) -> None:
         """Foreground: the Job goes only after its pod; the Secret and ConfigMaps follow by ownership."""
         body = client.V1DeleteOptions(propagation_policy="Foreground", grace_period_seconds=0)
         for attempt in range(3):
             try:
-                self._batch.delete_namespaced_job(name, self.namespace, body=body, _request_timeout=self._timeout)
+                self._batch.delete_namespaced_job(name, self.namespace, body=body, _preload_content=False,
+                                                  _request_timeout=self._timeout)
                 return
             except ApiException as exc:
                 if exc.status == 404:
@@ -217,13 +225,14 @@ class KubernetesRuntime:
             delete = (self._core.delete_namespaced_secret if obj["kind"] == "Secret"
                       else self._core.delete_namespaced_config_map)
             with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError, OSError):
-                delete(obj["metadata"]["name"], self.namespace, _request_timeout=self._timeout)
+                delete(obj["metadata"]["name"], self.namespace, _preload_content=False, _request_timeout=self._timeout)
 
     # --- the Runtime interface -----------------------------------------------------------------------------
 
     def ping(self) -> None:
         with _api_errors(f"listing jobs in namespace {self.namespace}"):
-            self._batch.list_namespaced_job(self.namespace, limit=1, _request_timeout=self._timeout)
+            self._batch.list_namespaced_job(self.namespace, limit=1, _preload_content=False,
+                                            _request_timeout=self._timeout)
 
     def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
             on_output: OutputSink | None = None) -> RunResult:
@@ -247,7 +256,7 @@ class KubernetesRuntime:
                         ref["uid"] = uid
                     self._create(obj)
                 self._batch.patch_namespaced_job(name, self.namespace, {"spec": {"suspend": False}},
-                                                 _request_timeout=self._timeout)
+                                                 _preload_content=False, _request_timeout=self._timeout)
             started = time.time()
             deadline = time.monotonic() + spec.limits.timeout_s + DEADLINE_GRACE_S
             outcome = self._follow(spec, stdin, cancel, on_output, deadline)
@@ -309,6 +318,11 @@ class KubernetesRuntime:
                 for event in w.stream(self._core.list_namespaced_pod, self.namespace, **kwargs):
                     pod: Manifest = event["object"]
                     resource_version = pod.get("metadata", {}).get("resourceVersion", resource_version)
+                    pod_ip = (pod.get("status") or {}).get("podIP")
+                    if pod_ip and spec.network.mode == "egress":
+                        if len(self._addresses) > 10_000:
+                            self._addresses.clear()
+                        self._addresses[pod_ip] = job_id
                     if event["type"] == "DELETED":
                         # Deleted under us: the Job's deadline (the controller removes its pods) or an operator.
                         result.timed_out = self._deadline_passed(spec.name)
@@ -382,34 +396,129 @@ class KubernetesRuntime:
             session.close()
 
     def ensure_network(self, name: str, zone: str) -> None:
-        """Zones are NetworkPolicies, created with each job (run()); nothing to prepare ahead."""
+        """Zones are NetworkPolicies, created with each job (run()). Called before each job of an egress zone,
+        right after its allowlist was written: the proxy's ConfigMap follows it."""
+        self._sync_service(proxy_name(zone))
 
     def release_network(self, name: str) -> None:
         """Zone policies stay while the daemon runs: deleting one while a job of the zone starts would race, and
         the namespace's default deny keeps any pod without one isolated. reap() removes them at start."""
 
+    # --- egress proxies: a Deployment + Service per zone ---------------------------------------------------
+
+    def _upsert(self, obj: Manifest) -> None:
+        """Create, or bring an existing object (a leftover being deleted, a changed allowlist) to obj."""
+        kind, name, ns = obj["kind"], obj["metadata"]["name"], self.namespace
+        creators = {"Deployment": self._apps.create_namespaced_deployment,
+                    "Service": self._core.create_namespaced_service,
+                    "ConfigMap": self._core.create_namespaced_config_map,
+                    "NetworkPolicy": self._net.create_namespaced_network_policy}
+        patchers = {"Deployment": self._apps.patch_namespaced_deployment,
+                    "Service": self._core.patch_namespaced_service,
+                    "ConfigMap": self._core.patch_namespaced_config_map,
+                    "NetworkPolicy": self._net.patch_namespaced_network_policy}
+        try:
+            creators[kind](ns, obj, _preload_content=False, _request_timeout=self._timeout)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            patchers[kind](name, ns, obj, _preload_content=False, _request_timeout=self._timeout)
+
+    def _proxy_objects(self, spec: ContainerSpec) -> list[Manifest]:
+        return proxy_objects(spec, self.namespace, read_only_files(spec, _read_dir), self.settings.seccomp_dir)
+
     def start_service(self, spec: ContainerSpec, networks: list[tuple[str, str]]) -> str:
-        raise RuntimeFailure("egress zones are not run by the kubernetes backend yet: apply the proxy objects "
-                             "`onexd k8s render` prints for an egress job, or use zones none/internal")
+        """The zone's proxy: its code and allowlist as ConfigMaps, a one-replica Deployment locked down like a
+        job, a Service jobs reach it by, and its NetworkPolicy. `networks` has no meaning here: the zone's
+        NetworkPolicy is what lets the zone's Pods reach it."""
+        with _api_errors(f"starting service {spec.name}"):
+            for obj in self._proxy_objects(spec):
+                self._upsert(obj)
+        self._services[spec.name] = spec
+        return spec.name
+
+    def _sync_service(self, name: str) -> None:
+        """Push a changed allowlist into the proxy's ConfigMap (the kubelet refreshes mounted ConfigMaps within
+        its sync period, about a minute; the proxy re-reads the file when it changes)."""
+        spec = self._services.get(name)
+        if spec is None:
+            return
+        with _api_errors(f"updating service {name}"):
+            for obj in self._proxy_objects(spec):
+                if obj["kind"] == "ConfigMap":
+                    self._upsert(obj)
 
     def service_running(self, name: str) -> bool:
-        return False
+        """Whether the proxy's Deployment exists (its Pod may still be starting: service_logs tells when it
+        listens)."""
+        with _api_errors(f"reading Deployment {name}"):
+            try:
+                self._apps.read_namespaced_deployment(name, self.namespace, _preload_content=False,
+                                                      _request_timeout=self._timeout)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return True
 
     def service_logs(self, name: str, since: float) -> list[str]:
-        return []
+        zone = self._services[name].network.zone if name in self._services else name.removeprefix("onexd-proxy-")
+        selector = f"{MANAGED_LABEL}=true,{ROLE_LABEL}=proxy,{ZONE_LABEL}={zone}"
+        lines: list[str] = []
+        with _api_errors(f"reading the log of {name}"):
+            pods = self._json(self._core.list_namespaced_pod(self.namespace, label_selector=selector,
+                                                             _preload_content=False, _request_timeout=self._timeout))
+            for pod in pods.get("items", []):
+                if (pod.get("status") or {}).get("phase") != "Running":
+                    continue
+                kwargs: dict[str, Any] = {}
+                if since >= 1:
+                    kwargs["since_seconds"] = max(1, int(time.time() - since) + 1)
+                try:
+                    response = self._core.read_namespaced_pod_log(
+                        pod["metadata"]["name"], self.namespace, container=CONTAINER, _preload_content=False,
+                        _request_timeout=self._timeout, **kwargs)
+                except ApiException as exc:
+                    if exc.status in (400, 404):  # starting or gone
+                        continue
+                    raise
+                text = response.data.decode(errors="replace")
+                lines += [line for line in text.splitlines() if line.strip()]
+        return lines
 
     def remove_service(self, name: str) -> None:
-        return None
+        spec = self._services.pop(name, None)
+        zone = spec.network.zone if spec is not None else name.removeprefix("onexd-proxy-")
+        deletions: list[tuple[Any, str]] = [
+            (self._apps.delete_namespaced_deployment, name), (self._core.delete_namespaced_service, name),
+            (self._net.delete_namespaced_network_policy, f"{name}-policy")]
+        with _api_errors(f"removing service {name}"):
+            selector = f"{MANAGED_LABEL}=true,{ROLE_LABEL}=proxy,{ZONE_LABEL}={zone}"
+            maps = self._json(self._core.list_namespaced_config_map(
+                self.namespace, label_selector=selector, _preload_content=False, _request_timeout=self._timeout))
+            deletions += [(self._core.delete_namespaced_config_map, m["metadata"]["name"])
+                          for m in maps.get("items", [])]
+            for delete, object_name in deletions:
+                try:
+                    delete(object_name, self.namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"),
+                           _preload_content=False, _request_timeout=self._timeout)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
 
     def job_for_address(self, address: str) -> str | None:
-        return None
+        """The job whose Pod had this IP (seen while it ran): the proxy's refusals name their client by IP."""
+        return self._addresses.get(address)
 
     def reap(self) -> list[str]:
-        """Delete every onexd-managed Job (foreground), Secret, ConfigMap and NetworkPolicy of the namespace."""
+        """Delete every onexd-managed Job (foreground), Deployment, Service, Secret, ConfigMap and NetworkPolicy of
+        the namespace (but the default deny: it stays, so nothing opens while onexd is down)."""
         removed: list[str] = []
         selector = f"{MANAGED_LABEL}=true"
         kinds: list[tuple[str, Any, Any]] = [
             ("Job", self._batch.list_namespaced_job, None),
+            ("Deployment", self._apps.list_namespaced_deployment, self._apps.delete_namespaced_deployment),
+            ("Service", self._core.list_namespaced_service, self._core.delete_namespaced_service),
             ("Secret", self._core.list_namespaced_secret, self._core.delete_namespaced_secret),
             ("ConfigMap", self._core.list_namespaced_config_map, self._core.delete_namespaced_config_map),
             ("NetworkPolicy", self._net.list_namespaced_network_policy,
@@ -425,7 +534,7 @@ class KubernetesRuntime:
                         self._delete_job(name)
                     elif kind != "NetworkPolicy" or name != DEFAULT_DENY:  # the default deny stays: fail closed
                         with contextlib.suppress(ApiException):
-                            deleter(name, self.namespace, _request_timeout=self._timeout)
+                            deleter(name, self.namespace, _preload_content=False, _request_timeout=self._timeout)
                     removed.append(f"{kind.lower()}/{name}")
         return removed
 

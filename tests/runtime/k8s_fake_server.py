@@ -101,6 +101,7 @@ class FakeKubernetes:
         self.fail: dict[tuple[str, str], int] = {}
         self.stall: dict[tuple[str, str], float] = {}
         self.runs: dict[str, PodRun] = {}
+        self.pod_ips = 0
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Condition | None = None
@@ -208,9 +209,10 @@ class FakeKubernetes:
         if obj is None:
             return None
         uid = obj["metadata"]["uid"]
-        if plural == "jobs":  # the job controller's pods, then the garbage collector's dependents
-            for pod in [p for p in list(self.objects["pods"].values()) if _matches(p, f"controller-uid={uid}")]:
-                await self._delete("pods", namespace, pod["metadata"]["name"])
+        # The controllers' pods (Job, Deployment), then the garbage collector's other dependents.
+        for pod in [p for p in list(self.objects["pods"].values())
+                    if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]:
+            await self._delete("pods", namespace, pod["metadata"]["name"])
         if plural == "pods":
             run = self.runs.get(name)
             if run is not None:
@@ -263,6 +265,8 @@ class FakeKubernetes:
             stored = await self._store(plural, obj, "ADDED")
             if plural == "jobs" and not obj["spec"].get("suspend"):
                 await self._start_job(stored)
+            if plural == "deployments":
+                await self._spawn_pod(stored, {"pod-template-hash": "fake"})
             return web.json_response(stored, status=201)
         if request.method == "GET":
             selector = request.query.get("labelSelector")
@@ -280,7 +284,16 @@ class FakeKubernetes:
         await response.prepare(request)
         timeout = float(request.query.get("timeoutSeconds", "1800"))
         deadline = time.monotonic() + timeout
-        since = request.query.get("resourceVersion")
+        try:
+            await self._stream_events(response, plural, ns, selector, request.query.get("resourceVersion"), deadline)
+        except ConnectionResetError:  # the client has what it wanted and closed the watch
+            return response
+        await response.write_eof()
+        return response
+
+    async def _stream_events(self, response: web.StreamResponse, plural: str, ns: str, selector: str | None,
+                             since: str | None, deadline: float) -> None:
+        assert self._changed is not None
         if since is None:  # ADDED for what exists now, then changes
             cursor = self.rv
             for (n, _), obj in sorted(self.objects[plural].items()):
@@ -297,8 +310,6 @@ class FakeKubernetes:
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
-        await response.write_eof()
-        return response
 
     async def _item(self, request: web.Request) -> web.Response:
         refused = await self._gate(request)
@@ -388,19 +399,24 @@ class FakeKubernetes:
 
     # --- the job controller and kubelet ------------------------------------------------------------
 
-    async def _start_job(self, job: Obj) -> None:
-        ns, job_name, uid = job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"]
-        template = json.loads(json.dumps(job["spec"]["template"]))
-        labels = {**template["metadata"].get("labels", {}), "job-name": job_name, "controller-uid": uid}
-        pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
+    async def _spawn_pod(self, owner: Obj, extra_labels: dict[str, str]) -> None:
+        """The controller's one pod from the owner's template, played by the kubelet."""
+        ns, owner_name, uid = owner["metadata"]["namespace"], owner["metadata"]["name"], owner["metadata"]["uid"]
+        template = json.loads(json.dumps(owner["spec"]["template"]))
+        labels = {**template["metadata"].get("labels", {}), **extra_labels}
+        pod_name = f"{owner_name}-{uuid.uuid4().hex[:5]}"
         pod = {"metadata": {"name": pod_name, "namespace": ns, "labels": labels,
                             "annotations": template["metadata"].get("annotations", {}),
-                            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
-                                                 "uid": uid, "controller": True}]},
+                            "ownerReferences": [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+                                                 "name": owner_name, "uid": uid, "controller": True}]},
                "spec": template["spec"], "status": {"phase": "Pending"}}
         self.runs[pod_name] = PodRun()
         await self._store("pods", pod, "ADDED")
         self._spawn(self._kubelet(ns, pod_name))
+
+    async def _start_job(self, job: Obj) -> None:
+        ns, job_name, uid = job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"]
+        await self._spawn_pod(job, {"job-name": job_name, "controller-uid": uid})
         deadline = job["spec"].get("activeDeadlineSeconds")
         if deadline:
             self._spawn(self._deadline(ns, job_name, float(deadline)))
@@ -434,7 +450,9 @@ class FakeKubernetes:
         started = _now()
         running = {"name": "job", "ready": True, "restartCount": 0, "image": spec["containers"][0]["image"],
                    "imageID": "", "started": True, "state": {"running": {"startedAt": started}}}
-        if not await self._set_pod(ns, name, {"phase": "Running", "startTime": started,
+        self.pod_ips += 1
+        pod_ip = f"10.244.0.{self.pod_ips}"
+        if not await self._set_pod(ns, name, {"phase": "Running", "startTime": started, "podIP": pod_ip,
                                               "containerStatuses": [running]}):
             return
         if spec["containers"][0].get("stdin"):
@@ -463,8 +481,8 @@ class FakeKubernetes:
         run.done = True
         run.log_changed.set()
         await self._set_pod(ns, name, {"phase": "Succeeded" if code == 0 else "Failed", "startTime": started,
-                                       "containerStatuses": [terminated]})
-        job_name = pod["metadata"]["labels"]["job-name"]
+                                       "podIP": pod_ip, "containerStatuses": [terminated]})
+        job_name = pod["metadata"]["labels"].get("job-name", "")
         job = self.objects["jobs"].get((ns, job_name))
         if job is not None:
             condition = {"type": "Complete", "status": "True"} if code == 0 else \

@@ -111,10 +111,10 @@ def test_secret_values_are_redacted_in_a_render(tmp_path: Path) -> None:
     assert secret["data"]["api-token"] == "PHJlZGFjdGVkPg=="  # base64 of "<redacted>"
 
 
-def _egress_snapshot(tmp_path: Path) -> Any:
+def _egress_snapshot(tmp_path: Path, host: str = "example.org") -> Any:
     root = tmp_path / "egress-policy"
     write_bundle(root, "egress", [
-        doc("NetworkZone", "web", {"mode": "egress", "egress": [{"host": "example.org", "ports": [443]}]}),
+        doc("NetworkZone", "web", {"mode": "egress", "egress": [{"host": host, "ports": [443]}]}),
         doc("SandboxProfile", "fetch", {"image": "onexd/runner-python", "user": "1000:1000", "zone": "web",
                                         "resources": {"memory": "64Mi", "cpus": 0.5, "pids": 64, "nofile": 128,
                                                       "timeoutSeconds": 20, "outputBytes": "1Mi"}}),

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,3 +237,53 @@ def test_ping_reports_an_unreachable_api(tmp_path: Path) -> None:
                                                    request_timeout_s=2))
     with pytest.raises(RuntimeFailure, match="unreachable"):
         runtime.ping()
+
+
+def test_an_egress_zone_gets_its_proxy_and_allowlist_updates(fake: FakeKubernetes, tmp_path: Path) -> None:
+    """An egress job: the zone's proxy is started as Deployment + Service + ConfigMaps + NetworkPolicy, the job
+    runs pointed at the proxy's Service, a changed allowlist reaches the proxy's ConfigMap with the next job,
+    refusals name the job by its Pod's IP, and stopping the zone removes every proxy object."""
+    from onexd.jobs.runner import JobRunner
+    from onexd.jobs.zones import EgressZones
+    from tests.runtime.test_k8s_manifests import _egress_snapshot
+
+    def script(pod: dict[str, Any]) -> Outcome:
+        if pod["metadata"]["labels"].get("onexd.role") == "proxy":
+            return Outcome(hang=True, output=lambda stdin: b'{"event": "listening"}\n')
+        env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+        return Outcome(output=lambda stdin: env["HTTPS_PROXY"].encode() + b"\n")
+
+    fake.script = script
+    runtime = _runtime(fake, tmp_path)
+    zones = EgressZones(runtime, tmp_path / "state", "bridge")
+    runner = JobRunner(runtime, tmp_path / "state", tmp_path / "staging", zones=zones)
+    snapshot = _egress_snapshot(tmp_path / "one")
+    request = JobRequest(profile="fetch", command=("python3", "-c", "pass"))
+    outcome = runner.run(snapshot, parse_subject("UnixUser:root"), request)
+    assert outcome.record is not None and outcome.record.status == "succeeded", outcome.record
+    assert outcome.record.stdout == "http://onexd-proxy-web:3128\n"
+    assert fake.names("deployments") == ["onexd-proxy-web"] and fake.names("services") == ["onexd-proxy-web"]
+    assert "onexd-proxy-web-policy" in fake.names("networkpolicies")
+    deployment = fake.get("deployments", "onexd-proxy-web")
+    assert deployment is not None
+    proxy_pod = deployment["spec"]["template"]["spec"]
+    from onexd.runtime.k8s_manifests import restricted_violations
+
+    assert restricted_violations(proxy_pod) == [] and proxy_pod["automountServiceAccountToken"] is False
+
+    def allowlist() -> str:
+        maps = [fake.get("configmaps", n) for n in fake.names("configmaps") if n.startswith("onexd-proxy-web-")]
+        return "".join(json.dumps(m["data"]) for m in maps if m is not None and "egress" in json.dumps(m["data"]))
+
+    assert "example.org" in allowlist()
+    changed = _egress_snapshot(tmp_path / "two", host="example.net")
+    zones.update(changed)
+    assert runner.run(changed, parse_subject("UnixUser:root"), request).record is not None
+    assert "example.net" in allowlist() and "example.org" not in allowlist()
+    job_ip = next(o["status"]["podIP"] for _, e, o in fake.events["pods"]
+                  if o["metadata"]["labels"].get("onexd.job") == outcome.record.id and o["status"].get("podIP"))
+    assert runtime.job_for_address(job_ip) == outcome.record.id
+    zones.stop()
+    assert fake.names("deployments") == [] and fake.names("services") == []
+    assert not [n for n in fake.names("configmaps") if n.startswith("onexd-proxy-")]
+    assert "onexd-proxy-web-policy" not in fake.names("networkpolicies")
