@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,35 @@ def test_manifests_keep_the_envelope_for_any_valid_policy(case: tuple[list[dict[
     if secrets is not None:
         secret_volume = next(v for v in pod["volumes"] if "secret" in v)
         assert secret_volume["secret"]["defaultMode"] == 0o400 and pod["securityContext"]["fsGroup"] == gid
+
+
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _label_problems(obj: dict[str, Any]) -> list[str]:
+    """Kubernetes' own rules for names and label values, which the OpenAPI schemas do not carry."""
+    problems = []
+    name = obj["metadata"]["name"]
+    if not (DNS_LABEL.match(name) and len(name) <= (52 if obj["kind"] == "Job" else 63)):
+        problems.append(f"name {name}")  # a Job's name goes into its pods' job-name label and name
+    for meta in (obj["metadata"], obj.get("spec", {}).get("template", {}).get("metadata", {})):
+        for key, value in (meta.get("labels") or {}).items():
+            if len(value) > 63 or not LABEL_VALUE.match(value):
+                problems.append(f"label {key}={value}")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_names_and_label_values_are_valid(name: str, tmp_path: Path) -> None:
+    """Every name is a DNS label of legal length and every label value holds at most 63 legal characters."""
+    for obj in _render(name, tmp_path):
+        assert _label_problems(obj) == [], obj["kind"]
+
+
+def test_egress_objects_have_valid_names_and_labels(tmp_path: Path) -> None:
+    """The proxy's objects too (its Deployment carries the policy label, cut to a legal length)."""
+    snapshot = _egress_snapshot(tmp_path)
+    request = JobRequest(profile="fetch", command=("true",))
+    objects = render_job(snapshot, decide(snapshot, parse_subject("UnixUser:root"), request), request, JOB_ID, "ns")
+    assert [p for o in objects for p in _label_problems(o)] == []

@@ -287,3 +287,22 @@ def test_an_egress_zone_gets_its_proxy_and_allowlist_updates(fake: FakeKubernete
     assert fake.names("deployments") == [] and fake.names("services") == []
     assert not [n for n in fake.names("configmaps") if n.startswith("onexd-proxy-")]
     assert "onexd-proxy-web-policy" not in fake.names("networkpolicies")
+
+
+def test_in_cluster_config_outside_a_cluster_is_a_runtime_failure() -> None:
+    """inCluster without a service account mounted: a RuntimeFailure saying the configuration failed."""
+    with pytest.raises(RuntimeFailure, match="loading the Kubernetes client configuration"):
+        KubernetesRuntime(KubernetesSettings(namespace="onexd", in_cluster=True))
+
+
+def test_the_config_refuses_kubeconfig_and_in_cluster_together() -> None:
+    """runtime.kubernetes takes a kubeconfig or inCluster, not both; a bad namespace is refused."""
+    from onexd.config import config_from_data
+    from onexd.errors import ConfigError
+
+    good = config_from_data({"runtime": {"backend": "kubernetes", "kubernetes": {"namespace": "jobs"}}}, "t")
+    assert good.runtime.backend == "kubernetes" and good.runtime.kubernetes.namespace == "jobs"
+    with pytest.raises(ConfigError, match="not both"):
+        config_from_data({"runtime": {"kubernetes": {"inCluster": True, "kubeconfig": "/k"}}}, "t")
+    with pytest.raises(ConfigError, match="namespace"):
+        config_from_data({"runtime": {"kubernetes": {"namespace": "Bad_NS"}}}, "t")
