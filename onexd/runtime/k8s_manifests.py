@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,11 +178,12 @@ def _owner(job_name: str, job_uid: str) -> list[dict[str, Any]]:
              "controller": False, "blockOwnerDeletion": True}]
 
 
-def pod_spec(spec: ContainerSpec, volumes: list[Manifest], mounts: list[Manifest], seccomp_dir: str,
+def pod_spec(spec: ContainerSpec, volumes: Sequence[Manifest], mounts: Sequence[Manifest], seccomp_dir: str,
              stdin: bool = True) -> Manifest:
     """The locked-down Pod: Pod Security "restricted" by construction, and every invariant of the Docker
-    envelope Kubernetes can express."""
+    envelope Kubernetes can express. `volumes` and `mounts` are the code and secret volumes; tmpfs is added."""
     uid, gid = _uid_gid(spec.user)
+    volumes, mounts = list(volumes), list(mounts)
     for index, tmpfs in enumerate(spec.tmpfs):
         # Memory-backed and size-bounded like Docker's tmpfs (the size counts against the memory limit).
         volumes.append({"name": f"tmpfs-{index}", "emptyDir": {"medium": "Memory", "sizeLimit": str(tmpfs.size_bytes)}})
@@ -360,7 +361,8 @@ def seccomp_spo(name: str, profile: Mapping[str, Any], namespace: str) -> Manife
             "spec": {k: profile[k] for k in allowed if k in profile}}
 
 
-def read_only_files(spec: ContainerSpec, read_dir: Any) -> dict[str, dict[str, bytes]]:
+def read_only_files(spec: ContainerSpec, read_dir: Callable[[str], Mapping[str, bytes]]
+                    ) -> dict[str, dict[str, bytes]]:
     """The read-only mounts' contents, read with `read_dir(path) -> {relative path: bytes}` (the secrets
     directory is not among them: it becomes the Secret)."""
     return {m.target: dict(read_dir(m.source)) for m in spec.mounts if m.target != SECRETS_MOUNT}

@@ -148,6 +148,17 @@ class _LogReader(threading.Thread):
                 self._response.close()
 
 
+@dataclass
+class _Ending:
+    """How the watch over a job's pod ended, and the log reader started on the way."""
+
+    exit_code: int | None = None
+    oom: bool = False
+    timed_out: bool = False
+    cancelled: bool = False
+    reader: _LogReader | None = None
+
+
 class KubernetesRuntime:
     """Runs ContainerSpecs as locked-down Pods of batch/v1 Jobs in one namespace."""
 
@@ -284,18 +295,10 @@ class KubernetesRuntime:
                 self._delete_job(name)
                 self._delete_owned(objects.owned)
 
-    @dataclass
-    class _Outcome:
-        exit_code: int | None = None
-        oom: bool = False
-        timed_out: bool = False
-        cancelled: bool = False
-        reader: _LogReader | None = None
-
     def _follow(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None,
-                on_output: OutputSink | None, deadline: float) -> KubernetesRuntime._Outcome:
+                on_output: OutputSink | None, deadline: float) -> _Ending:
         """Watch the job's pod (and its Job) to an end, in short watch windows with bounded reconnects."""
-        result = KubernetesRuntime._Outcome()
+        result = _Ending()
         job_id = dict(spec.labels).get(JOB_LABEL, "")
         selector = f"{JOB_LABEL}={job_id}"
         pending_until = time.monotonic() + STARTUP_WAIT_S
