@@ -327,8 +327,10 @@ class KubernetesRuntime:
                             self._addresses.clear()
                         self._addresses[pod_ip] = job_id
                     if event["type"] == "DELETED":
-                        # Deleted under us: the Job's deadline (the controller removes its pods) or an operator.
-                        result.timed_out = self._deadline_passed(spec.name)
+                        # Deleted under us: the Job's deadline (the controller removes its pods, and may record
+                        # the condition a moment later) or someone else.
+                        past_timeout = time.monotonic() >= deadline - DEADLINE_GRACE_S
+                        result.timed_out = past_timeout or self._deadline_passed(spec.name, wait_s=2.0)
                         if not result.timed_out:
                             raise RuntimeFailure(f"the pod of job {spec.name} was deleted from outside onexd")
                         return result
@@ -371,16 +373,21 @@ class KubernetesRuntime:
                 result.timed_out = True
                 return result
 
-    def _deadline_passed(self, name: str) -> bool:
-        with _api_errors(f"reading Job {name}"):
-            try:
-                job = self._json(self._batch.read_namespaced_job(name, self.namespace, _preload_content=False,
-                                                                 _request_timeout=self._timeout))
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return job_deadline_exceeded(job)
+    def _deadline_passed(self, name: str, wait_s: float = 0.0) -> bool:
+        """Whether the Job failed with DeadlineExceeded; with wait_s, keep looking that long for the condition."""
+        until = time.monotonic() + wait_s
+        while True:
+            with _api_errors(f"reading Job {name}"):
+                try:
+                    job = self._json(self._batch.read_namespaced_job(name, self.namespace, _preload_content=False,
+                                                                     _request_timeout=self._timeout))
+                except ApiException as exc:
+                    if exc.status == 404:
+                        return False
+                    raise
+            if job_deadline_exceeded(job) or time.monotonic() >= until:
+                return job_deadline_exceeded(job)
+            time.sleep(0.2)
 
     def _attach(self, pod: str, stdin: bytes) -> None:
         """Hand the input to the program's stdin, then end it (stdinOnce: the session's end is EOF)."""

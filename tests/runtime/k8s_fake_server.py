@@ -183,6 +183,11 @@ class FakeKubernetes:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self._store(plural, obj, "ADDED"), self._loop).result(5)
 
+    def delete(self, plural: str, name: str, namespace: str = "onexd") -> None:
+        """Delete an object as someone else would (kubectl delete)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._delete(plural, namespace, name), self._loop).result(5)
+
     # --- storage and events -------------------------------------------------------------------------
 
     async def _store(self, plural: str, obj: Obj, event: str) -> Obj:

@@ -306,3 +306,26 @@ def test_the_config_refuses_kubeconfig_and_in_cluster_together() -> None:
         config_from_data({"runtime": {"kubernetes": {"inCluster": True, "kubeconfig": "/k"}}}, "t")
     with pytest.raises(ConfigError, match="namespace"):
         config_from_data({"runtime": {"kubernetes": {"namespace": "Bad_NS"}}}, "t")
+
+
+def test_a_pod_deleted_by_someone_else_is_an_error(fake: FakeKubernetes, tmp_path: Path) -> None:
+    """A Pod deleted from outside onexd (not by the Job's deadline) fails the job with that reason."""
+    fake.script = lambda pod: Outcome(hang=True, output=lambda stdin: b"")
+    runtime = _runtime(fake, tmp_path)
+
+    def delete_the_pod() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            running = [n for n in fake.names("pods") if (fake.get("pods", n) or {}).get("status", {}).get(
+                "phase") == "Running"]
+            if running:
+                fake.delete("pods", running[0])
+                return
+            time.sleep(0.05)
+
+    deleter = threading.Thread(target=delete_the_pod)
+    deleter.start()
+    with pytest.raises(RuntimeFailure, match="deleted from outside onexd"):
+        runtime.run(_spec(tmp_path), b"{}\n")
+    deleter.join()
+    _nothing_left(fake)
