@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,8 +162,9 @@ class _Ending:
 class KubernetesRuntime:
     """Runs ContainerSpecs as locked-down Pods of batch/v1 Jobs in one namespace."""
 
-    def __init__(self, settings: KubernetesSettings) -> None:
+    def __init__(self, settings: KubernetesSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self._clock = clock  # onexd's own deadline (the backstop behind activeDeadlineSeconds) and start-up wait
         self.namespace = settings.namespace
         configuration = client.Configuration()
         with _api_errors("loading the Kubernetes client configuration"):
@@ -269,7 +270,7 @@ class KubernetesRuntime:
                 self._batch.patch_namespaced_job(name, self.namespace, {"spec": {"suspend": False}},
                                                  _preload_content=False, _request_timeout=self._timeout)
             started = time.time()
-            deadline = time.monotonic() + spec.limits.timeout_s + DEADLINE_GRACE_S
+            deadline = self._clock() + spec.limits.timeout_s + DEADLINE_GRACE_S
             outcome = self._follow(spec, stdin, cancel, on_output, deadline)
             reader = outcome.reader
             finished = time.time()
@@ -301,7 +302,7 @@ class KubernetesRuntime:
         result = _Ending()
         job_id = dict(spec.labels).get(JOB_LABEL, "")
         selector = f"{JOB_LABEL}={job_id}"
-        pending_until = time.monotonic() + STARTUP_WAIT_S
+        pending_until = self._clock() + STARTUP_WAIT_S
         attached = False
         failures = 0
         resource_version: str | None = None
@@ -309,7 +310,7 @@ class KubernetesRuntime:
             if cancel is not None and cancel.is_set():
                 result.cancelled = True
                 return result
-            if time.monotonic() >= deadline:
+            if self._clock() >= deadline:
                 result.timed_out = True
                 return result
             try:
@@ -329,7 +330,7 @@ class KubernetesRuntime:
                     if event["type"] == "DELETED":
                         # Deleted under us: the Job's deadline (the controller removes its pods, and may record
                         # the condition a moment later) or someone else.
-                        past_timeout = time.monotonic() >= deadline - DEADLINE_GRACE_S
+                        past_timeout = self._clock() >= deadline - DEADLINE_GRACE_S
                         result.timed_out = past_timeout or self._deadline_passed(spec.name, wait_s=2.0)
                         if not result.timed_out:
                             raise RuntimeFailure(f"the pod of job {spec.name} was deleted from outside onexd")
@@ -367,7 +368,7 @@ class KubernetesRuntime:
                     raise RuntimeFailure(f"watching job {spec.name}: the Kubernetes API is unreachable "
                                          f"({type(exc).__name__})") from None
                 time.sleep(min(0.1 * 2 ** failures, 2))
-            if not attached and time.monotonic() > pending_until:
+            if not attached and self._clock() > pending_until:
                 raise RuntimeFailure(f"the pod of job {spec.name} did not start within {STARTUP_WAIT_S}s")
             if self._deadline_passed(spec.name):
                 result.timed_out = True

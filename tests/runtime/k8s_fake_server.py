@@ -102,6 +102,7 @@ class FakeKubernetes:
         self.stall: dict[tuple[str, str], float] = {}
         self.runs: dict[str, PodRun] = {}
         self.pod_ips = 0
+        self.enforce_deadlines = True  # False: a cluster whose job controller never ends a Job at its deadline
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Condition | None = None
@@ -291,9 +292,9 @@ class FakeKubernetes:
         deadline = time.monotonic() + timeout
         try:
             await self._stream_events(response, plural, ns, selector, request.query.get("resourceVersion"), deadline)
+            await response.write_eof()
         except ConnectionResetError:  # the client has what it wanted and closed the watch
-            return response
-        await response.write_eof()
+            pass
         return response
 
     async def _stream_events(self, response: web.StreamResponse, plural: str, ns: str, selector: str | None,
@@ -423,7 +424,7 @@ class FakeKubernetes:
         ns, job_name, uid = job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"]
         await self._spawn_pod(job, {"job-name": job_name, "controller-uid": uid})
         deadline = job["spec"].get("activeDeadlineSeconds")
-        if deadline:
+        if deadline and self.enforce_deadlines:
             self._spawn(self._deadline(ns, job_name, float(deadline)))
 
     async def _set_pod(self, ns: str, name: str, status: Obj) -> bool:

@@ -329,3 +329,23 @@ def test_a_pod_deleted_by_someone_else_is_an_error(fake: FakeKubernetes, tmp_pat
         runtime.run(_spec(tmp_path), b"{}\n")
     deleter.join()
     _nothing_left(fake)
+
+
+def test_onexds_own_clock_ends_a_job_the_cluster_does_not(fake: FakeKubernetes, tmp_path: Path) -> None:
+    """If the cluster never enforces activeDeadlineSeconds, onexd's clock (injected here) is the backstop:
+    past timeout + grace it deletes the Job and records `timed_out`."""
+    fake.enforce_deadlines = False
+    fake.script = lambda pod: Outcome(hang=True, output=lambda stdin: b"")
+    now = [0.0]
+
+    def clock() -> float:
+        if any((fake.get("pods", n) or {}).get("status", {}).get("phase") == "Running" for n in fake.names("pods")):
+            now[0] += 1000.0  # once the pod runs, time leaps past any timeout
+        return now[0]
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(fake.kubeconfig())
+    runtime = KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=str(kubeconfig)), clock=clock)
+    result = runtime.run(_spec(tmp_path), b"{}\n")
+    assert result.status == "timed_out"
+    _nothing_left(fake)
