@@ -102,6 +102,7 @@ class FakeKubernetes:
         self.stall: dict[tuple[str, str], float] = {}
         self.runs: dict[str, PodRun] = {}
         self.pod_ips = 0
+        self.attach_protocols: tuple[str, ...] = ("v5.channel.k8s.io", "v4.channel.k8s.io")  # v4 only: older API
         self.enforce_deadlines = True  # False: a cluster whose job controller never ends a Job at its deadline
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -384,15 +385,15 @@ class FakeKubernetes:
         run = self.runs.get(name)
         if self.objects["pods"].get((ns, name)) is None or run is None:
             return _status(404, "NotFound", f'pods "{name}" not found')
-        ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
+        ws = web.WebSocketResponse(protocols=self.attach_protocols)
         await ws.prepare(request)
         async for message in ws:
             if message.type == WSMsgType.BINARY and message.data:
                 data: bytes = message.data
                 if data[0] == 0:
                     run.stdin += data[1:]
-                elif data[0] == 255 and data[1:2] == b"\x00":  # v5: close stdin
-                    break
+                elif data[0] == 255 and data[1:2] == b"\x00" and ws.ws_protocol == "v5.channel.k8s.io":
+                    break  # v5: close stdin
             elif message.type == WSMsgType.TEXT and message.data:
                 text: str = message.data
                 if text[0] == "\x00":

@@ -349,3 +349,13 @@ def test_onexds_own_clock_ends_a_job_the_cluster_does_not(fake: FakeKubernetes, 
     result = runtime.run(_spec(tmp_path), b"{}\n")
     assert result.status == "timed_out"
     _nothing_left(fake)
+
+
+@pytest.mark.parametrize("protocols", [("v5.channel.k8s.io",), ("v4.channel.k8s.io",)])
+def test_stdin_ends_with_either_attach_protocol(fake: FakeKubernetes, tmp_path: Path,
+                                                protocols: tuple[str, ...]) -> None:
+    """v5 closes stdin with its close signal; an older v4-only API server ends it when the session closes."""
+    fake.attach_protocols = protocols
+    fake.script = lambda pod: Outcome(output=lambda stdin: b"read " + stdin)
+    result = _runtime(fake, tmp_path).run(_spec(tmp_path), b"x" * 30_000)
+    assert result.status == "succeeded" and result.stdout == b"read " + b"x" * 30_000
