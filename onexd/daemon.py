@@ -58,6 +58,7 @@ from onexd.secrets.store import EncryptedStore
 
 log = logging.getLogger("onexd.daemon")
 
+
 def _kubernetes_runtime(c: DaemonConfig) -> Runtime:
     # Imported here: the kubernetes client is loaded only by daemons that use it.
     from onexd.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
