@@ -103,14 +103,16 @@ def test_oom_killed_pod_is_oom_killed(fake: FakeKubernetes, tmp_path: Path) -> N
 
 
 def test_the_jobs_deadline_is_timed_out(fake: FakeKubernetes, tmp_path: Path) -> None:
-    """A pod that outlives activeDeadlineSeconds: the Job fails with DeadlineExceeded and the job is `timed_out`."""
+    """A pod that outlives activeDeadlineSeconds: the Job fails with DeadlineExceeded (the controller deletes
+    the pod) and the job is `timed_out`. onexd's own clock is frozen here, so only the cluster's deadline acts."""
     fake.script = lambda pod: Outcome(hang=True, output=lambda stdin: b"working\n")
     spec = _spec(tmp_path)
     spec = dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, timeout_s=1))
-    began = time.monotonic()
-    result = _runtime(fake, tmp_path).run(spec, b"{}\n")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(fake.kubeconfig())
+    runtime = KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=str(kubeconfig)), clock=lambda: 0.0)
+    result = runtime.run(spec, b"{}\n")
     assert result.status == "timed_out" and "1s timeout" in result.reason
-    assert time.monotonic() - began < 5
     job = [o for _, e, o in fake.events["jobs"] if e == "MODIFIED" and o["status"].get("conditions")]
     assert job and job[-1]["status"]["conditions"][0]["reason"] == "DeadlineExceeded"
     _nothing_left(fake)
@@ -168,11 +170,11 @@ def test_a_failed_owned_object_create_deletes_the_job(fake: FakeKubernetes, tmp_
 
 def test_a_stalled_api_times_out(fake: FakeKubernetes, tmp_path: Path) -> None:
     """A request the API server does not answer within the request timeout is a RuntimeFailure, not a hang."""
-    fake.stall[("POST", "jobs")] = 3.0
+    fake.stall[("POST", "jobs")] = 8.0
     began = time.monotonic()
     with pytest.raises(RuntimeFailure, match="unreachable"):
         _runtime(fake, tmp_path, timeout_s=0.5).run(_spec(tmp_path), b"{}\n")
-    assert time.monotonic() - began < 3
+    assert time.monotonic() - began < 6
 
 
 def test_a_broken_watch_reconnects(fake: FakeKubernetes, tmp_path: Path) -> None:
