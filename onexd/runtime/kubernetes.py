@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,8 +81,21 @@ def _reason(exc: ApiException) -> str:
 
 
 def _read_dir(path: str) -> dict[str, bytes]:
+    """Every file under path by relative name. Raises OSError for anything it cannot read: a directory walk
+    that skipped an unreadable entry would ship a job without its code or secrets."""
     root = Path(path)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    if not root.is_dir():
+        raise FileNotFoundError(2, "No such directory", path)
+    files: dict[str, bytes] = {}
+
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    for dirpath, _, names in os.walk(root, onerror=fail):
+        for name in names:
+            file = Path(dirpath) / name
+            files[str(file.relative_to(root))] = file.read_bytes()
+    return dict(sorted(files.items()))
 
 
 def pod_end(pod: Manifest) -> tuple[int, bool] | None:
@@ -249,9 +263,15 @@ class KubernetesRuntime:
     def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
             on_output: OutputSink | None = None) -> RunResult:
         secrets_dir = next((m.source for m in spec.mounts if m.target == SECRETS_MOUNT), None)
-        objects = job_objects(spec, self.namespace, read_only_files(spec, _read_dir),
-                              _read_dir(secrets_dir) if secrets_dir is not None else None,
-                              seccomp_dir=self.settings.seccomp_dir)
+        try:
+            files = read_only_files(spec, _read_dir)
+            secrets = _read_dir(secrets_dir) if secrets_dir is not None else None
+        except OSError as exc:
+            # The staged secret files belong to the job's uid (0400): the daemon's user reads them only as root
+            # or with CAP_DAC_READ_SEARCH (docs/kubernetes.md). Never a value in the message: names only.
+            raise RuntimeFailure(f"job {spec.name}: cannot read its staged files ({exc.strerror or exc}); the "
+                                 "kubernetes backend reads them to build the ConfigMap and Secret") from None
+        objects = job_objects(spec, self.namespace, files, secrets, seccomp_dir=self.settings.seccomp_dir)
         name = spec.name
         reader: _LogReader | None = None
         created = False

@@ -361,3 +361,13 @@ def test_stdin_ends_with_either_attach_protocol(fake: FakeKubernetes, tmp_path: 
     fake.script = lambda pod: Outcome(output=lambda stdin: b"read " + stdin)
     result = _runtime(fake, tmp_path).run(_spec(tmp_path), b"x" * 30_000)
     assert result.status == "succeeded" and result.stdout == b"read " + b"x" * 30_000
+
+
+def test_unreadable_staged_files_are_a_runtime_failure(fake: FakeKubernetes, tmp_path: Path) -> None:
+    """A secrets directory the daemon cannot read fails the job with a RuntimeFailure; nothing is created."""
+    spec = _spec(tmp_path, "wordcount", secret=b"value")
+    mounts = tuple(dataclasses.replace(m, source=str(tmp_path / "gone")) if m.target == "/run/secrets" else m
+                   for m in spec.mounts)
+    with pytest.raises(RuntimeFailure, match="cannot read its staged files"):
+        _runtime(fake, tmp_path).run(dataclasses.replace(spec, mounts=mounts), b"{}\n")
+    assert not [m for m, _ in fake.requests if m == "POST"]
