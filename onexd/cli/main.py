@@ -477,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     p.add_argument("target", nargs="*", metavar="NODE | -- CMD ARG...")
     p.set_defaults(func=cmd_run)
+
+    from onexd.cli.k8s import register as register_k8s  # here: onexd.cli.k8s imports from this module
+
+    register_k8s(sub)
     return parser
 
 
