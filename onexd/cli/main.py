@@ -478,9 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="*", metavar="NODE | -- CMD ARG...")
     p.set_defaults(func=cmd_run)
 
-    from onexd.cli.k8s import register as register_k8s  # here: onexd.cli.k8s imports from this module
+    from onexd.cli.k8s import register as register_k8s  # here: the client is loaded only by `onexd k8s`
 
-    register_k8s(sub)
+    register_k8s(sub, _valid_snapshot, parse_request)
     return parser
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from onexd.engine.translate import seccomp_json
-from onexd.runtime.k8s_manifests import restricted_violations
+from onexd.runtime.k8s_render import restricted_violations
 from tests.conftest import BASELINE, EXAMPLES, run_cli
 from tests.engine.test_translate import _snapshot
 from tests.runtime.test_k8s_manifests import validate_strict

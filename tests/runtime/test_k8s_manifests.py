@@ -26,13 +26,8 @@ from onexd.engine.translate import HostPaths, translate
 from onexd.errors import KubernetesUnsupported
 from onexd.identity.principal import parse_subject
 from onexd.policy.pipeline import load_directory
-from onexd.runtime.k8s_manifests import (
-    RESTRICTED_CAP_ADDS,
-    job_objects,
-    render_job,
-    restricted_violations,
-    zone_policies,
-)
+from onexd.runtime.k8s_manifests import RESTRICTED_CAP_ADDS, job_objects, zone_policies
+from onexd.runtime.k8s_render import render_job, restricted_violations
 from onexd.spec import SECRETS_MOUNT
 from tests.conftest import EXAMPLES, doc, write_bundle
 from tests.engine.test_properties import policies

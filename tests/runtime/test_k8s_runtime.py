@@ -269,7 +269,7 @@ def test_an_egress_zone_gets_its_proxy_and_allowlist_updates(fake: FakeKubernete
     deployment = fake.get("deployments", "onexd-proxy-web")
     assert deployment is not None
     proxy_pod = deployment["spec"]["template"]["spec"]
-    from onexd.runtime.k8s_manifests import restricted_violations
+    from onexd.runtime.k8s_render import restricted_violations
 
     assert restricted_violations(proxy_pod) == [] and proxy_pod["automountServiceAccountToken"] is False
 
