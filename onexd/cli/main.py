@@ -543,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     p.add_argument("target", nargs="*", metavar="NODE | -- CMD ARG...")
     p.set_defaults(func=cmd_run)
+
+    from onexd.cli.k8s import register as register_k8s  # here: the client is loaded only by `onexd k8s`
+
+    register_k8s(sub, _valid_snapshot, parse_request)
     return parser
 
 
