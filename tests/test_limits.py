@@ -17,8 +17,6 @@ MAX_FUNCTION_LINES = 80
 KNOWN_OVER = {
     "cli/main.py": "the onexd command: parser and handlers, split after the CLI ergonomics work lands",
     "cli/main.py:build_parser": "one argparse tree, split with cli/main.py",
-    "runtime/kubernetes.py": "the Kubernetes backend as ported from its branch (the one module owning the client); "
-                             "to be split into jobs, zone proxies and status reading",
 }
 
 
