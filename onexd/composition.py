@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,10 +55,21 @@ from onexd.secrets.store import EncryptedStore
 log = logging.getLogger("onexd.daemon")
 Clock = Callable[[], float]
 
+
+def _kubernetes_runtime(c: DaemonConfig) -> Runtime:
+    # Imported here: the kubernetes client is loaded only by daemons that use it.
+    from onexd.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
+
+    k = c.runtime.kubernetes
+    return KubernetesRuntime(KubernetesSettings(
+        namespace=k.namespace, kubeconfig=k.kubeconfig or os.environ.get("KUBECONFIG"), in_cluster=k.inCluster,
+        context=k.context, seccomp_dir=k.seccompDir, request_timeout_s=float(k.requestTimeoutSeconds)))
+
 # Backends by name; `fake` runs no containers (for API tests and benchmarks of the daemon itself).
 RUNTIMES: dict[str, Callable[[DaemonConfig], Runtime]] = {
     "docker": lambda c: DockerRuntime(c.runtime.dockerHost),
     "fake": lambda c: FakeRuntime(),
+    "kubernetes": _kubernetes_runtime,
 }
 
 

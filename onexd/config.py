@@ -20,11 +20,36 @@ class SocketConfig(Model):
     group: str | SkipJsonSchema[None] = Field(default=None, description="Group owning the socket.")
 
 
+class KubernetesConfig(Model):
+    """Where the kubernetes backend runs jobs (docs/kubernetes.md)."""
+
+    namespace: Name = Field(default="onexd", description="Namespace of every object onexd creates; its Role "
+                                                         "is limited to it.")
+    kubeconfig: AbsPath | SkipJsonSchema[None] = Field(
+        default=None, description="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
+    inCluster: bool = Field(default=False, description="Use the pod's service account (onexd runs in the "
+                                                       "cluster); excludes kubeconfig.")
+    context: str | SkipJsonSchema[None] = Field(default=None, description="Kubeconfig context (default: current).")
+    seccompDir: str = Field(default="onexd", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+                            description="Directory of custom seccomp profiles under the kubelet's seccomp root "
+                                        "(`operator/NAMESPACE` with the Security Profiles Operator).")
+    requestTimeoutSeconds: int = Field(default=30, ge=1, le=600, description="Timeout of one API request.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubernetesConfig:
+        if self.inCluster and self.kubeconfig is not None:
+            raise ValueError("give kubeconfig or inCluster, not both")
+        return self
+
+
 class RuntimeConfig(Model):
-    backend: Literal["docker", "fake"] = Field(
-        default="docker", description="`docker`; `fake` runs no containers (API tests and benchmarks only).")
+    backend: Literal["docker", "fake", "kubernetes"] = Field(
+        default="docker", description="`docker`; `kubernetes` (Pods in one namespace, see `kubernetes`); `fake` "
+                                      "runs no containers (API tests and benchmarks only).")
     dockerHost: str = Field(default="unix:///var/run/docker.sock", description="Docker engine address.")
     egressNetwork: str = Field(default="bridge", description="Network egress proxies reach out through.")
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig,
+                                         description="Settings of the kubernetes backend.")
 
 
 class TrustConfig(Model):

@@ -3,9 +3,11 @@
     OnexdError
     ├── UsageError                a command line or request that cannot be understood
     │   ├── InvalidInput          a job's input does not match its node's inputSchema (carries the errors)
-    │   └── RequestError          an HTTP request body or header that cannot be read (carries its stable code)
-    │       └── BodyTooLarge      a request body over the configured limit
+    │   ├── RequestError          an HTTP request body or header that cannot be read (carries its stable code)
+    │   │   └── BodyTooLarge      a request body over the configured limit
+    │   └── AmbiguousJobId        a job id prefix that matches more than one job
     ├── ConfigError               the daemon configuration is invalid
+    │   └── MasterKeyMissing      no master key anywhere, and an offline command may not create one
     ├── PolicyError               a policy could not be loaded
     │   └── SignatureError        a bundle signature is missing, untrusted or does not match
     ├── KeyFileError              a key file could not be read or has the wrong type
@@ -35,6 +37,7 @@
     │   ├── StorageUnavailable    the job database cannot be written
     │   ├── NotConfigured         this daemon was built without the part (no audit, no keys, no metrics)
     │   └── RuntimeFailure        the container engine failed (not the job: the engine)
+    │       └── KubernetesUnsupported  a job the kubernetes backend refuses (it cannot lock it down as asked)
     ├── DaemonUnreachable         onexctl: the daemon's socket does not answer (or may not be opened)
     └── ApiFailure                onexctl: the daemon answered with an error (carries status and body)
 
@@ -82,8 +85,16 @@ class BodyTooLarge(RequestError):
         super().__init__("body-too-large", message)
 
 
+class AmbiguousJobId(UsageError):
+    """A job id prefix that matches more than one job (the API answers 400)."""
+
+
 class ConfigError(OnexdError):
     """The daemon configuration is invalid; the message names the field."""
+
+
+class MasterKeyMissing(ConfigError):
+    """No master key anywhere, and the caller (an offline command) may not create one."""
 
 
 class PolicyError(OnexdError):
@@ -242,3 +253,8 @@ class ApiFailure(OnexdError):
         error = body.get("error", {}) if isinstance(body, dict) else {}
         super().__init__(error.get("message", f"HTTP {status}"))
         self.status, self.body, self.error = status, body, error
+
+
+class KubernetesUnsupported(RuntimeFailure):
+    """A setting the kubernetes backend cannot give a Pod without weakening it (e.g. a capability add that
+    Pod Security "restricted" forbids): the job is refused, never run with the setting dropped."""

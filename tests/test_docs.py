@@ -12,8 +12,9 @@ from tests.conftest import ROOT
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 URL = re.compile(r"\b(?:https?|ftp)://[^\s)`'\"]+")
-# The socket's pseudo host, loopback, and the names RFC 2606 reserves for examples: placeholders, not pages.
-LOCAL_URL = re.compile(r"^https?://(?:onexd|127\.0\.0\.1|localhost|\[::1\]|(?:[a-z0-9-]+\.)*example\.(?:org|com|net))"
+# Hosts that are no page to read: single-label names (the socket's `onexd`, localhost, in-cluster services),
+# loopback, and the names RFC 2606 reserves for examples.
+LOCAL_URL = re.compile(r"^https?://(?:[^/.:\s]+|127\.0\.0\.1|\[::1\]|(?:[a-z0-9-]+\.)*example\.(?:org|com|net))"
                        r"(?:[:/]|$)")
 
 

@@ -17,7 +17,8 @@ MAX_FUNCTION_LINES = 80
 KNOWN_OVER = {
     "cli/main.py": "the onexd command: parser and handlers, split after the CLI ergonomics work lands",
     "cli/main.py:build_parser": "one argparse tree, split with cli/main.py",
-    "cli/ctl.py:run": "onexctl's dispatch, split after the CLI ergonomics work lands",
+    "cli/ctl.py": "the onexctl command: parser and dispatch of every resource (node list|get the latest), split "
+                  "by resource once the parallel CLI work has landed",
 }
 
 

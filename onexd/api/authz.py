@@ -1,6 +1,6 @@
 """Authorization at the HTTP boundary: every decision is counted and, before the answer goes out, durable in
-the trail. Each takes the one snapshot its handler read, so the decision and its audit record name the same
-policy."""
+the trail (routine reads in aggregate: see onexd.audit.sampling). Each takes the one snapshot its
+handler read, so the decision and its audit record name the same policy."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def require(ctx: ApiContext, snapshot: Snapshot, principal: Principal, per
 
 async def record_decision(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str,
                           allowed: bool, data: dict[str, Any]) -> None:
-    """Count the decision and audit it (allowed monitoring reads in aggregate: see onexd.audit.sampling)."""
+    """Count the decision and audit it (allowed monitoring and audit reads in aggregate: onexd.audit.sampling)."""
     resource, _, action = permission.partition(":")
     result = "allowed" if allowed else "denied"
     if ctx.metrics is not None:

@@ -98,7 +98,8 @@ def parse(model: type[M], data: Any) -> M:
 
 
 def int_query(request: web.Request, name: str, default: int, low: int, high: int | None = None) -> int:
-    """An integer query parameter within [low, high]; anything else is a 400 that says the accepted range."""
+    """An integer query parameter within [low, high]; anything else is a 400 that says the accepted range (never
+    the rejected value)."""
     text = request.query.get(name)
     if text is None:
         return default
@@ -108,7 +109,7 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
         value = None
     if value is None or value < low or (high is not None and value > high):
         accepted = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
-        raise RequestError("invalid-request", f"query parameter {name}={text!r}: expected {accepted}")
+        raise RequestError("invalid-request", f"query parameter {name}: expected {accepted}")
     return value
 
 
@@ -119,7 +120,7 @@ def bool_query(request: web.Request, name: str) -> bool:
         return False
     if text in ("true", "1"):
         return True
-    raise RequestError("invalid-request", f"query parameter {name}={text!r}: expected true or false")
+    raise RequestError("invalid-request", f"query parameter {name}: expected true or false")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

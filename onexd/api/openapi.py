@@ -197,7 +197,10 @@ def _audit_and_monitoring_paths(common: tuple[int, ...]) -> dict[str, dict[str, 
         "summary": "Audit events after a seq (audit:read)", "operationId": "auditEvents",
         "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                                    "maximum": 10000}}],
+                                                                    "maximum": 10000}},
+                       {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0},
+                        "description": "long poll: wait up to this many seconds (at most 30) for an event after "
+                                       "since"}],
         "responses": {**_ok("events", {"type": "object", "properties": {
             "events": {"type": "array", "items": {"type": "object"}}, "next": {"type": "integer"}}}),
             **_errors(400, 403, *common)}}},

@@ -12,8 +12,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from onexd.errors import AmbiguousJobId as AmbiguousJobId
 from onexd.errors import StorageUnavailable as StorageUnavailable
 from onexd.jobs.records import JobRecord
+
+MIN_PREFIX = 8  # like docker: any unique prefix of at least this many characters names a job
+_HEX = frozenset("0123456789abcdef")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -115,6 +119,22 @@ class JobStore:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _record(row) if row else None
+
+    def resolve(self, id_or_prefix: str, principal: str | None = None) -> str | None:
+        """The full id of the one job whose id is, or starts with, `id_or_prefix` (at least MIN_PREFIX hex
+        characters), among `principal`'s jobs (None: everyone's); None when no job matches. Raises
+        AmbiguousJobId when several do."""
+        if len(id_or_prefix) < MIN_PREFIX or not set(id_or_prefix) <= _HEX:
+            return None
+        # Ids are lower-case hex, so the prefix range [p, p + "g") holds exactly the ids starting with p.
+        sql, args = "SELECT id FROM jobs WHERE id >= ? AND id < ?", [id_or_prefix, id_or_prefix + "g"]
+        if principal is not None:
+            sql, args = sql + " AND principal = ?", [*args, principal]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id LIMIT 2", args).fetchall()
+        if len(rows) > 1:
+            raise AmbiguousJobId(f"job id prefix {id_or_prefix} matches more than one job; give more characters")
+        return str(rows[0][0]) if rows else None
 
     def query(self, principal: str | None, limit: int, before: str | None = None,
              status: str | None = None) -> list[JobRecord]:

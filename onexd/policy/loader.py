@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from pydantic import ValidationError
 
-from onexd.policy.models import KINDS, BundleDoc, Document
+from onexd.policy.models import KINDS, BundleDoc, Document, error_message
 from onexd.policy.problems import Problem, problem
 from onexd.policy.schema import SchemaSet
 from onexd.policy.yamlsafe import YamlDocument, YamlLimits, load_documents
@@ -193,7 +193,7 @@ def _validate_model(file: str, doc: YamlDocument) -> tuple[Document | None, list
         for err in exc.errors():
             pointer = "".join(f"/{p}" for p in err["loc"])
             out.append(problem(file, doc.line_of(pointer), pointer, "schema/invalid-value",
-                               f"{kind}: {err['msg'].removeprefix('Value error, ')}"))
+                               f"{kind}: {error_message(err)}"))
         return None, out
 
 

@@ -7,15 +7,19 @@ fails when they drift.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+
+from onexd import fields
 
 # Shared with the daemon config; re-exported here because the policy format is where readers look for them.
 from onexd.fields import ABS_PATH_MAX as ABS_PATH_MAX
@@ -25,7 +29,6 @@ from onexd.fields import SIZE_PATTERN as SIZE_PATTERN
 from onexd.fields import Model as Model
 from onexd.fields import Name as Name
 from onexd.fields import Size as Size
-from onexd.fields import first_error as first_error
 from onexd.fields import parse_size as parse_size
 from onexd.policy import limits as lim
 from onexd.policy.limits import ID_MAX, ID_MIN, MemorySize, OutputSize, TmpfsSize
@@ -48,6 +51,27 @@ API_VERSION = "onexd/v1"
 SemVer = Annotated[str, StringConstraints(pattern=SEMVER_PATTERN)]
 
 Permission = Annotated[str, StringConstraints(pattern=PERMISSION_PATTERN)]
+
+# What each pattern accepts, in words: a message never shows a raw regular expression.
+PATTERN_WORDS: dict[str, str] = {
+    **fields.PATTERN_WORDS,
+    SEMVER_PATTERN: "a semantic version like 1.2.3",
+    PERMISSION_PATTERN: "resource:action, like jobs:read or nodes:*, or *",
+    CAPABILITY_PATTERN: "an upper-case Linux capability name like NET_BIND_SERVICE",
+    REL_PATH_PATTERN: "a relative path of letters, digits and . _ / -",
+    ENV_NAME_PATTERN: "letters, digits and _, not starting with a digit",
+    LABEL_KEY_PATTERN: "an optional DNS prefix and /, then letters, digits and . _ - (at most 63)",
+}
+
+
+def error_message(err: Mapping[str, Any]) -> str:
+    """One pydantic error in words (the policy format's patterns included), never a regular expression."""
+    return fields.error_message(err, PATTERN_WORDS)
+
+
+def first_error(exc: ValidationError, top: str) -> tuple[str, str]:
+    """(dotted field, message) of the first error of a failed validation, for messages that name the field."""
+    return fields.first_error(exc, top, PATTERN_WORDS)
 
 
 class Metadata(Model):

@@ -19,6 +19,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 
 from onexd.config import DaemonConfig
 from onexd.fields import standard_schema
+from onexd.policy import models
 from onexd.policy.models import KINDS, Model
 from onexd.policy.problems import Problem, problem
 from onexd.policy.yamlsafe import YamlDocument, escape_pointer
@@ -63,10 +64,22 @@ def _pointer(parts: Iterable[Any]) -> str:
     return "".join(f"/{escape_pointer(str(p))}" for p in parts)
 
 
+SIZE_HINT = ("is not a size: write bytes (67108864) or a binary suffix Ki, Mi, Gi, Ti (512Mi, 1Gi); "
+             "512M and 1G are refused because they read two ways (10^6 or 2^20)")
+
+
+def _is_size(error: ValidationError) -> bool:
+    options = error.validator_value if error.validator == "anyOf" else ()
+    return isinstance(options, list) and any(isinstance(o, Mapping) and o.get("pattern") == models.SIZE_PATTERN
+                                             for o in options)
+
+
 def _describe(error: ValidationError) -> tuple[str, str, str]:
     """(code, pointer, message) for one jsonschema error."""
     where = _pointer(error.absolute_path)
     validator = error.validator
+    if _is_size(error):
+        return "schema/invalid-value", where, f"the value {SIZE_HINT}"
     if validator == "additionalProperties":
         schema = error.schema if isinstance(error.schema, Mapping) else {}
         instance = error.instance if isinstance(error.instance, dict) else {}
@@ -81,14 +94,18 @@ def _describe(error: ValidationError) -> tuple[str, str, str]:
     if validator == "type":
         return "schema/wrong-type", where, f"expected {error.validator_value}, got {type(error.instance).__name__}"
     if validator == "pattern" and where.endswith("/metadata/name"):
-        return "schema/invalid-name", where, f"invalid name: {_constraint(error)}"
+        return "schema/invalid-name", where, f"invalid name: use {models.PATTERN_WORDS[models.NAME_PATTERN]}"
     if validator == "pattern" and where.endswith("/version"):
         return "schema/invalid-version", where, "not a semantic version (1.2.3)"
+    if validator == "pattern":
+        expected = models.PATTERN_WORDS.get(str(error.validator_value),
+                                            "the documented form (see the policy reference)")
+        return "schema/invalid-value", where, f"not valid here: expected {expected}"
     return "schema/invalid-value", where, _constraint(error)
 
 
 _CONSTRAINTS = {
-    "pattern": "does not match the pattern {v}", "minimum": "must be at least {v}", "maximum": "must be at most {v}",
+"minimum": "must be at least {v}", "maximum": "must be at most {v}",
     "exclusiveMinimum": "must be greater than {v}", "exclusiveMaximum": "must be less than {v}",
     "minLength": "must be at least {v} characters long", "maxLength": "must be at most {v} characters long",
     "minItems": "must have at least {v} items", "maxItems": "must have at most {v} items",
@@ -153,6 +170,8 @@ class SchemaSet:
 
 def _leaves(error: ValidationError) -> list[ValidationError]:
     """For anyOf/oneOf failures, the most specific sub-errors say more than 'is not valid under any'."""
+    if _is_size(error):
+        return [error]
     if error.validator in ("anyOf", "oneOf") and error.context:
         # A branch whose type matched says more (`must be at most N`) than one of another type.
         typed = [e for e in error.context if e.validator != "type"]

@@ -6,6 +6,7 @@ import itertools
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Sequence
+from itertools import pairwise
 from typing import Any
 
 from onexd.policy.limits import ID_MAX, ID_MIN
@@ -192,14 +193,10 @@ def _doc_problems(doc: LoadedDoc, secret_names: frozenset[str]) -> list[Problem]
             elif path in seen:
                 add(f"/spec/tmpfs/{i}/path", "security/tmpfs-path", f"two tmpfs mounts at {mount.path!r}")
             seen.add(path)
-        normalized = {s.replace("-", "_").upper() for s in secret_names}
         for key, value in spec.env.items():
-            at = f"/spec/env/{escape_pointer(key)}"
-            if _SECRET_KEY.search(key) or key.upper() in normalized:
-                add(at, "security/secret-in-env",
-                    f"environment variable {key!r} looks like a secret; grant a Secret (a file) instead")
-            elif value in secret_names or value.startswith("/run/secrets"):
-                add(at, "security/secret-in-env", f"environment variable {key!r} refers to a secret")
+            message = env_secret_problem(key, value, secret_names)
+            if message is not None:
+                add(f"/spec/env/{escape_pointer(key)}", "security/secret-in-env", message)
     return out
 
 
@@ -247,6 +244,39 @@ def _secret_problems(doc: LoadedDoc, defs: Definitions) -> list[Problem]:
         return [problem(doc.file, doc.line("/spec/key"), "/spec/key", "security/secret-source-reserved",
                         f"Secret {doc.name}: the variable it names belongs to onexd ({RESERVED_ENV_PREFIX}*)")]
     return []
+
+
+# --- environment variable names: matched by word, not by substring ----------------------------------------
+# TOKENIZERS_PARALLELISM and COMPASS_MODE are not secrets; DB_PASSWORD, apiKey and GITHUB_TOKEN are.
+_SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "pwd", "pass", "secret", "secrets", "token",
+                           "apikey", "credential", "credentials", "privatekey", "accesskey", "authkey"})
+_SECRET_WORD_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"), ("auth", "key")})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+SECRETS_DIR = "/run/secrets/"
+
+
+def env_name_words(name: str) -> list[str]:
+    """`DB_PASSWORD` -> [db, password]; `apiKey` -> [api, key]; `HTTPProxy2` -> [http, proxy, 2]."""
+    return [w.lower() for w in _WORD.findall(name)]
+
+
+def is_secret_env_name(name: str) -> bool:
+    words = env_name_words(name)
+    return any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_WORD_PAIRS for pair in pairwise(words))
+
+
+def env_secret_problem(key: str, value: str, secret_names: frozenset[str]) -> str | None:
+    """Why an environment variable of a profile carries (or names) a secret, or None. A `*_FILE` variable
+    pointing into /run/secrets is the file convention onexd asks for, so it is allowed."""
+    if env_name_words(key)[-1:] == ["file"] and value.startswith(SECRETS_DIR):
+        return None
+    normalized = {s.replace("-", "_").upper() for s in secret_names}
+    if is_secret_env_name(key) or key.upper() in normalized:
+        return f"environment variable {key!r} looks like a secret; grant a Secret (a file) instead"
+    if value in secret_names or value.startswith("/run/secrets"):
+        return (f"environment variable {key!r} refers to a secret; only a *_FILE variable may point into "
+                f"{SECRETS_DIR}")
+    return None
 
 
 def check_security(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[str, list[Problem]]:

@@ -95,8 +95,8 @@ class Reaper(Protocol):
 
 
 class Runtime(JobRuntime, ZoneNetworks, Images, Reaper, Protocol):
-    """A container engine in every role onexd uses. Implementations: DockerRuntime, FakeRuntime; each role is
-    checked against both by tests/runtime/test_contract.py."""
+    """A container engine in every role onexd uses. Implementations: DockerRuntime, FakeRuntime,
+    KubernetesRuntime; each role is checked against all three by tests/runtime/test_contract.py."""
 
 
 def describe_exit(exit_code: int) -> str:

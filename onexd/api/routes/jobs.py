@@ -8,7 +8,7 @@ from aiohttp import web
 
 from onexd.api.authz import allowed, require
 from onexd.api.bodies import bool_query, int_query, json_body, json_response, parse
-from onexd.api.context import context, principal_of
+from onexd.api.context import ApiContext, context, principal_of
 from onexd.api.lockout import refuse_if_locked, strike
 from onexd.engine.request import JobRequest
 from onexd.errors import NotFound, PermissionDenied, RequestError
@@ -48,10 +48,20 @@ def visible(snapshot: Snapshot, principal: Principal, record: JobRecord | None, 
     raise NotFound("no such job (or not yours to see)")
 
 
+def job_id(ctx: ApiContext, snapshot: Snapshot, request: web.Request, other: str) -> str:
+    """The path's job id, or the full id of the one job a unique prefix (8+ characters) names among the jobs
+    the caller may see (its own, or everyone's with the `other` permission): a prefix never reveals others' jobs."""
+    given = request.match_info["id"]
+    principal = principal_of(request)
+    owner = None if allowed(snapshot, principal, other) else principal.display
+    return ctx.jobs.store.resolve(given, owner) or given
+
+
 async def get_job(request: web.Request) -> web.Response:
     ctx = context(request)
-    record = visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(request.match_info["id"]),
-                     "jobs:read", "jobs:read-all")
+    snapshot = ctx.policy.state.snapshot
+    full_id = job_id(ctx, snapshot, request, "jobs:read-all")
+    record = visible(snapshot, principal_of(request), ctx.jobs.get(full_id), "jobs:read", "jobs:read-all")
     return json_response(record.as_dict())
 
 
@@ -62,7 +72,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     everyone = bool_query(request, "all")
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
-        raise RequestError("invalid-request", f"status {status!r} is not one of {', '.join(STATUSES)}")
+        raise RequestError("invalid-request", f"query parameter status: expected one of {', '.join(STATUSES)}")
     await require(ctx, ctx.policy.state.snapshot, principal, "jobs:read-all" if everyone else "jobs:read")
     records = ctx.jobs.store.query(None if everyone else principal.display, limit + 1,
                                    request.query.get("before"), status)
@@ -73,18 +83,18 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    job_id = request.match_info["id"]
-    record = visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(job_id),
-                     "jobs:read", "jobs:read-all")
+    snapshot = ctx.policy.state.snapshot
+    full_id = job_id(ctx, snapshot, request, "jobs:read-all")
+    record = visible(snapshot, principal_of(request), ctx.jobs.get(full_id), "jobs:read", "jobs:read-all")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     streamed = 0
     if bool_query(request, "follow") and not ctx.jobs.is_final(record):
         # Live lines as the job prints them, then whatever the final (masked, capped) record adds.
-        async for stream, line in ctx.jobs.follow(job_id):
+        async for stream, line in ctx.jobs.follow(full_id):
             await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
             streamed += 1
-        final = await ctx.jobs.wait(job_id)
+        final = await ctx.jobs.wait(full_id)
         assert final is not None
         record = final
     if not streamed:  # finished, or a job with secrets (never streamed live): the masked record's output
@@ -102,16 +112,16 @@ async def cancel_job(request: web.Request) -> web.Response:
     """A job the caller may not see is a 404; one it may see but not cancel is a 403 (the job's existence is no
     secret to it), audited like every other denial."""
     ctx = context(request)
-    job_id = request.match_info["id"]
     snapshot, principal = ctx.policy.state.snapshot, principal_of(request)
-    record = ctx.jobs.get(job_id)
+    full_id = job_id(ctx, snapshot, request, "jobs:cancel-all")
     try:
-        record = visible(snapshot, principal, record, "jobs:cancel", "jobs:cancel-all")
+        visible(snapshot, principal, ctx.jobs.get(full_id), "jobs:cancel", "jobs:cancel-all")
     except NotFound:
-        record = visible(snapshot, principal, record, "jobs:read", "jobs:read-all")
-        await require(ctx, snapshot, principal, "jobs:cancel-all" if record.principal != principal.display
+        full_id = job_id(ctx, snapshot, request, "jobs:read-all")
+        readable = visible(snapshot, principal, ctx.jobs.get(full_id), "jobs:read", "jobs:read-all")
+        await require(ctx, snapshot, principal, "jobs:cancel-all" if readable.principal != principal.display
                       else "jobs:cancel")
-    record = ctx.jobs.cancel(job_id)
+    record = ctx.jobs.cancel(full_id)
     assert record is not None
     return json_response(record.as_dict(), 202 if not ctx.jobs.is_final(record) else 200)
 
