@@ -15,7 +15,14 @@ ENVIRONMENT = (
     ("ONEXD_LOG_LEVEL", "onexd", "`DEBUG`, `INFO` (default), `WARNING` or `ERROR`: the daemon's log level"),
     ("ONEXD_MASTER_KEY", "onexd", "the master key (at least 16 characters); before the systemd credential and "
                                   "the generated file"),
+    ("ONEXD_TOKEN", "onexctl", "a bearer token to call with (`--token`): the caller is its subject, `Token:NAME`"),
+    ("ONEXD_API_KEY", "onexctl", "an API key to call with (`--api-key`): the caller is `ApiKey:NAME`"),
+    ("ONEXD_REQUEST_TIMEOUT", "onexctl", "seconds each request may take (`--request-timeout`)"),
     ("CREDENTIALS_DIRECTORY", "onexd", "set by systemd: `master-key` in it is the master key credential"),
+    ("RUNTIME_DIRECTORY", "onexd", "set by systemd: the socket's directory (and secret staging's) when the "
+                                   "config leaves them unset"),
+    ("STATE_DIRECTORY", "onexd", "set by systemd: the state directory when the config leaves it unset"),
+    ("CONFIGURATION_DIRECTORY", "onexd", "set by systemd: where `onexd.yaml` and `policies.d` are by default"),
     ("JOURNAL_STREAM", "onexd", "set by systemd: when stderr is the journal, each log line starts with its syslog "
                                 "priority (`<4>` warning), so `journalctl -p warning` works"),
     ("NOTIFY_SOCKET", "onexd", "set by systemd: readiness, reload, stop and watchdog notifications"),
