@@ -72,6 +72,7 @@ def test_issue_13_4_onexctl_node_list_and_get(daemons: Callable[..., Daemon]) ->
     table = _ctl(d, "node", "list")
     assert table.returncode == 0 and "wordcount" in table.stdout and "python-data" in table.stdout
     assert "name: wordcount" in _ctl(d, "-o", "yaml", "node", "get", "wordcount").stdout
+    assert json.loads(_ctl(d, "node", "get", "hello", "-o", "json").stdout)["name"] == "hello"  # -o after too
     one = _ctl(d, "node", "get", "wordcount")
     assert one.returncode == 0 and "analytics" in one.stdout and "api-token" in one.stdout
     missing = _ctl(d, "node", "get", "nope")
