@@ -267,8 +267,8 @@ class AuditConfig(Model):
 class RotationConfig(Model):
     signingKeysEverySeconds: int = Field(default=30 * 86400, ge=1, description="Signing key rotation period.")
     secretStoreEverySeconds: int = Field(default=90 * 86400, ge=1, description="Data key rotation period.")
-    graceSeconds: int | SkipJsonSchema[None] = Field(
-        default=None, ge=1, description="How long a rotated-out key still verifies (default and minimum: the "
+    graceSeconds: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="How long a rotated-out key still verifies (default and minimum: the "
                                         "longest token lifetime, auth.tokens.ttlSeconds).")
 
 

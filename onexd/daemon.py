@@ -21,7 +21,7 @@ from typing import Any
 
 from onexd import __version__, systemd
 from onexd.api.metrics_listener import MetricsListener
-from onexd.api.server import ApiServer
+from onexd.api.server import ApiServer, socket_gid
 from onexd.audit.trail import AuditUnavailable
 from onexd.composition import RUNTIMES as RUNTIMES
 from onexd.composition import Clock, Parts, build_sinks, compose
@@ -74,6 +74,7 @@ class Daemon:
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         cfg = self.config
         sinks = build_sinks(cfg)  # a TLS file that cannot be loaded: refused, nothing written
+        socket_gid(cfg.socket.group)  # an unknown socket group: refused before the state directory is touched
         lock_fd = lock_state_dir(Path(cfg.stateDir))
         loop = asyncio.get_running_loop()
         parts = compose(cfg, lambda: self._engine_ok, self.clock, sinks)

@@ -15,6 +15,18 @@ from onexd.api.context import ApiContext
 from onexd.errors import ConfigError
 
 
+def socket_gid(group: str | None) -> int:
+    """The socket's group id (-1: leave it); a name the system does not know is a ConfigError, checked before the
+    daemon writes anything."""
+    if group is None:
+        return -1
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"socket.group: no group named {group!r} on this system (create it, e.g. with "
+                          "systemd-sysusers, or name another)") from None
+
+
 def bind_socket(path: Path, mode: int, group: str | None) -> socket.socket:
     """Listen on path with mode and group; a stale socket file is replaced, a live one refused."""
     if path.exists() or path.is_symlink():
@@ -32,12 +44,7 @@ def bind_socket(path: Path, mode: int, group: str | None) -> socket.socket:
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True)
         path.parent.chmod(0o755)  # the socket's group must reach the socket inside it (the daemon's umask is 077)
-    gid = -1
-    if group is not None:
-        try:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ConfigError(f"socket.group: no group named {group!r}") from None
+    gid = socket_gid(group)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # no window in which the socket is wider than 0600
     try:

@@ -163,7 +163,7 @@ SeccompAction = Literal["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL
 class SyscallRule(Model):
     names: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")], ...] = Field(min_length=1)
     action: SeccompAction
-    errnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=4095)
+    errnoRet: Annotated[int, Field(ge=1, le=4095)] | SkipJsonSchema[None] = None
     args: tuple[SyscallArg, ...] = ()
     comment: str = ""
     includes: SyscallFilter = Field(default_factory=SyscallFilter)
@@ -180,8 +180,8 @@ class SeccompJson(Model):
 
     defaultAction: SeccompAction = Field(description="Action for syscalls no rule matches; may not allow.")
     # errno 0 would make a refused call look successful.
-    defaultErrnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=4095,
-                                                        description="errno for SCMP_ACT_ERRNO (38 = ENOSYS); never 0.")
+    defaultErrnoRet: Annotated[int, Field(ge=1, le=4095)] | SkipJsonSchema[None] = Field(
+        default=None, description="errno for SCMP_ACT_ERRNO (38 = ENOSYS); never 0.")
     architectures: tuple[str, ...] = ()
     archMap: tuple[ArchMap, ...] = ()
     syscalls: tuple[SyscallRule, ...] = ()
@@ -277,8 +277,8 @@ class NodeSpec(Model):
         default=None, description="JSON Schema (2020-12) the job input must satisfy.")
     secrets: tuple[Name, ...] = Field(default=(), description="Secrets delivered as /run/secrets/<name>.")
     zone: Name | SkipJsonSchema[None] = Field(default=None, description="Overrides the profile's zone.")
-    timeoutSeconds: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=86400,
-                                                       description="At most the profile's timeout.")
+    timeoutSeconds: Annotated[int, Field(ge=1, le=86400)] | SkipJsonSchema[None] = Field(
+        default=None, description="At most the profile's timeout.")
 
 
 # --- documents ---------------------------------------------------------------------------------------

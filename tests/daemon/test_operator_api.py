@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -284,14 +286,36 @@ def test_issue_13_16_rejected_bundle_is_a_journald_warning_naming_its_problems(
     assert any(line.startswith("<6>") and '"onexd ready"' in line for line in lines)
 
 
+def _config(tmp_path: Path, staging: Path, **extra: Any) -> Any:
+    from onexd.config import DaemonConfig
+
+    return DaemonConfig.model_validate({
+        "socket": {"path": str(tmp_path / "run" / "onexd.sock")}, "policyDir": str(tmp_path / "policies"),
+        "stateDir": str(tmp_path / "state"), "runtime": {"backend": "fake"}, "secrets": {"stagingDir": str(staging)},
+        **extra})
+
+
+def test_issue_13_18_an_unknown_socket_group_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """`socket.group` naming a group the system does not have (the example config on a host where sysusers has
+    not run) stops `onexd serve` with the field named, before the state directory exists (regression)."""
+    staging = tmp_path / "unused-staging"
+    config = tmp_path / "onexd.yaml"
+    config.write_text(json.dumps(_config(tmp_path, staging, socket={
+        "path": str(tmp_path / "run" / "onexd.sock"), "group": "no-such-group-onexd"}).model_dump(mode="json")))
+    onexd = str(Path(sys.executable).parent / "onexd")
+    proc = subprocess.run([onexd, "serve", "--config", str(config)], capture_output=True, text=True, timeout=60,
+                          check=False, env={**os.environ, "ONEXD_MASTER_KEY": "k" * 32})
+    assert proc.returncode != 0 and "socket.group" in proc.stderr and "no-such-group-onexd" in proc.stderr
+    assert not (tmp_path / "state").exists()
+
+
 def test_issue_13_15_a_failed_start_closes_the_metrics_listener(tmp_path: Path) -> None:
-    """When the API socket cannot be set up (here: an unknown socket group), the start fails with a ConfigError
-    and the metrics listener it had opened is closed again, not left serving (regression)."""
+    """When the API socket cannot be set up (here: its path is a regular file), the start fails with a
+    ConfigError and the metrics listener it had opened is closed again, not left serving (regression)."""
     import asyncio
     import shutil
     import uuid
 
-    from onexd.config import DaemonConfig
     from onexd.daemon import Daemon as OnexdDaemon
     from onexd.errors import ConfigError
     from tests.conftest import EXAMPLES
@@ -299,16 +323,14 @@ def test_issue_13_15_a_failed_start_closes_the_metrics_listener(tmp_path: Path) 
     port = _free_port()
     staging = Path("/dev/shm") / f"onexd-listener-{uuid.uuid4().hex[:8]}"
     shutil.copytree(EXAMPLES, tmp_path / "policies")
-    config = DaemonConfig.model_validate({
-        "socket": {"path": str(tmp_path / "run" / "onexd.sock"), "group": "no-such-group-onexd"},
-        "policyDir": str(tmp_path / "policies"), "stateDir": str(tmp_path / "state"),
-        "runtime": {"backend": "fake"}, "secrets": {"stagingDir": str(staging)},
-        "metrics": {"listen": f"127.0.0.1:{port}"}})
+    config = _config(tmp_path, staging, metrics={"listen": f"127.0.0.1:{port}"})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "onexd.sock").write_text("not a socket")
     staging.mkdir(mode=0o711)
     old = os.environ.get("ONEXD_MASTER_KEY")
     os.environ["ONEXD_MASTER_KEY"] = "k" * 32
     try:
-        with pytest.raises(ConfigError, match="no-such-group-onexd"):
+        with pytest.raises(ConfigError, match="not a socket"):
             asyncio.run(OnexdDaemon(config).run())
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -158,3 +158,30 @@ def test_issue_13_12_a_validator_rejects_a_negative_timeout_with_the_shipped_sch
     assert [list(e.absolute_path) for e in errors] == [["spec", "timeoutSeconds"]]
     node["spec"]["timeoutSeconds"] = 5
     assert list(Draft202012Validator(schema).iter_errors(node)) == []
+
+
+def test_issue_13_12_an_explicit_null_is_a_validation_error_never_a_crash() -> None:
+    """Every optional field of the config, policy and request models answers `null` with a ValidationError or
+    accepts it; a constraint placed on the union (`int | None` with ge) raised TypeError, a 500 or a traceback
+    (regression: `rotation.graceSeconds: null`, `timeoutSeconds: null`)."""
+    import importlib
+    import inspect
+
+    import pydantic
+
+    crashed = []
+    for module_name in ("onexd.config", "onexd.policy.models", "onexd.engine.request", "onexd.api.bodies"):
+        module = importlib.import_module(module_name)
+        for name, cls in vars(module).items():
+            if not (inspect.isclass(cls) and issubclass(cls, pydantic.BaseModel) and cls.__module__ == module_name):
+                continue
+            for field, info in cls.model_fields.items():
+                if info.default is not None:
+                    continue
+                try:
+                    cls.__pydantic_validator__.validate_assignment(cls.model_construct(), field, None)
+                except (pydantic.ValidationError, ValueError):
+                    pass
+                except TypeError as exc:
+                    crashed.append(f"{module_name}.{name}.{field}: {exc}")
+    assert crashed == []
