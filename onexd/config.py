@@ -117,6 +117,14 @@ class ConcurrencyConfig(Model):
     maxJobsPerPrincipal: int = Field(default=8, ge=1, description="Running + queued jobs per principal.")
 
 
+class PoolConfig(Model):
+    """The host's ceiling on warm-pool slots (sizes themselves are policy: Node/SandboxProfile warmPool)."""
+
+    maxContainers: int = Field(default=16, ge=0, le=1024, description="Idle warm slots on this host, all keys "
+                                                                     "together; 0 turns the pool off.")
+    maxIdleSeconds: int = Field(default=600, ge=1, description="An idle slot older than this is replaced.")
+
+
 class DaemonConfig(Model):
     """onexd.yaml: every setting of the daemon."""
 
@@ -134,6 +142,7 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
 
     @model_validator(mode="after")
     def _grace_covers_tokens(self) -> DaemonConfig:

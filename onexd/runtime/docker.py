@@ -11,6 +11,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, cast
 
 import docker
@@ -18,8 +19,16 @@ import requests
 from docker.errors import APIError, DockerException, NotFound
 
 from onexd.errors import RuntimeFailure
-from onexd.runtime.base import EXIT_SIGNAL_BASE, ImageInfo, OutputSink, RunResult, describe_exit, status_for
-from onexd.spec import MANAGED_LABEL, ContainerSpec
+from onexd.runtime.base import (
+    EXIT_SIGNAL_BASE,
+    ImageInfo,
+    OutputSink,
+    RunResult,
+    SlotLost,
+    describe_exit,
+    status_for,
+)
+from onexd.spec import JOB_LABEL, MANAGED_LABEL, ContainerSpec
 
 ZONE_LABEL = "onexd.zone"
 # Jobs yield CPU to the daemon and everything else (CIS 5.12 wants a non-default share).
@@ -144,6 +153,14 @@ def _close_attach(attached: Any) -> None:
                 closeable.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """A started slot: its container and the attach stream the job will arrive on."""
+
+    cid: str
+    attached: Any
+
+
 class DockerRuntime:
     """Runs ContainerSpecs on a Docker engine through the SDK's low-level API."""
 
@@ -153,6 +170,9 @@ class DockerRuntime:
         self._api = self._client.api
         self._network_lock = threading.Lock()
         self._addresses: dict[str, str] = {}
+        self._slot_lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._removals: list[threading.Thread] = []
 
     def close(self) -> None:
         self._client.close()
@@ -270,14 +290,15 @@ class DockerRuntime:
         """The job whose container had this address on a zone network (kept from when it started)."""
         return self._addresses.get(address)
 
-    def _remember_address(self, cid: str, network: str) -> None:
+    def _remember_address(self, cid: str, network: str, job: str | None = None) -> None:
         with contextlib.suppress(DockerException, requests.RequestException, OSError, KeyError):
             info = self._api.inspect_container(cid)
             address = info["NetworkSettings"]["Networks"][network]["IPAddress"]
             if address:
                 if len(self._addresses) > 10_000:
                     self._addresses.clear()
-                self._addresses[address] = info["Config"]["Labels"].get("onexd.job", "")
+                # A slot has no job label (it had no job when created): the claim says which job it is.
+                self._addresses[address] = job if job is not None else info["Config"]["Labels"].get(JOB_LABEL, "")
 
     def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
             on_output: OutputSink | None = None) -> RunResult:
@@ -300,38 +321,125 @@ class DockerRuntime:
             if spec.network.mode == "egress" and spec.network.network_name:
                 self._remember_address(cid, spec.network.network_name)
             self._feed(raw, stdin)
-            timed_out = cancelled = False
-            deadline = time.monotonic() + spec.limits.timeout_s
-            while reader.is_alive():
-                reader.join(0.05)
-                if not (timed_out or cancelled):
-                    if cancel is not None and cancel.is_set():
-                        cancelled = True
-                    elif time.monotonic() >= deadline:
-                        timed_out = True
-                    if timed_out or cancelled:
-                        self._kill(cid)
-            with _engine_errors(f"waiting for container {spec.name}"):
-                exit_code = int(self._api.wait(cid, timeout=KILL_GRACE_S + 30)["StatusCode"])
-                finished = time.time()
-                state = self._api.inspect_container(cid)["State"]
-            _close_attach(attached)
-            oom = bool(state.get("OOMKilled"))
-            if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
-                oom = self._oom_event(cid, started - 1)
-            status = status_for(exit_code, oom, timed_out, cancelled)
-            reason = {"timed_out": f"killed after the {spec.limits.timeout_s}s timeout",
-                      "cancelled": "cancelled", "oom_killed": "killed by the OOM killer at the memory limit"
-                      }.get(status, describe_exit(exit_code))
-            return RunResult(status=status, exit_code=exit_code, stdout=bytes(reader.out[1]),
-                             stderr=bytes(reader.out[2]), truncated=reader.truncated,
-                             duration_ms=round((finished - started) * 1000), started_at=started,
-                             finished_at=finished, reason=reason)
+            return self._drive(cid, spec, attached, reader, started, cancel)
         finally:
             if attached is not None:
                 _close_attach(attached)
             # By id when we have it; by name when creation was interrupted before we learned the id.
             self._remove(cid or spec.name)
+
+    def _drive(self, cid: str, spec: ContainerSpec, attached: Any, reader: _OutputReader, started: float,
+               cancel: threading.Event | None) -> RunResult:
+        """From a started, fed container to its result: the timeout counts from `started`."""
+        timed_out = cancelled = False
+        deadline = time.monotonic() + spec.limits.timeout_s - (time.time() - started)
+        while reader.is_alive():
+            reader.join(0.05)
+            if not (timed_out or cancelled):
+                if cancel is not None and cancel.is_set():
+                    cancelled = True
+                elif time.monotonic() >= deadline:
+                    timed_out = True
+                if timed_out or cancelled:
+                    self._kill(cid)
+        with _engine_errors(f"waiting for container {spec.name}"):
+            exit_code = int(self._api.wait(cid, timeout=KILL_GRACE_S + 30)["StatusCode"])
+            finished = time.time()
+            state = self._api.inspect_container(cid)["State"]
+        _close_attach(attached)
+        oom = bool(state.get("OOMKilled"))
+        if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
+            oom = self._oom_event(cid, started - 1)
+        status = status_for(exit_code, oom, timed_out, cancelled)
+        reason = {"timed_out": f"killed after the {spec.limits.timeout_s}s timeout",
+                  "cancelled": "cancelled", "oom_killed": "killed by the OOM killer at the memory limit"
+                  }.get(status, describe_exit(exit_code))
+        return RunResult(status=status, exit_code=exit_code, stdout=bytes(reader.out[1]),
+                         stderr=bytes(reader.out[2]), truncated=reader.truncated,
+                         duration_ms=round((finished - started) * 1000), started_at=started,
+                         finished_at=finished, reason=reason)
+
+    # --- warm-pool slots ---------------------------------------------------------------------------------
+
+    def create_slot(self, spec: ContainerSpec) -> str:
+        """Create, attach to and start a slot (its command is the launcher, which waits on stdin)."""
+        if spec.network.network_name is not None:
+            self.ensure_network(spec.network.network_name, spec.network.zone)
+        cid: str | None = None
+        attached: Any = None
+        try:
+            with _engine_errors(f"creating slot {spec.name}"):
+                cid = str(self._api.create_container(**engine_request(spec))["Id"])
+                attached = self._api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                self._api.start(cid)
+        except BaseException:
+            if attached is not None:
+                _close_attach(attached)
+            self._remove(cid or spec.name)
+            raise
+        with self._slot_lock:
+            self._slots[spec.name] = _Slot(cid, attached)
+        return spec.name
+
+    def run_slot(self, name: str, job: ContainerSpec, line: bytes, stdin: bytes,
+                 cancel: threading.Event | None = None, on_output: OutputSink | None = None) -> RunResult:
+        """Hand a job to a waiting slot; the timeout and output limit count from here. The container is renamed to
+        the job's name (how users and the reaper find a job's container) and always removed afterwards."""
+        with self._slot_lock:
+            slot = self._slots.pop(name, None)
+        if slot is None:
+            raise SlotLost(f"slot {name} is not waiting")
+        raw: socket.socket = getattr(slot.attached, "_sock", slot.attached)
+        renaming: threading.Thread | None = None
+        try:
+            reader = _OutputReader(raw, job.limits.output_limit_bytes, on_output)
+            reader.start()
+            started = time.time()
+            try:
+                raw.sendall(line)
+            except OSError:  # the launcher is gone: nothing ran, the caller may take the cold path
+                raise SlotLost(f"slot {name} died while waiting") from None
+            self._feed(raw, stdin)
+            # The rename runs beside the job, not before it: it costs the engine up to tens of milliseconds.
+            renaming = threading.Thread(target=self._rename, args=(slot.cid, job.name), name="onexd-rename",
+                                        daemon=True)
+            renaming.start()
+            if job.network.mode == "egress" and job.network.network_name:
+                self._remember_address(slot.cid, job.network.network_name, dict(job.labels).get(JOB_LABEL, ""))
+            return self._drive(slot.cid, job, slot.attached, reader, started, cancel)
+        finally:
+            _close_attach(slot.attached)
+            self._remove_later(slot.cid, renaming)
+
+    def remove_slot(self, name: str) -> None:
+        with self._slot_lock:
+            slot = self._slots.pop(name, None)
+        if slot is not None:
+            _close_attach(slot.attached)
+        self._remove(slot.cid if slot is not None else name)
+
+    def _rename(self, cid: str, name: str) -> None:
+        with contextlib.suppress(NotFound, APIError, DockerException, requests.RequestException, OSError):
+            self._api.rename(cid, name)
+
+    def _remove_later(self, cid: str, after: threading.Thread | None = None) -> None:
+        """Removal off the job's path: its result does not wait for the engine to tear the container down."""
+        def remove() -> None:
+            if after is not None:
+                after.join()
+            self._remove(cid)
+
+        thread = threading.Thread(target=remove, name="onexd-remove", daemon=True)
+        with self._slot_lock:
+            self._removals = [t for t in self._removals if t.is_alive()] + [thread]
+        thread.start()
+
+    def settle(self) -> None:
+        """Wait for removals still under way (before the daemon stops)."""
+        with self._slot_lock:
+            pending = list(self._removals)
+        for thread in pending:
+            thread.join(KILL_GRACE_S + 30)
 
     @staticmethod
     def _feed(raw: socket.socket, stdin: bytes) -> None:
