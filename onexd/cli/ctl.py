@@ -212,6 +212,9 @@ def run(args: argparse.Namespace) -> int:
         _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
     elif cmd == ("zone", "list"):
         _listing(client.call("GET", "/v1/zones"), fmt, "zones", ("name", "mode", "network", "proxy", "egress"))
+    elif cmd == ("pool", "list"):
+        _listing(client.call("GET", "/v1/pool"), fmt, "keys",
+                 ("target", "size", "idle", "ages", "claims", "misses", "refills", "policy", "key"))
     elif cmd == ("audit", "tail"):
         since = args.since
         if since is None:  # the last N events
@@ -309,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     zone = sub.add_parser("zone", help="network zones").add_subparsers(dest="action", required=True,
                                                                        metavar="ACTION")
     zone.add_parser("list", help="zones, their mode, network, proxy state and allowlist (policy:read)")
+    pool = sub.add_parser("pool", help="the warm pool").add_subparsers(dest="action", required=True,
+                                                                     metavar="ACTION")
+    pool.add_parser("list", help="pool keys: target, wanted size, idle slots and their ages (monitoring:read)")
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True,
                                                                            metavar="ACTION")
     p = audit.add_parser("tail", help="recent events (audit:read)")

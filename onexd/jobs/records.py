@@ -39,6 +39,8 @@ class JobRecord:
     started_at: float | None = None
     finished_at: float | None = None
     reason: str = ""
+    # A pooled job: the slot it ran in and the policy digest and key the slot was created with.
+    pool: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -49,4 +51,5 @@ class JobRecord:
             "policy": {"digest": self.policy_digest, "bundles": dict(self.policy_bundles)},
             "createdAt": iso(self.created_at), "startedAt": iso(self.started_at),
             "finishedAt": iso(self.finished_at), "reason": self.reason,
+            "pool": dict(self.pool) or None,
         }

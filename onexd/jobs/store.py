@@ -42,6 +42,7 @@ def _row(record: JobRecord) -> dict[str, Any]:
     row = {c: getattr(record, c) for c in _COLUMNS}
     row["policy_bundles"] = json.dumps(dict(record.policy_bundles), sort_keys=True)
     row["truncated"] = int(record.truncated)
+    row["pool"] = json.dumps(dict(record.pool), sort_keys=True)
     return row
 
 
@@ -49,6 +50,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
     data = dict(row)
     data["policy_bundles"] = json.loads(data["policy_bundles"])
     data["truncated"] = bool(data["truncated"])
+    data["pool"] = json.loads(data["pool"] or "{}")
     return JobRecord(**data)
 
 
@@ -66,6 +68,9 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash of onexd loses nothing committed
             self._db.executescript(_SCHEMA)
+            # Added with the warm pool: databases from before get the column (empty: not pooled).
+            if "pool" not in {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN pool TEXT NOT NULL DEFAULT '{}'")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, cast
 
 import docker
@@ -19,6 +17,7 @@ import requests
 from docker.errors import APIError, DockerException, NotFound
 
 from onexd.errors import RuntimeFailure
+from onexd.runtime.attach import OutputReader, close_attach
 from onexd.runtime.base import (
     EXIT_SIGNAL_BASE,
     ImageInfo,
@@ -101,66 +100,6 @@ def _engine_errors(action: str) -> Iterator[None]:
         raise RuntimeFailure(f"{action}: the Docker engine is unreachable ({exc})") from None
 
 
-class _OutputReader(threading.Thread):
-    """Demultiplexes the attach stream, keeping at most `limit` bytes of stdout+stderr, draining the rest."""
-
-    def __init__(self, sock: socket.socket, limit: int, on_output: OutputSink | None = None) -> None:
-        super().__init__(name="onexd-output", daemon=True)
-        self.sock, self.limit, self.on_output = sock, limit, on_output
-        self.out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
-        self.truncated = False
-        self.kept = 0
-
-    def _read_exactly(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return bytes(buf)
-
-    def run(self) -> None:
-        try:
-            while True:
-                header = self._read_exactly(8)
-                stream, size = header[0], struct.unpack(">I", header[4:])[0]
-                remaining = size
-                while remaining:
-                    chunk = self.sock.recv(min(remaining, 65536))
-                    if not chunk:
-                        raise EOFError
-                    remaining -= len(chunk)
-                    room = self.limit - self.kept
-                    if len(chunk) > room:
-                        self.truncated = True
-                        chunk = chunk[:max(room, 0)]
-                    if chunk and stream in self.out:
-                        self.out[stream] += chunk
-                        self.kept += len(chunk)
-                        if self.on_output is not None:
-                            self.on_output(stream, chunk)
-        except (EOFError, OSError):
-            return
-
-
-def _close_attach(attached: Any) -> None:
-    """Close the hijacked attach connection in the order that leaves no half-closed object for the GC:
-    the HTTP response first (it flushes through the socket), then the file object, then the socket."""
-    for closeable in (getattr(attached, "_response", None), attached, getattr(attached, "_sock", None)):
-        if closeable is not None:
-            with contextlib.suppress(Exception):
-                closeable.close()
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    """A started slot: its container and the attach stream the job will arrive on."""
-
-    cid: str
-    attached: Any
-
-
 class DockerRuntime:
     """Runs ContainerSpecs on a Docker engine through the SDK's low-level API."""
 
@@ -171,7 +110,7 @@ class DockerRuntime:
         self._network_lock = threading.Lock()
         self._addresses: dict[str, str] = {}
         self._slot_lock = threading.Lock()
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, tuple[str, Any]] = {}  # waiting slots: name -> (container id, attach stream)
         self._removals: list[threading.Thread] = []
 
     def close(self) -> None:
@@ -313,7 +252,7 @@ class DockerRuntime:
                 cid = self._api.create_container(**engine_request(spec))["Id"]
                 attached = self._api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             raw: socket.socket = getattr(attached, "_sock", attached)
-            reader = _OutputReader(raw, spec.limits.output_limit_bytes, on_output)
+            reader = OutputReader(raw, spec.limits.output_limit_bytes, on_output)
             reader.start()
             started = time.time()
             with _engine_errors(f"starting container {spec.name}"):
@@ -324,11 +263,11 @@ class DockerRuntime:
             return self._drive(cid, spec, attached, reader, started, cancel)
         finally:
             if attached is not None:
-                _close_attach(attached)
+                close_attach(attached)
             # By id when we have it; by name when creation was interrupted before we learned the id.
             self._remove(cid or spec.name)
 
-    def _drive(self, cid: str, spec: ContainerSpec, attached: Any, reader: _OutputReader, started: float,
+    def _drive(self, cid: str, spec: ContainerSpec, attached: Any, reader: OutputReader, started: float,
                cancel: threading.Event | None) -> RunResult:
         """From a started, fed container to its result: the timeout counts from `started`."""
         timed_out = cancelled = False
@@ -346,7 +285,7 @@ class DockerRuntime:
             exit_code = int(self._api.wait(cid, timeout=KILL_GRACE_S + 30)["StatusCode"])
             finished = time.time()
             state = self._api.inspect_container(cid)["State"]
-        _close_attach(attached)
+        close_attach(attached)
         oom = bool(state.get("OOMKilled"))
         if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
             oom = self._oom_event(cid, started - 1)
@@ -374,11 +313,11 @@ class DockerRuntime:
                 self._api.start(cid)
         except BaseException:
             if attached is not None:
-                _close_attach(attached)
+                close_attach(attached)
             self._remove(cid or spec.name)
             raise
         with self._slot_lock:
-            self._slots[spec.name] = _Slot(cid, attached)
+            self._slots[spec.name] = (cid, attached)
         return spec.name
 
     def run_slot(self, name: str, job: ContainerSpec, line: bytes, stdin: bytes,
@@ -387,12 +326,16 @@ class DockerRuntime:
         the job's name (how users and the reaper find a job's container) and always removed afterwards."""
         with self._slot_lock:
             slot = self._slots.pop(name, None)
-        if slot is None:
-            raise SlotLost(f"slot {name} is not waiting")
-        raw: socket.socket = getattr(slot.attached, "_sock", slot.attached)
-        renaming: threading.Thread | None = None
+            if slot is None:
+                raise SlotLost(f"slot {name} is not waiting")
+            cid, attached = slot
+            done = threading.Event()
+            aftercare = threading.Thread(target=self._aftercare, args=(cid, job.name, done), daemon=True)
+            self._removals = [t for t in self._removals if t.is_alive()] + [aftercare]
+        aftercare.start()
+        raw: socket.socket = getattr(attached, "_sock", attached)
         try:
-            reader = _OutputReader(raw, job.limits.output_limit_bytes, on_output)
+            reader = OutputReader(raw, job.limits.output_limit_bytes, on_output)
             reader.start()
             started = time.time()
             try:
@@ -400,39 +343,27 @@ class DockerRuntime:
             except OSError:  # the launcher is gone: nothing ran, the caller may take the cold path
                 raise SlotLost(f"slot {name} died while waiting") from None
             self._feed(raw, stdin)
-            # The rename runs beside the job, not before it: it costs the engine up to tens of milliseconds.
-            renaming = threading.Thread(target=self._rename, args=(slot.cid, job.name), name="onexd-rename",
-                                        daemon=True)
-            renaming.start()
             if job.network.mode == "egress" and job.network.network_name:
-                self._remember_address(slot.cid, job.network.network_name, dict(job.labels).get(JOB_LABEL, ""))
-            return self._drive(slot.cid, job, slot.attached, reader, started, cancel)
+                self._remember_address(cid, job.network.network_name, dict(job.labels).get(JOB_LABEL, ""))
+            return self._drive(cid, job, attached, reader, started, cancel)
         finally:
-            _close_attach(slot.attached)
-            self._remove_later(slot.cid, renaming)
+            close_attach(attached)
+            done.set()
+
+    def _aftercare(self, cid: str, name: str, done: threading.Event) -> None:
+        """Beside the job: the rename (up to tens of milliseconds of engine time, so never before the job), then,
+        once the job ended, the removal, off the path of its result."""
+        with contextlib.suppress(DockerException, requests.RequestException, OSError):
+            self._api.rename(cid, name)
+        done.wait()
+        self._remove(cid)
 
     def remove_slot(self, name: str) -> None:
         with self._slot_lock:
-            slot = self._slots.pop(name, None)
-        if slot is not None:
-            _close_attach(slot.attached)
-        self._remove(slot.cid if slot is not None else name)
-
-    def _rename(self, cid: str, name: str) -> None:
-        with contextlib.suppress(NotFound, APIError, DockerException, requests.RequestException, OSError):
-            self._api.rename(cid, name)
-
-    def _remove_later(self, cid: str, after: threading.Thread | None = None) -> None:
-        """Removal off the job's path: its result does not wait for the engine to tear the container down."""
-        def remove() -> None:
-            if after is not None:
-                after.join()
-            self._remove(cid)
-
-        thread = threading.Thread(target=remove, name="onexd-remove", daemon=True)
-        with self._slot_lock:
-            self._removals = [t for t in self._removals if t.is_alive()] + [thread]
-        thread.start()
+            cid, attached = self._slots.pop(name, (name, None))
+        if attached is not None:
+            close_attach(attached)
+        self._remove(cid)
 
     def settle(self) -> None:
         """Wait for removals still under way (before the daemon stops)."""
