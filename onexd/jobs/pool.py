@@ -8,6 +8,7 @@ runtime removes it when its job ends. Secrets reach a slot only when it is claim
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -38,10 +39,12 @@ NodeSource = Callable[[Snapshot, str], str | None]
 
 @dataclass(frozen=True, slots=True)
 class _Want:
-    target: PoolTarget
+    target: PoolTarget  # the first target of the key: its slots are made from it
     snapshot: Snapshot
     image_id: str
     node_source: str | None
+    size: int  # targets of one shape (a node and ad-hoc jobs of its profile, say) share slots: sizes add up
+    names: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,11 @@ class WarmPool:
                 except (OnexdError, OSError) as exc:
                     log.warning("pool target skipped", extra={"target": target.name, "error": str(exc)})
                     continue
-                wants[pool_key(spec, image_ids[image])] = _Want(target, snapshot, image_ids[image], node_source)
+                key = pool_key(spec, image_ids[image])
+                known = wants.get(key)
+                wants[key] = _Want(target, snapshot, image_ids[image], node_source, target.size, target.name) \
+                    if known is None else dataclasses.replace(known, size=known.size + target.size,
+                                                              names=f"{known.names},{target.name}")
         with self._lock:
             self._snapshot, self._wants, self._image_ids = snapshot, wants, image_ids
             stale = {k: q for k, q in self._idle.items() if k not in wants}
@@ -236,7 +243,7 @@ class WarmPool:
             if total >= self.config.maxContainers:
                 return None
             short = [(len(self._idle.get(k, ())), k) for k, w in self._wants.items()
-                     if len(self._idle.get(k, ())) < w.target.size]
+                     if len(self._idle.get(k, ())) < w.size]
             if not short:
                 return None
             key = min(short)[1]  # the emptiest key first: every key gets a slot before any gets two
@@ -262,8 +269,8 @@ class WarmPool:
                 shutil.rmtree(secrets_dir, ignore_errors=True)
             log.warning("warm slot not created", extra={"target": want.target.name, "error": str(exc)})
             return False
-        created = Slot(name, key, want.target.name, want.snapshot.digest, self.clock(), secrets_dir)
-        self.audit_slot("pool.slot.created", {"slot": name, "key": key, "target": want.target.name,
+        created = Slot(name, key, want.names, want.snapshot.digest, self.clock(), secrets_dir)
+        self.audit_slot("pool.slot.created", {"slot": name, "key": key, "target": want.names,
                                             "image": want.image_id}, want.snapshot.digest)
         with self._lock:
             current = key in self._wants and not self._stopping.is_set()
@@ -305,11 +312,11 @@ class WarmPool:
         now = self.clock()
         with self._lock:
             out = []
-            for key, want in sorted(self._wants.items(), key=lambda kv: kv[1].target.name):
+            for key, want in sorted(self._wants.items(), key=lambda kv: kv[1].names):
                 idle = list(self._idle.get(key, ()))
                 c = self._counts.get(key, PoolCounters())
-                out.append({"key": key, "target": want.target.name, "policy": want.snapshot.digest,
-                            "image": want.image_id, "size": want.target.size, "idle": len(idle),
+                out.append({"key": key, "target": want.names, "policy": want.snapshot.digest,
+                            "image": want.image_id, "size": want.size, "idle": len(idle),
                             "ages": [round(now - s.created_at, 1) for s in idle],
                             "claims": c.claims, "misses": c.misses, "refills": c.refills})
             return out
