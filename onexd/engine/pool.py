@@ -56,15 +56,16 @@ def slot_spec(spec: ContainerSpec, name: str, key: str) -> ContainerSpec:
 
 
 def _quote(word: str) -> str:
-    return "'" + word.replace("'", "'\\''") + "'"
+    """Single-quoted for sh; a newline leaves the quotes as "$onexd_nl" (the launcher's newline): one line."""
+    return "'" + word.replace("'", "'\\''").replace("\n", "'\"$onexd_nl\"'") + "'"
 
 
 def job_line(spec: ContainerSpec) -> bytes | None:
-    """The one line the launcher evaluates: the job id exported, then `exec argv`. None when an argument
-    cannot travel on one line (a newline or NUL): such a job takes the cold path."""
+    """The one line the launcher evaluates: the job id exported, then `exec argv`. None when a word holds a NUL
+    (no argv can): such a job takes the cold path, which refuses it as it always did."""
     job_id = dict(spec.env).get(JOB_ID_ENV, "")
     words = [job_id, *spec.command]
-    if any("\n" in w or "\0" in w for w in words):
+    if any("\0" in w for w in words):
         return None
     return f"export {JOB_ID_ENV}={_quote(job_id)}; exec {' '.join(_quote(w) for w in spec.command)}\n".encode()
 

@@ -43,8 +43,11 @@ _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 # disk), ordered (the job line comes before the job's stdin on the same stream), and it closes with the
 # container. `read` takes bytes one at a time from a pipe (dash and busybox alike), so everything after the
 # line is left unread for the job. The line is written by the daemon only (shell-quoted `export`s and
-# `exec argv`); a slot that gets no line (EOF) exits without running anything.
+# `exec argv`; a newline inside an argument travels as "$onexd_nl", which is not exported); a slot that gets
+# no line (EOF) exits without running anything.
 LAUNCHER_SCRIPT = """#!/bin/sh
+onexd_nl='
+'
 IFS= read -r onexd_job || exit 97
 eval "$onexd_job"
 exit 97

@@ -248,7 +248,8 @@ def test_a_slot_is_the_translated_spec_but_for_the_job_parts(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("argv", [("cat",), ("sh", "-c", "echo 'it''s' \"$HOME\" `id` $(id) \\"),
-                                  ("printf", "%s|", "a b", "", "'", "\\n", "*", "$ONEXD_JOB_ID")])
+                                  ("printf", "%s|", "a b", "", "'", "\\n", "*", "$ONEXD_JOB_ID"),
+                                  ("sh", "-c", "echo one\n\necho 'two'\n", "x\n'\n")])
 def test_the_launcher_line_execs_exactly_the_argv(argv: tuple[str, ...], tmp_path: Path) -> None:
     """The launcher's line, evaluated by a POSIX sh, runs exactly the argv with the job id exported."""
     import dataclasses
@@ -269,10 +270,12 @@ def test_the_launcher_line_execs_exactly_the_argv(argv: tuple[str, ...], tmp_pat
     assert out == f"{list(argv)!r}\nj'1\n", shlex.join(argv)
 
 
-def test_an_argument_with_a_newline_takes_the_cold_path() -> None:
-    """A newline cannot travel on the launcher's one line: job_line refuses, so the job runs cold."""
+def test_newlines_travel_on_one_line_and_a_nul_takes_the_cold_path() -> None:
+    """Newlines in arguments keep the launcher's line one line; a NUL (no argv can hold one) makes it a miss."""
     from tests.runtime.test_contract import spec as contract_spec
-    assert job_line(contract_spec(command=("echo", "a\nb"))) is None
+    line = job_line(contract_spec(command=("sh", "-c", "a\nb")))
+    assert line is not None and line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert job_line(contract_spec(command=("echo", "a\0b"))) is None
 
 
 def test_store_adds_the_pool_column_to_an_older_database(tmp_path: Path) -> None:
