@@ -31,6 +31,7 @@ from onexd.spec import JOB_LABEL, ContainerSpec
 
 log = logging.getLogger("onexd.pool")
 SLOT_PREFIX = "onexd-slot-"
+HOLDOFF_S = 0.05
 # (event type, data, policy digest): slot creation and removal, for the audit trail.
 PoolEvent = Callable[[str, dict[str, Any], str], None]
 # A node's code as a host directory (the runner's content-addressed store).
@@ -82,6 +83,7 @@ class WarmPool:
         self._idle: dict[str, deque[Slot]] = {}
         self._counts: dict[str, PoolCounters] = {}
         self._snapshot: Snapshot | None = None
+        self._ended: list[tuple[str, dict[str, Any], str]] = []  # removal events of slots whose job ended
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,13 +144,11 @@ class WarmPool:
                 return None
             queue = self._idle.get(key)
             counts = self._counts.get(key, PoolCounters())
-            if not queue:
+            if not queue:  # refilled by the next round: not now, beside the cold job's own start
                 self._counts[key] = PoolCounters(counts.claims, counts.misses + 1, counts.refills)
-                self._wake.set()
                 return None
             slot = queue.popleft()
             self._counts[key] = PoolCounters(counts.claims + 1, counts.misses, counts.refills)
-        self._wake.set()
         return slot
 
     def run(self, spec: ContainerSpec, secret_values: Mapping[str, bytes], stdin: bytes,
@@ -172,9 +172,13 @@ class WarmPool:
         finally:
             if slot.secrets_dir is not None:
                 shutil.rmtree(slot.secrets_dir, ignore_errors=True)
-        self.audit_slot("pool.slot.removed", {"slot": slot.name, "key": slot.key, "target": slot.target,
-                                            "why": "job-ended", "job": dict(spec.labels).get(JOB_LABEL)},
-                      slot.digest)
+            # The refill starts when the job has ended: creating a container beside a short job's exit would
+            # make the job wait for the engine.
+            self._wake.set()
+        with self._lock:  # audited by the pool's thread: an fsync the job's result need not wait for
+            self._ended.append(("pool.slot.removed", {"slot": slot.name, "key": slot.key, "target": slot.target,
+                                                      "why": "job-ended", "job": dict(spec.labels).get(JOB_LABEL)},
+                                slot.digest))
         return result, slot
 
     @contextlib.contextmanager
@@ -204,7 +208,9 @@ class WarmPool:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(self.interval_s)
+            if self._wake.wait(self.interval_s):
+                # Woken by a job's end: let the daemon finish that job before the engine gets new work.
+                self._stopping.wait(HOLDOFF_S)
             self._wake.clear()
             if self._stopping.is_set():
                 return
@@ -213,8 +219,16 @@ class WarmPool:
             except Exception:  # the pool is an optimisation: a failure here must never stop the daemon
                 log.exception("pool maintenance failed")
 
+    def _flush(self) -> None:
+        with self._lock:
+            ended, self._ended = self._ended, []
+        for event in ended:
+            self.audit_slot(*event)
+
     def tick(self) -> None:
-        """One round: follow image rebuilds, retire old idle slots, then create the slots that are missing."""
+        """One round: audit slots whose job ended, follow image rebuilds, retire old idle slots, then create the
+        slots that are missing."""
+        self._flush()
         snapshot = self._snapshot
         if snapshot is None:
             return
@@ -304,6 +318,7 @@ class WarmPool:
         for slot in idle:
             self._discard(slot, "stopping")
         self.runtime.settle()
+        self._flush()
 
     # --- what it looks like ------------------------------------------------------------------------------
 

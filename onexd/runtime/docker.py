@@ -35,6 +35,7 @@ CPU_SHARES = 512
 # The OOM killer should pick a job before onexd or dockerd.
 OOM_SCORE_ADJ = 500
 KILL_GRACE_S = 10
+RENAME_AFTER_S = 0.2
 
 
 def engine_request(spec: ContainerSpec) -> dict[str, Any]:
@@ -284,10 +285,12 @@ class DockerRuntime:
         with _engine_errors(f"waiting for container {spec.name}"):
             exit_code = int(self._api.wait(cid, timeout=KILL_GRACE_S + 30)["StatusCode"])
             finished = time.time()
-            state = self._api.inspect_container(cid)["State"]
+            # Only a SIGKILL can be the OOM killer's: other exits need no second round trip to the engine.
+            killed = exit_code == EXIT_SIGNAL_BASE + 9
+            state = self._api.inspect_container(cid)["State"] if killed else {}
         close_attach(attached)
         oom = bool(state.get("OOMKilled"))
-        if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
+        if not oom and killed and not (timed_out or cancelled):
             oom = self._oom_event(cid, started - 1)
         status = status_for(exit_code, oom, timed_out, cancelled)
         reason = {"timed_out": f"killed after the {spec.limits.timeout_s}s timeout",
@@ -351,11 +354,13 @@ class DockerRuntime:
             done.set()
 
     def _aftercare(self, cid: str, name: str, done: threading.Event) -> None:
-        """Beside the job: the rename (up to tens of milliseconds of engine time, so never before the job), then,
-        once the job ended, the removal, off the path of its result."""
-        with contextlib.suppress(DockerException, requests.RequestException, OSError):
-            self._api.rename(cid, name)
-        done.wait()
+        """Beside the job: a job still running after RENAME_AFTER_S gets its container renamed to the job's name
+        (a rename costs the engine up to tens of milliseconds, which a short job would wait for at its exit; its
+        record names the slot either way); once the job ended, the removal, off the path of its result."""
+        if not done.wait(RENAME_AFTER_S):
+            with contextlib.suppress(DockerException, requests.RequestException, OSError):
+                self._api.rename(cid, name)
+            done.wait()
         self._remove(cid)
 
     def remove_slot(self, name: str) -> None:
