@@ -36,6 +36,7 @@ CPU_SHARES = 512
 OOM_SCORE_ADJ = 500
 KILL_GRACE_S = 10
 RENAME_AFTER_S = 0.2
+REMOVE_AFTER_S = 0.1
 
 
 def engine_request(spec: ContainerSpec) -> dict[str, Any]:
@@ -361,6 +362,7 @@ class DockerRuntime:
             with contextlib.suppress(DockerException, requests.RequestException, OSError):
                 self._api.rename(cid, name)
             done.wait()
+        time.sleep(REMOVE_AFTER_S)  # the exited container waits while the daemon hands out the job's result
         self._remove(cid)
 
     def remove_slot(self, name: str) -> None:
