@@ -20,6 +20,7 @@ class OutputReader(threading.Thread):
         self.out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
         self.truncated = False
         self.kept = 0
+        self.seen = 0  # every byte the job wrote, kept or cut (usage.outputBytes)
 
     def _read_exactly(self, n: int) -> bytes:
         buf = bytearray()
@@ -41,6 +42,7 @@ class OutputReader(threading.Thread):
                     if not chunk:
                         raise EOFError
                     remaining -= len(chunk)
+                    self.seen += len(chunk)
                     room = self.limit - self.kept
                     if len(chunk) > room:
                         self.truncated = True

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from onexd.errors import SlotLost as SlotLost
+from onexd.runtime.cgroups import Usage
 from onexd.spec import ContainerSpec
 
 EXIT_SIGNAL_BASE = 128
@@ -28,6 +29,9 @@ class RunResult:
     started_at: float
     finished_at: float
     reason: str = ""
+    # Forensics: what the container used, and the host pids of its processes (to tie kernel records to it).
+    usage: Usage | None = None
+    processes: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +116,8 @@ class WarmSlots(Protocol):
 
 
 class Runtime(JobRuntime, ZoneNetworks, Images, Reaper, Protocol):
-    """A container engine in every role onexd uses. Implementations: DockerRuntime, FakeRuntime; each role is
-    checked against both by tests/runtime/test_contract.py."""
+    """A container engine in every role onexd uses. Implementations: DockerRuntime, FakeRuntime,
+    KubernetesRuntime; each role is checked against all three by tests/runtime/test_contract.py."""
 
 
 def describe_exit(exit_code: int) -> str:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -27,67 +28,21 @@ from onexd.runtime.base import (
     describe_exit,
     status_for,
 )
+from onexd.runtime.cgroups import CgroupProbe, Usage
+from onexd.runtime.engine_request import engine_request as engine_request
 from onexd.spec import JOB_LABEL, MANAGED_LABEL, ContainerSpec
 
 ZONE_LABEL = "onexd.zone"
-# Jobs yield CPU to the daemon and everything else (CIS 5.12 wants a non-default share).
-CPU_SHARES = 512
-# The OOM killer should pick a job before onexd or dockerd.
-OOM_SCORE_ADJ = 500
 KILL_GRACE_S = 10
 RENAME_AFTER_S = 0.2
 REMOVE_AFTER_S = 0.1
 
 
-def engine_request(spec: ContainerSpec) -> dict[str, Any]:
-    """Keyword arguments for APIClient.create_container. Every security setting is explicit, none defaulted."""
-    security_opt = ["no-new-privileges:true"]
-    if spec.seccomp.profile_json is not None:
-        security_opt.append(f"seccomp={spec.seccomp.profile_json}")
-    limits = spec.limits
-    host_config: dict[str, Any] = {
-        "Privileged": False,
-        "ReadonlyRootfs": spec.read_only_rootfs,
-        "CapDrop": list(spec.cap_drop),
-        "CapAdd": list(spec.cap_add),
-        "SecurityOpt": security_opt,
-        "Memory": limits.memory_bytes,
-        "MemorySwap": limits.memory_swap_bytes,
-        "NanoCpus": limits.nano_cpus,
-        "CpuShares": CPU_SHARES,
-        "PidsLimit": limits.pids_limit,
-        "Ulimits": [{"Name": "nofile", "Soft": limits.nofile_limit, "Hard": limits.nofile_limit}],
-        "OomScoreAdj": OOM_SCORE_ADJ,
-        "NetworkMode": spec.network.network_name or "none",
-        "Tmpfs": {t.target: t.options for t in spec.tmpfs},
-        "Mounts": [{"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only,
-                    "BindOptions": {"Propagation": "rprivate"}} for m in spec.mounts],
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-        "IpcMode": "private",
-        "CgroupnsMode": "private",
-        "PublishAllPorts": False,
-        "PortBindings": {},
-        "Devices": [],
-        # Output goes to onexd through the attach stream only: nothing (no secret) lands in engine log files.
-        "LogConfig": {"Type": "none", "Config": {}},
-    }
-    return {
-        "image": spec.image,
-        # The argv is authoritative: an image ENTRYPOINT must not wrap it.
-        "entrypoint": list(spec.command[:1]),
-        "command": list(spec.command[1:]),
-        "user": spec.user,
-        "environment": [f"{k}={v}" for k, v in spec.env],
-        "working_dir": spec.working_dir,
-        "labels": dict(spec.labels),
-        "name": spec.name,
-        "hostname": "job",
-        "stdin_open": True,
-        "tty": False,
-        "detach": False,  # with stdin_open: attach stdin once, so EOF on our side is EOF for the job
-        "host_config": host_config,
-        "use_config_proxy": False,  # never inject the client's proxy settings into a job
-    }
+def since(usage: Usage | None, cpu_before_ms: int) -> Usage | None:
+    """Usage with the CPU spent before a point (a slot's launcher, before the claim) left out."""
+    if usage is None or usage.cpu_ms is None or not cpu_before_ms:
+        return usage
+    return dataclasses.replace(usage, cpu_ms=max(usage.cpu_ms - cpu_before_ms, 0))
 
 
 @contextlib.contextmanager
@@ -112,7 +67,8 @@ class DockerRuntime:
         self._network_lock = threading.Lock()
         self._addresses: dict[str, str] = {}
         self._slot_lock = threading.Lock()
-        self._slots: dict[str, tuple[str, Any]] = {}  # waiting slots: name -> (container id, attach stream)
+        # Waiting slots: name -> (container id, attach stream, host pid of the launcher).
+        self._slots: dict[str, tuple[str, Any, int | None]] = {}
         self._removals: list[threading.Thread] = []
 
     def close(self) -> None:
@@ -125,6 +81,14 @@ class DockerRuntime:
         if "name=seccomp" not in options or "profile=unconfined" in options:
             raise RuntimeFailure("the Docker engine does not apply a seccomp profile by default; onexd refuses "
                                  "to run jobs there (check dockerd's --seccomp-profile)")
+
+    def passes_seccomp_flags(self) -> bool:
+        """Whether the engine hands a profile's `flags` (SECCOMP_FILTER_FLAG_LOG) to runc: API 1.42 (Docker
+        23) and later. Older engines drop the field silently, so errno refusals never reach the kernel log."""
+        with _engine_errors("reading the engine version"):
+            version = str(self._api.version().get("ApiVersion", "0.0"))
+        major, _, minor = version.partition(".")
+        return (int(major or 0), int(minor or 0)) >= (1, 42)
 
     def image(self, name: str) -> ImageInfo | None:
         try:
@@ -261,8 +225,9 @@ class DockerRuntime:
                 self._api.start(cid)
             if spec.network.mode == "egress" and spec.network.network_name:
                 self._remember_address(cid, spec.network.network_name)
+            probe = CgroupProbe.attach(self._init_pid(cid), cid)  # before the input: a job reading it is still there
             self._feed(raw, stdin)
-            return self._drive(cid, spec, attached, reader, started, cancel)
+            return self._drive(cid, spec, attached, reader, started, cancel, probe)
         finally:
             if attached is not None:
                 close_attach(attached)
@@ -270,12 +235,14 @@ class DockerRuntime:
             self._remove(cid or spec.name)
 
     def _drive(self, cid: str, spec: ContainerSpec, attached: Any, reader: OutputReader, started: float,
-               cancel: threading.Event | None) -> RunResult:
-        """From a started, fed container to its result: the timeout counts from `started`."""
+               cancel: threading.Event | None, probe: CgroupProbe, cpu_before_ms: int = 0) -> RunResult:
+        """From a started, fed container to its result: the timeout counts from `started`, usage is sampled (and
+        its CPU counted from cpu_before_ms: a slot's launcher is not the job's)."""
         timed_out = cancelled = False
         deadline = time.monotonic() + spec.limits.timeout_s - (time.time() - started)
         while reader.is_alive():
             reader.join(0.05)
+            probe.sample()
             if not (timed_out or cancelled):
                 if cancel is not None and cancel.is_set():
                     cancelled = True
@@ -290,17 +257,20 @@ class DockerRuntime:
             killed = exit_code == EXIT_SIGNAL_BASE + 9
             state = self._api.inspect_container(cid)["State"] if killed else {}
         close_attach(attached)
-        oom = bool(state.get("OOMKilled"))
+        # The kernel's own count in the job's cgroup is evidence too (the engine's flag can be missed).
+        oom = bool(state.get("OOMKilled")) or bool(probe.tracker.oom_kills)
         if not oom and killed and not (timed_out or cancelled):
             oom = self._oom_event(cid, started - 1)
         status = status_for(exit_code, oom, timed_out, cancelled)
+        usage = probe.usage(reader.seen, round((finished - started) * 1000))
         reason = {"timed_out": f"killed after the {spec.limits.timeout_s}s timeout",
                   "cancelled": "cancelled", "oom_killed": "killed by the OOM killer at the memory limit"
                   }.get(status, describe_exit(exit_code))
         return RunResult(status=status, exit_code=exit_code, stdout=bytes(reader.out[1]),
                          stderr=bytes(reader.out[2]), truncated=reader.truncated,
                          duration_ms=round((finished - started) * 1000), started_at=started,
-                         finished_at=finished, reason=reason)
+                         finished_at=finished, reason=reason, usage=since(usage, cpu_before_ms),
+                         processes=probe.processes)
 
     # --- warm-pool slots ---------------------------------------------------------------------------------
 
@@ -321,7 +291,7 @@ class DockerRuntime:
             self._remove(cid or spec.name)
             raise
         with self._slot_lock:
-            self._slots[spec.name] = (cid, attached)
+            self._slots[spec.name] = (cid, attached, self._init_pid(cid))
         return spec.name
 
     def run_slot(self, name: str, job: ContainerSpec, line: bytes, stdin: bytes,
@@ -332,13 +302,16 @@ class DockerRuntime:
             slot = self._slots.pop(name, None)
             if slot is None:
                 raise SlotLost(f"slot {name} is not waiting")
-            cid, attached = slot
+            cid, attached, pid = slot
             done = threading.Event()
             aftercare = threading.Thread(target=self._aftercare, args=(cid, job.name, done), daemon=True)
             self._removals = [t for t in self._removals if t.is_alive()] + [aftercare]
         aftercare.start()
         raw: socket.socket = getattr(attached, "_sock", attached)
         try:
+            # Usage from the claim: the launcher's own start-up CPU is read here and left out.
+            probe = CgroupProbe.attach(pid, cid)
+            cpu_before = (probe.tracker.cpu_ns or 0) // 1_000_000
             reader = OutputReader(raw, job.limits.output_limit_bytes, on_output)
             reader.start()
             started = time.time()
@@ -346,10 +319,10 @@ class DockerRuntime:
                 raw.sendall(line)
             except OSError:  # the launcher is gone: nothing ran, the caller may take the cold path
                 raise SlotLost(f"slot {name} died while waiting") from None
-            self._feed(raw, stdin)
             if job.network.mode == "egress" and job.network.network_name:
                 self._remember_address(cid, job.network.network_name, dict(job.labels).get(JOB_LABEL, ""))
-            return self._drive(cid, job, attached, reader, started, cancel)
+            self._feed(raw, stdin)
+            return self._drive(cid, job, attached, reader, started, cancel, probe, cpu_before)
         finally:
             close_attach(attached)
             done.set()
@@ -367,7 +340,7 @@ class DockerRuntime:
 
     def remove_slot(self, name: str) -> None:
         with self._slot_lock:
-            cid, attached = self._slots.pop(name, (name, None))
+            cid, attached, _ = self._slots.pop(name, (name, None, None))
         if attached is not None:
             close_attach(attached)
         self._remove(cid)
@@ -378,6 +351,12 @@ class DockerRuntime:
             pending = list(self._removals)
         for thread in pending:
             thread.join(KILL_GRACE_S + 30)
+
+    def _init_pid(self, cid: str) -> int | None:
+        """The host pid of the container's first process (0 once it has exited), for usage and forensics."""
+        with contextlib.suppress(DockerException, requests.RequestException, OSError, KeyError, TypeError):
+            return int(self._api.inspect_container(cid)["State"]["Pid"]) or None
+        return None
 
     @staticmethod
     def _feed(raw: socket.socket, stdin: bytes) -> None:
