@@ -40,6 +40,8 @@ def _snapshot(root: Path, memory: str = "64Mi", size: int = 2) -> Snapshot:
         if d["kind"] == "SandboxProfile" and d["metadata"]["name"] == "probe":
             d["spec"] = {**d["spec"], "warmPool": {"size": size},
                          "resources": {**d["spec"]["resources"], "memory": memory}}
+        if d["kind"] == "SandboxProfile" and d["metadata"]["name"] == "killer":
+            d["spec"] = {**d["spec"], "warmPool": {"size": 1}}
     write_bundle(root, "probe", docs)
     ev = load_directory(root)
     assert ev.ok and ev.snapshot is not None, ev.all_problems()
@@ -84,8 +86,8 @@ def pooled(docker_runtime: DockerRuntime, tmp_path: Path, staging_dir: Path,
                      pool=warm[0])
 
 
-def _run(runner: JobRunner, snapshot: Snapshot, script: str, **kw: Any) -> JobRecord:
-    record = run_adhoc(runner, snapshot, "probe", script, **kw).record
+def _run(runner: JobRunner, snapshot: Snapshot, script: str, profile: str = "probe", **kw: Any) -> JobRecord:
+    record = run_adhoc(runner, snapshot, profile, script, **kw).record
     assert record is not None
     return record
 
@@ -175,3 +177,19 @@ def test_stop_leaves_no_slot_and_reap_removes_what_a_crash_left(docker_runtime: 
     reaped = DockerRuntime().reap()
     assert len([n for n in reaped if n.startswith("onexd-slot-")]) == 2 and _pool_containers() == []
     crashed.stop()  # what it still holds is gone already
+
+
+def test_pooled_jobs_get_usage_and_seccomp_reporting_like_cold_ones(pooled: JobRunner, runner: JobRunner,
+                                                                    warm: tuple[WarmPool, Snapshot]) -> None:
+    """A pooled job's record has the cold job's forensics: usage sampled from its cgroup, and a seccomp kill
+    reported as such (exit 159, the reason naming seccomp)."""
+    pool, snapshot = warm
+    _wait_idle(pool, 3)
+    busy = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done"
+    hot, cold = _run(pooled, snapshot, busy), _run(runner, snapshot, busy)
+    assert hot.pool and hot.usage is not None and cold.usage is not None
+    assert hot.usage["outputBytes"] == cold.usage["outputBytes"] == 5
+    assert hot.usage["memoryPeakBytes"] and hot.usage["cpuMs"] is not None and hot.usage["cpuMs"] >= 0
+    killed = _run(pooled, snapshot, "echo before; exec mkdir /tmp/x", profile="killer")
+    assert killed.pool and (killed.status, killed.exit_code, killed.stdout) == ("failed", 159, "before\n")
+    assert "seccomp" in killed.reason
