@@ -67,8 +67,8 @@ class DockerRuntime:
         self._network_lock = threading.Lock()
         self._addresses: dict[str, str] = {}
         self._slot_lock = threading.Lock()
-        # Waiting slots: name -> (container id, attach stream, host pid of the launcher).
-        self._slots: dict[str, tuple[str, Any, int | None]] = {}
+        # Waiting slots: name -> (container id, attach stream, the sampler of its cgroup).
+        self._slots: dict[str, tuple[str, Any, CgroupProbe | None]] = {}
         self._removals: list[threading.Thread] = []
 
     def close(self) -> None:
@@ -291,7 +291,8 @@ class DockerRuntime:
             self._remove(cid or spec.name)
             raise
         with self._slot_lock:
-            self._slots[spec.name] = (cid, attached, self._init_pid(cid))
+            # The job's cgroup is found now, off the claim's path; the claim only reads its counters.
+            self._slots[spec.name] = (cid, attached, CgroupProbe.attach(self._init_pid(cid), cid))
         return spec.name
 
     def run_slot(self, name: str, job: ContainerSpec, line: bytes, stdin: bytes,
@@ -302,7 +303,8 @@ class DockerRuntime:
             slot = self._slots.pop(name, None)
             if slot is None:
                 raise SlotLost(f"slot {name} is not waiting")
-            cid, attached, pid = slot
+            cid, attached, found = slot
+            probe = found or CgroupProbe.attach(None, cid)
             done = threading.Event()
             aftercare = threading.Thread(target=self._aftercare, args=(cid, job.name, done), daemon=True)
             self._removals = [t for t in self._removals if t.is_alive()] + [aftercare]
@@ -310,7 +312,7 @@ class DockerRuntime:
         raw: socket.socket = getattr(attached, "_sock", attached)
         try:
             # Usage from the claim: the launcher's own start-up CPU is read here and left out.
-            probe = CgroupProbe.attach(pid, cid)
+            probe.sample()
             cpu_before = (probe.tracker.cpu_ns or 0) // 1_000_000
             reader = OutputReader(raw, job.limits.output_limit_bytes, on_output)
             reader.start()
