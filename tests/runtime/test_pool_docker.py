@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import docker
 import pytest
 
 from onexd.config import PoolConfig
+from onexd.engine.request import JobRequest
+from onexd.identity.principal import parse_subject
 from onexd.jobs.pool import WarmPool
 from onexd.jobs.records import JobRecord
 from onexd.jobs.runner import JobRunner
@@ -21,7 +24,7 @@ from onexd.policy.snapshot import Snapshot
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.images import build_images
 from onexd.spec import POOL_LABEL
-from tests.conftest import BASELINE, write_bundle
+from tests.conftest import BASELINE, doc, write_bundle
 from tests.runtime import cis
 from tests.runtime.conftest import probe_docs, run_adhoc
 from tests.runtime.test_docker import PROBE, _kv
@@ -193,3 +196,48 @@ def test_pooled_jobs_get_usage_and_seccomp_reporting_like_cold_ones(pooled: JobR
     killed = _run(pooled, snapshot, "echo before; exec mkdir /tmp/x", profile="killer")
     assert killed.pool and (killed.status, killed.exit_code, killed.stdout) == ("failed", 159, "before\n")
     assert "seccomp" in killed.reason
+
+
+def test_secrets_of_one_pooled_job_are_never_visible_to_another(docker_runtime: DockerRuntime, tmp_path: Path,
+                                                                staging_dir: Path) -> None:
+    """Two pooled jobs of one node, each with its own secret value: each reads only its own; a slot's secrets
+    directory is empty until its claim and gone after its job."""
+    build_images(docker_runtime, only=["onexd/runner-busybox"])
+    root = tmp_path / "secret-policy"
+    shutil.copytree(BASELINE / "baseline", root / "baseline")
+    docs = probe_docs()
+    for d in docs:
+        if d["kind"] == "Capability":
+            d["spec"] = {**d["spec"], "nodes": ["secretive"], "secrets": ["token"]}
+    docs += [doc("SecretSource", "env", {"type": "env", "prefix": "POOLTEST_"}),
+             doc("Secret", "token", {"source": "env", "key": "TOKEN"}),
+             doc("Node", "secretive", {"version": "1.0.0", "profile": "probe", "secrets": ["token"],
+                                       "warmPool": {"size": 2},
+                                       "command": ["sh", "-c", "cat /run/secrets/token; echo; ls /run/secrets"]})]
+    write_bundle(root, "probe", docs)
+    ev = load_directory(root)
+    assert ev.ok and ev.snapshot is not None, ev.all_problems()
+    snapshot = ev.snapshot
+    pool = WarmPool(docker_runtime, docker_runtime, PoolConfig(maxContainers=2), staging_dir, lambda s, n: None,
+                    interval_s=0.05)
+    pool.configure(snapshot)
+    pool.start()
+    try:
+        _wait_idle(pool, 2)
+        assert [p.name for p in staging_dir.iterdir() if any(p.iterdir())] == []  # nothing staged before a claim
+        records = []
+        for value in ("alpha-" + uuid.uuid4().hex, "beta-" + uuid.uuid4().hex):
+            runner = JobRunner(docker_runtime, tmp_path / "state", staging_dir, environ={"POOLTEST_TOKEN": value},
+                               pool=pool)
+            outcome = runner.run(snapshot, parse_subject("UnixUser:root"), JobRequest(node="secretive", input=None))
+            assert outcome.record is not None
+            records.append((value, outcome.record))
+        (a, first), (b, second) = records
+        assert first.pool and second.pool and first.pool["slot"] != second.pool["slot"]
+        assert first.status == second.status == "succeeded", records
+        # Output is masked: each job printed its own value (masked as ***), never the other's.
+        assert first.stdout.splitlines()[0] == second.stdout.splitlines()[0] == "***"
+        assert b not in first.stdout and a not in second.stdout
+        assert first.stdout.splitlines()[1:] == ["token"]
+    finally:
+        pool.stop()
