@@ -27,7 +27,7 @@ from onexd.engine.translate import HostPaths, translate
 from onexd.errors import OnexdError, RuntimeFailure, SlotLost
 from onexd.policy.snapshot import Snapshot
 from onexd.runtime.base import Images, OutputSink, RunResult, WarmSlots
-from onexd.spec import JOB_LABEL, ContainerSpec
+from onexd.spec import JOB_LABEL, POLICY_LABEL, ContainerSpec
 
 log = logging.getLogger("onexd.pool")
 SLOT_PREFIX = "onexd-slot-"
@@ -161,6 +161,9 @@ class WarmPool:
             return None
         slot = self._claim(spec)
         if slot is None:
+            return None
+        if slot.digest != dict(spec.labels).get(POLICY_LABEL):  # equal shapes say so; checked, not assumed
+            self._discard(slot, "digest-mismatch")
             return None
         try:
             with self._secrets_in(slot, spec, secret_values):

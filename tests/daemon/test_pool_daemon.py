@@ -84,3 +84,32 @@ def test_pooled_jobs_over_the_api_and_a_clean_stop_and_start(daemons: Callable[.
     code, third = d.curl("POST", "/v1/jobs?wait=true", JOB)
     assert third["status"] == "succeeded" and third["pool"]["slot"] not in {first["pool"]["slot"],
                                                                              second["pool"]["slot"]}
+
+
+def test_a_reload_drains_a_pooled_profile_within_5s_and_metrics_count(daemons: Callable[..., Daemon]) -> None:
+    """A policy reload that changes the pooled profile leaves no slot of the old digest after 5 s; the next job
+    runs in a slot of the new digest; the pool metrics count claims per target."""
+    runtime = DockerRuntime()
+    build_images(runtime, only=["onexd/runner-busybox"])
+    runtime.close()
+    d = daemons(backend="docker", extra={"pool": {"maxContainers": 2}})
+    _warm(d, 2)
+    d.start()
+    old_keys = {k["key"] for k in _wait_idle(d, 2)["keys"]}
+    code, first = d.curl("POST", "/v1/jobs?wait=true", JOB)
+    assert first["pool"] and first["pool"]["key"] in old_keys
+    path = d.policy_dir / "hello" / "sandbox.yaml"
+    path.write_text(path.read_text().replace("memory: 32Mi", "memory: 48Mi", 1))
+    d.bump("hello", "1.0.1")
+    started = time.monotonic()
+    code, reloaded = d.curl("POST", "/v1/policy/reload", {})
+    assert code == 200, reloaded
+    while any(c["Labels"].get(POOL_LABEL) in old_keys for c in _slots()):
+        assert time.monotonic() - started < 5, "slots of the old policy still exist 5 s after the reload"
+        time.sleep(0.05)
+    new_keys = {k["key"] for k in _wait_idle(d, 2)["keys"]}
+    code, second = d.curl("POST", "/v1/jobs?wait=true", JOB)
+    assert second["pool"]["key"] in new_keys and not new_keys & old_keys
+    assert second["pool"]["digest"] == second["policy"]["digest"] != first["policy"]["digest"]
+    code, metrics = d.curl("GET", "/metrics")
+    assert code == 200 and 'onexd_pool_claims{target="profile:busybox-tiny"} 1.0' in str(metrics)
