@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 import threading
 import time
@@ -38,7 +39,7 @@ MARK = ("cid=$(grep -o 'containers/[0-9a-f]*/hostname' /proc/self/mountinfo | cu
 
 def _snapshot(root: Path, memory: str = "64Mi", size: int = 2) -> Snapshot:
     shutil.copytree(BASELINE / "baseline", root / "baseline")
-    docs = probe_docs()
+    docs = copy.deepcopy(probe_docs())  # probe_docs shares its profile dicts: never edit them
     for d in docs:
         if d["kind"] == "SandboxProfile" and d["metadata"]["name"] == "probe":
             d["spec"] = {**d["spec"], "warmPool": {"size": size},
@@ -205,7 +206,7 @@ def test_secrets_of_one_pooled_job_are_never_visible_to_another(docker_runtime: 
     build_images(docker_runtime, only=["onexd/runner-busybox"])
     root = tmp_path / "secret-policy"
     shutil.copytree(BASELINE / "baseline", root / "baseline")
-    docs = probe_docs()
+    docs = copy.deepcopy(probe_docs())  # probe_docs shares its profile dicts: never edit them
     for d in docs:
         if d["kind"] == "Capability":
             d["spec"] = {**d["spec"], "nodes": ["secretive"], "secrets": ["token"]}
