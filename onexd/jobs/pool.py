@@ -99,7 +99,10 @@ class WarmPool:
                 assert target.decision.sandbox is not None
                 image = target.decision.sandbox.image
                 if image not in image_ids:
-                    info = self.images.image(image)
+                    try:
+                        info = self.images.image(image)
+                    except RuntimeFailure:  # an engine away must not fail a reload: its jobs go cold meanwhile
+                        info = None
                     if info is None:
                         continue  # jobs go cold (and say why) until the image is built
                     image_ids[image] = info.image_id
@@ -237,8 +240,11 @@ class WarmPool:
             return
         with self._lock:
             ids = dict(self._image_ids)
-        if any((info := self.images.image(image)) is None or info.image_id != old for image, old in ids.items()):
-            self.configure(snapshot)  # an image was rebuilt: its keys changed, their slots drain
+        wanted = {t.decision.sandbox.image for t in pool_targets(snapshot) if t.decision.sandbox is not None}
+        if self.config.maxContainers > 0 and any(
+                ids.get(image) != getattr(self.images.image(image), "image_id", None) for image in wanted):
+            # An image was rebuilt (its keys changed: their slots drain), built at last, or the engine is back.
+            self.configure(snapshot)
         now = self.clock()
         with self._lock:
             old = [s for q in self._idle.values() for s in q if now - s.created_at > self.config.maxIdleSeconds]

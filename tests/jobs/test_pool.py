@@ -299,3 +299,22 @@ def test_store_adds_the_pool_column_to_an_older_database(tmp_path: Path) -> None
                         created_at=2.0, pool={"slot": "onexd-slot-1", "key": "k", "digest": "d"}))
     again = store.get("b")
     assert again is not None and again.pool["slot"] == "onexd-slot-1"
+
+
+def test_an_unreachable_engine_does_not_fail_configure(runtime: FakeRuntime, tmp_path: Path,
+                                                       staging_dir: Path) -> None:
+    """When the engine cannot be asked for an image, configure (called by every reload) wants nothing and
+    raises nothing: jobs run cold until a later round finds the engine again and fills the pool."""
+    from onexd.errors import RuntimeFailure
+
+    def away(name: str) -> ImageInfo | None:
+        raise RuntimeFailure("the Docker engine is unreachable")
+
+    pool = _pool(runtime, staging_dir, tmp_path, [])
+    runtime.image = away  # type: ignore[method-assign]
+    pool.configure(_snapshot(tmp_path / "p"))
+    assert pool.state() == []
+    del runtime.image  # the engine is back: the next round wants the keys and fills them
+    pool.tick()
+    assert len(pool.state()) == 2 and len(runtime.slots) == 5
+    pool.stop()
