@@ -296,6 +296,14 @@ class MetricsConfig(Model):
         return host.strip("[]"), int(port)
 
 
+class PoolConfig(Model):
+    """The host's ceiling on warm-pool slots (sizes themselves are policy: Node/SandboxProfile warmPool)."""
+
+    maxContainers: int = Field(default=16, ge=0, le=1024, description="Idle warm slots on this host, all keys "
+                                                                     "together; 0 turns the pool off.")
+    maxIdleSeconds: int = Field(default=600, ge=1, description="An idle slot older than this is replaced.")
+
+
 class LockoutConfig(Model):
     """Incident response: suspend a principal's submissions after repeated denials or blocked system calls."""
 
@@ -322,6 +330,7 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     lockout: LockoutConfig = Field(default_factory=LockoutConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 

@@ -37,6 +37,7 @@
     │   ├── StorageUnavailable    the job database cannot be written
     │   ├── NotConfigured         this daemon was built without the part (no audit, no keys, no metrics)
     │   └── RuntimeFailure        the container engine failed (not the job: the engine)
+    │       ├── SlotLost          a warm-pool slot was gone before its job was handed over (nothing ran)
     │       └── KubernetesUnsupported  a job the kubernetes backend refuses (it cannot lock it down as asked)
     ├── DaemonUnreachable         onexctl: the daemon's socket does not answer (or may not be opened)
     └── ApiFailure                onexctl: the daemon answered with an error (carries status and body)
@@ -240,6 +241,10 @@ class NotConfigured(ServiceUnavailable):
 
 class RuntimeFailure(ServiceUnavailable):
     """The container engine failed (as opposed to the job failing)."""
+
+
+class SlotLost(RuntimeFailure):
+    """A warm-pool slot was gone before its job was handed over: nothing ran, the cold path may take the job."""
 
 
 class DaemonUnreachable(OnexdError):

@@ -237,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
         show(client.call("GET", f"/v1/nodes/{quote(args.name, safe='')}"), fmt)
     elif cmd == ("zone", "list"):
         listing(client.call("GET", "/v1/zones"), fmt, "zones", ("name", "mode", "network", "proxy", "egress"))
+    elif cmd == ("pool", "list"):
+        listing(client.call("GET", "/v1/pool"), fmt, "keys",
+                ("target", "size", "idle", "ages", "claims", "misses", "refills", "policy", "key"))
     elif cmd == ("audit", "verify"):
         data = client.call("GET", "/v1/audit/verify")
         show(data, fmt)
@@ -255,6 +258,14 @@ def _duration(text: str) -> int:
         return int(text)
     except ValueError:
         raise UsageError(f"{text!r} is not a duration (like 90d, 12h, 30m, 45s)") from None
+
+
+def _register_node(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`onexctl node list|get`."""
+    node = sub.add_parser("node", help="nodes of the active policy (nodes:read)").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    node.add_parser("list", help="nodes: version, bundle, profile, zone, secrets by name")
+    node.add_parser("get", help="one node, with its input schema").add_argument("name", metavar="NODE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,13 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", metavar="DURATION", help="like 90d (default: the daemon's)")
     apikey.add_parser("list", help="keys, never their secrets")
     apikey.add_parser("revoke", help="revoke a key").add_argument("name", metavar="NAME")
-    node = sub.add_parser("node", help="nodes of the active policy (nodes:read)").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    node.add_parser("list", help="nodes: version, bundle, profile, zone, secrets by name")
-    node.add_parser("get", help="one node, with its input schema").add_argument("name", metavar="NODE")
+    _register_node(sub)
     zone = sub.add_parser("zone", help="network zones").add_subparsers(dest="action", required=True,
                                                                        metavar="ACTION")
     zone.add_parser("list", help="zones, their mode, network, proxy state and allowlist (policy:read)")
+    pool = sub.add_parser("pool", help="the warm pool").add_subparsers(dest="action", required=True,
+                                                                     metavar="ACTION")
+    pool.add_parser("list", help="pool keys: target, wanted size, idle slots and their ages (monitoring:read)")
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True,
                                                                            metavar="ACTION")
     p = audit.add_parser("tail", help="recent events (audit:read)")

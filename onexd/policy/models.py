@@ -121,6 +121,11 @@ class Resources(Model):
                                                 "buffered in the daemon's memory).")
 
 
+class WarmPool(Model):
+    size: int = Field(default=0, ge=0, le=64, description="Containers kept created and started, waiting for a "
+                                                          "job (never reused; the host ceiling still applies).")
+
+
 class SandboxProfileSpec(Model):
     image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")] = Field(
         description="Container image (built locally: `onexd/runner-python`, `onexd/runner-busybox`).")
@@ -139,6 +144,8 @@ class SandboxProfileSpec(Model):
     env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)],
               Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, description="Static, non-secret environment variables.")
+    warmPool: WarmPool | SkipJsonSchema[None] = Field(
+        default=None, description="Warm pool for ad-hoc jobs with this profile.")
 
 
 class SyscallArg(Model):
@@ -279,6 +286,8 @@ class NodeSpec(Model):
     zone: Name | SkipJsonSchema[None] = Field(default=None, description="Overrides the profile's zone.")
     timeoutSeconds: Annotated[int, Field(ge=1, le=86400)] | SkipJsonSchema[None] = Field(
         default=None, description="At most the profile's timeout.")
+    warmPool: WarmPool | SkipJsonSchema[None] = Field(
+        default=None, description="Warm pool: containers for this node created and started ahead of time.")
 
 
 # --- documents ---------------------------------------------------------------------------------------

@@ -152,6 +152,7 @@ def test_issue_13_12_openapi_is_valid_declares_security_and_matches_the_server(
         ("GET", "/v1/policy/analyze", "/v1/policy/analyze", None, {}),
         ("GET", "/v1/audit/search", "/v1/audit/search?principal=root&limit=5", None, {}),
         ("POST", "/v1/principals/{name}/unlock", "/v1/principals/ci-bot/unlock", None, {}),
+        ("GET", "/v1/pool", "/v1/pool", None, {}),
         ("GET", "/metrics", "/metrics", None, {}),
         ("GET", "/openapi.json", "/openapi.json", None, {}),
         ("GET", "/v1/policy", "/v1/policy", None, {"Authorization": "Bearer not.a.token"}),

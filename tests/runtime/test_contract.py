@@ -19,11 +19,25 @@ from pathlib import Path
 
 import pytest
 
+from onexd.engine.pool import job_line
 from onexd.engine.translate import proxy_name
-from onexd.runtime.base import Runtime
+from onexd.errors import SlotLost
+from onexd.jobs.pool import warm_slots_of
+from onexd.runtime.base import Runtime, WarmSlots
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.fake import FakeRuntime
-from onexd.spec import JOB_LABEL, MANAGED_LABEL, ContainerSpec, Limits, NetworkPlacement, SeccompSetting, TmpfsMount
+from onexd.runtime.images import build_images
+from onexd.spec import (
+    JOB_LABEL,
+    LAUNCHER_PATH,
+    MANAGED_LABEL,
+    POOL_LABEL,
+    ContainerSpec,
+    Limits,
+    NetworkPlacement,
+    SeccompSetting,
+    TmpfsMount,
+)
 from tests.runtime.k8s_fake_server import FakeKubernetes, Outcome
 
 IMAGE = "onexd/runner-busybox"
@@ -261,3 +275,52 @@ def test_node_enforced_limits(backend: tuple[str, Runtime], what: str) -> None:
     if name == "kubernetes":
         pytest.skip(NEEDS_CLUSTER.format(what=what))
     pytest.skip(f"proved on the real engine by tests/runtime/{NODE_ENFORCED[what]}")
+# --- warm-pool slots (backends with the WarmSlots role) -------------------------------------------------------
+
+
+def _slots(runtime: Runtime) -> WarmSlots:
+    slots = warm_slots_of(runtime)
+    if slots is None:
+        pytest.skip("this backend has no warm slots: its jobs always run cold")
+    if isinstance(runtime, DockerRuntime):
+        build_images(runtime, only=[IMAGE])  # the launcher, should another build have dropped it
+    return slots
+
+
+def _slot(name: str) -> ContainerSpec:
+    job = spec(name=name)
+    return dataclasses.replace(job, command=(LAUNCHER_PATH,), labels=(*job.labels, (POOL_LABEL, "contract")))
+
+
+def test_a_slot_runs_one_job_on_its_stdin_and_is_gone(runtime: Runtime) -> None:
+    """A claimed slot runs the job (`cat`) on the job's stdin, and cannot be claimed a second time."""
+    slots = _slots(runtime)
+    name = slots.create_slot(_slot(_name("slot")))
+    job = dataclasses.replace(spec(), env=(("ONEXD_JOB_ID", "j1"),))
+    line = job_line(job)
+    assert line is not None
+    result = slots.run_slot(name, job, line, b"in\nput\n")
+    assert (result.status, result.exit_code, result.stdout) == ("succeeded", 0, b"in\nput\n")
+    with pytest.raises(SlotLost):
+        slots.run_slot(name, job, line, b"")
+    slots.settle()
+
+
+def test_a_slot_job_keeps_its_output_limit(runtime: Runtime) -> None:
+    """A pooled job's output is cut at the job's limit and flagged, as a cold job's is."""
+    slots = _slots(runtime)
+    name = slots.create_slot(_slot(_name("slot")))
+    job = spec(output_limit_bytes=16)
+    result = slots.run_slot(name, job, job_line(job) or b"", b"x" * 100)
+    assert (len(result.stdout), result.truncated) == (16, True)
+    slots.settle()
+
+
+def test_a_removed_slot_cannot_be_claimed(runtime: Runtime) -> None:
+    """A slot removed without a job is gone: claiming it raises SlotLost and nothing runs."""
+    slots = _slots(runtime)
+    name = slots.create_slot(_slot(_name("slot")))
+    slots.remove_slot(name)
+    job = spec()
+    with pytest.raises(SlotLost):
+        slots.run_slot(name, job, job_line(job) or b"", b"")
