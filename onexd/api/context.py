@@ -19,6 +19,9 @@ from onexd.keys.keystore import Keystore
 from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager
 
+AUTH_FAILURE_BURST = 10  # failed authentications one peer uid may have at once ...
+AUTH_FAILURES_PER_MINUTE = 30  # ... and then per minute; past that its credentials are not even looked at (429)
+
 
 @dataclass
 class Credentials:
@@ -45,6 +48,8 @@ class ApiContext:
     zones: Callable[[], dict[str, bool]] | None = None
     max_body_bytes: int = 1024 * 1024
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
+    # Failed authentications per peer uid, checked before credentials are looked at (see middleware.py).
+    failures: RateLimiter = field(default_factory=lambda: RateLimiter(AUTH_FAILURES_PER_MINUTE, AUTH_FAILURE_BURST))
 
 
 CTX = web.AppKey("ctx", ApiContext)

@@ -80,6 +80,20 @@ class Subject(Model):
                                           "uid/gid); Token matches a JWT `sub`; ApiKey an API key's name.")
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,256}$")] = Field(
         description="User/group name or numeric id, token subject, or API key name.")
+    issuer: Annotated[str, StringConstraints(pattern=r"^https?://[^\s#]{1,2000}$")] | SkipJsonSchema[None] = Field(
+        default=None, description="Token only: the external issuer (`iss`, as configured in auth.jwksIssuers) "
+                                  "whose `sub` this is. Without it a Token subject is one onexd itself issued.")
+
+    @model_validator(mode="after")
+    def _issuer_for_tokens(self) -> Subject:
+        if self.issuer is not None and self.kind != "Token":
+            raise ValueError("`issuer` is only for subjects of kind Token")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The name a principal must have to match: the subject, namespaced by its issuer when external."""
+        return self.name if self.issuer is None else f"{self.issuer}#{self.name}"
 
 
 class RoleBindingSpec(Model):

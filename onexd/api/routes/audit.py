@@ -14,7 +14,7 @@ from onexd.errors import NotConfigured, RequestError
 
 async def audit_events(request: web.Request) -> web.Response:
     ctx = context(request)
-    await require(ctx, ctx.policy.state.snapshot, principal_of(request), "audit:read")
+    own = await require(ctx, ctx.policy.state.snapshot, principal_of(request), "audit:read")
     if ctx.audit is None:
         raise NotConfigured("no audit trail in this daemon")
     try:
@@ -23,8 +23,10 @@ async def audit_events(request: web.Request) -> web.Response:
     except ValueError:
         raise RequestError("invalid-request", "since and limit must be integers") from None
     events = await asyncio.to_thread(ctx.audit.read, since, limit)
-    return json_response({"events": events, "next": events[-1]["seq"] if events else since,
-                          "lastSeq": ctx.audit.last_seq})
+    # The page leaves out the decision this very read wrote (its cursor moves past it): a follower polling
+    # for news would otherwise read its own previous poll's event every time, and never wait.
+    return json_response({"events": [e for e in events if e.get("seq") != own],
+                          "next": events[-1]["seq"] if events else since, "lastSeq": ctx.audit.last_seq})
 
 
 async def audit_verify(request: web.Request) -> web.Response:

@@ -6,9 +6,10 @@ import json
 
 from aiohttp import web
 
-from onexd.api.authz import allowed, require
+from onexd.api.authz import record_decision, require
 from onexd.api.bodies import json_body, json_response, parse
-from onexd.api.context import context, principal_of
+from onexd.api.context import ApiContext, context, principal_of
+from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
 from onexd.errors import NotFound, RequestError
 from onexd.identity.principal import Principal
@@ -28,21 +29,32 @@ async def submit_job(request: web.Request) -> web.Response:
     return json_response(record.as_dict(), 202, headers={"Location": f"/v1/jobs/{record.id}"})
 
 
-def visible(snapshot: Snapshot, principal: Principal, record: JobRecord | None, own: str, other: str) -> JobRecord:
+async def visible(ctx: ApiContext, snapshot: Snapshot, principal: Principal, job_id: str, own: str,
+                  other: str) -> JobRecord:
     """The record if the caller may see it (own jobs with `own`, anyone's with `other`); else NotFound, so a
-    caller cannot tell another's job from no job."""
-    if record is not None:
-        if record.principal == principal.display and allowed(snapshot, principal, own):
-            return record
-        if allowed(snapshot, principal, other):
-            return record
-    raise NotFound("no such job (or not yours to see)")
+    caller cannot tell another's job from no job. The decision is audited either way, naming the permission
+    that decided it."""
+    record = ctx.jobs.get(job_id)
+    mine = record is not None and record.principal == principal.display
+    granted_own, roles = permissions_for(snapshot, principal, own)
+    granted_other = permissions_for(snapshot, principal, other)[0]
+    if mine and granted_own:
+        permission, granted = own, True
+    elif granted_other:
+        permission, granted = other, True
+    else:
+        permission, granted = (own if mine or record is None else other), False
+    target = "job " + job_id[:64].encode("utf-8", "backslashreplace").decode()
+    await record_decision(ctx, snapshot, principal, permission, granted, {"roles": list(roles), "target": target})
+    if record is None or not granted:
+        raise NotFound("no such job (or not yours to see)")
+    return record
 
 
 async def get_job(request: web.Request) -> web.Response:
     ctx = context(request)
-    record = visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(request.match_info["id"]),
-                     "jobs:read", "jobs:read-all")
+    record = await visible(ctx, ctx.policy.state.snapshot, principal_of(request), request.match_info["id"],
+                           "jobs:read", "jobs:read-all")
     return json_response(record.as_dict())
 
 
@@ -65,8 +77,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def job_logs(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     job_id = request.match_info["id"]
-    record = visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(job_id),
-                     "jobs:read", "jobs:read-all")
+    record = await visible(ctx, ctx.policy.state.snapshot, principal_of(request), job_id, "jobs:read",
+                           "jobs:read-all")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     streamed = 0
@@ -92,8 +104,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
 async def cancel_job(request: web.Request) -> web.Response:
     ctx = context(request)
     job_id = request.match_info["id"]
-    visible(ctx.policy.state.snapshot, principal_of(request), ctx.jobs.get(job_id), "jobs:cancel",
-            "jobs:cancel-all")
+    await visible(ctx, ctx.policy.state.snapshot, principal_of(request), job_id, "jobs:cancel", "jobs:cancel-all")
     record = ctx.jobs.cancel(job_id)
     assert record is not None
     return json_response(record.as_dict(), 202 if not ctx.jobs.is_final(record) else 200)
