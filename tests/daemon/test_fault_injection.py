@@ -1,14 +1,17 @@
-"""Fault injection (issue 12's standing suite): the state filesystem filling up, and SIGKILL in the middle of a
+"""Fault injection (issue 12's standing suite): the engine stopped mid-job, the state filesystem filling up, and
+SIGKILL in the middle of a
 reload. The daemon refuses what it cannot record (503), leaves nothing half-written, and comes back whole."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,91 @@ def test_sigkill_during_reload_restarts_on_a_consistent_state(daemons: Callable[
         assert d.curl("POST", "/v1/jobs?wait=true", JOB)[0] == 200
         code, verdict = d.curl("GET", "/v1/audit/verify")
         assert code == 200 and verdict["ok"], (attempt, verdict)
+
+
+class PrivateEngine:
+    """A dockerd of this test's own (own data root, exec root, socket; no bridge, no iptables), so stopping the
+    engine mid-job disturbs nothing but this test. It holds a copy of the busybox runner image."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.sock = root / "docker.sock"
+        self.host = f"unix://{self.sock}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.root / "dockerd.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["/usr/sbin/dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+             "-H", self.host, "--pidfile", str(self.root / "docker.pid"), "--bridge=none", "--iptables=false",
+             "--ip6tables=false"], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 60
+        while not self.answers():
+            assert self.proc.poll() is None, (self.root / "dockerd.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the private dockerd did not come up"
+            time.sleep(0.2)
+
+    def answers(self) -> bool:
+        return subprocess.run(["docker", "-H", self.host, "version"], capture_output=True, check=False,
+                              timeout=30).returncode == 0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+            self.proc = None
+
+    def docker(self, *args: str) -> str:
+        return subprocess.run(["docker", "-H", self.host, *args], capture_output=True, text=True, check=True,
+                              timeout=120).stdout
+
+
+@pytest.fixture
+def private_engine() -> Iterator[PrivateEngine]:
+    root = Path(tempfile.mkdtemp(prefix="onexd-engine-"))  # short: the socket path must fit sun_path
+    engine = PrivateEngine(root)
+    engine.start()
+    try:
+        saved = subprocess.run(["docker", "save", "onexd/runner-busybox"], capture_output=True, check=True,
+                               timeout=120).stdout
+        subprocess.run(["docker", "-H", engine.host, "load"], input=saved, capture_output=True, check=True,
+                       timeout=120)
+        yield engine
+    finally:
+        if engine.proc is None:
+            engine.start()
+        for cid in engine.docker("ps", "-aq").split():
+            engine.docker("rm", "-f", cid)
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for(what: Callable[[], bool], seconds: float, message: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not what():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
+
+
+@pytest.mark.docker
+def test_engine_stopped_mid_job(daemons: Callable[..., Daemon], private_engine: PrivateEngine) -> None:
+    """dockerd stops while a job runs: the job ends `error`, the daemon stays up and reports `degraded` with the
+    engine unreachable; when the engine is back it reports ok again and runs jobs; no container is left."""
+    d = daemons(extra={"runtime": {"dockerHost": private_engine.host}})
+    d.start()
+    code, job = d.curl("POST", "/v1/jobs", {"profile": "busybox-tiny", "command": ["sleep", "60"]})
+    assert code == 202, job
+    _wait_for(lambda: d.curl("GET", f"/v1/jobs/{job['id']}")[1]["status"] == "running", 30, "job never ran")
+    private_engine.stop()
+    _wait_for(lambda: d.curl("GET", f"/v1/jobs/{job['id']}")[1]["status"] not in ("queued", "running"), 60,
+              "the job did not end")
+    assert d.curl("GET", f"/v1/jobs/{job['id']}")[1]["status"] == "error"
+    _wait_for(lambda: d.curl("GET", "/v1/health")[1]["status"] == "degraded", 30, "health never degraded")
+    assert d.curl("GET", "/v1/health")[1]["engine"] == "unreachable"
+    assert d.curl("GET", "/version")[0] == 200
+    private_engine.start()
+    _wait_for(lambda: d.curl("GET", "/v1/health")[1]["status"] == "ok", 30, "health never recovered")
+    code, record = d.curl("POST", "/v1/jobs?wait=true", {"profile": "busybox-tiny", "command": ["true"]})
+    assert code == 200 and record["status"] == "succeeded", record
+    assert private_engine.docker("ps", "-aq").split() == []
