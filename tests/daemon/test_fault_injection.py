@@ -1,6 +1,6 @@
 """Fault injection (issue 12's standing suite): the engine stopped mid-job, the state filesystem filling up, and
-SIGKILL in the middle of a
-reload. The daemon refuses what it cannot record (503), leaves nothing half-written, and comes back whole."""
+SIGKILL in the middle of a reload. The daemon refuses what it cannot record (503), leaves nothing half-written,
+and comes back whole."""
 
 from __future__ import annotations
 
