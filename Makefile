@@ -6,14 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
-HOST_PACKAGES := docker.io mmdebstrap busybox-static systemd curl
+HOST_PACKAGES := docker.io mmdebstrap busybox-static systemd curl rsyslog rsyslog-openssl webhook
 DOCKERD_LOG ?= /var/log/onexd-dockerd.log
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 SYSCONFDIR ?= /etc
 
-.PHONY: install master-key test-images demo test lint unit host-deps engine images bench bench-policy bench-runtime bench-daemon bench-audit generate clean
+.PHONY: install master-key test-images demo test lint unit host-deps engine images receivers bench bench-policy bench-runtime bench-daemon bench-audit generate clean
 
 # A venv with the pinned dependencies, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -43,6 +43,19 @@ engine: host-deps $(STAMP)
 images: engine
 	$(BIN)/onexd image build
 
+# Real receivers for the audit shipping tests: rsyslog and webhook are host packages (above); syslog-ng conflicts with
+# it (both provide system-log-daemon), so its Debian packages are unpacked into the venv and run from there.
+SYSLOG_NG_ROOT := $(VENV)/receivers/syslog-ng
+SYSLOG_NG_DEBS := syslog-ng-core libivykis0 libpcre3 libwrap0
+receivers: host-deps $(SYSLOG_NG_ROOT)/usr/sbin/syslog-ng
+
+$(SYSLOG_NG_ROOT)/usr/sbin/syslog-ng:
+	@rm -rf "$(SYSLOG_NG_ROOT).tmp" && mkdir -p "$(SYSLOG_NG_ROOT).tmp/debs"
+	cd "$(SYSLOG_NG_ROOT).tmp/debs" && { apt-get download -q $(SYSLOG_NG_DEBS) 2>/dev/null \
+	  || { apt-get update -qq && apt-get download -q $(SYSLOG_NG_DEBS); }; }
+	for f in "$(SYSLOG_NG_ROOT).tmp/debs/"*.deb; do dpkg-deb -x "$$f" "$(SYSLOG_NG_ROOT).tmp/root"; done
+	rm -rf "$(SYSLOG_NG_ROOT)" && mv "$(SYSLOG_NG_ROOT).tmp/root" "$(SYSLOG_NG_ROOT)" && rm -rf "$(SYSLOG_NG_ROOT).tmp"
+
 demo: images
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
@@ -50,7 +63,7 @@ demo: images
 test-images: images
 	$(BIN)/onexd image build --only onexd/test-systemd
 
-test: lint images test-images
+test: lint images test-images receivers
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -82,6 +95,7 @@ generate: $(STAMP)
 	$(BIN)/onexd docs policy > docs/policy-reference.md
 	$(BIN)/onexd docs api > docs/api.md
 	$(BIN)/onexd docs audit-events > docs/audit-events.md
+	$(BIN)/python tools/gen_syscalls.py > onexd/runtime/syscall_table.py
 
 # Where a distribution would put things: the program (with its dependencies) under PREFIX, units, sysusers and
 # tmpfiles snippets, a commented onexd.yaml and the baseline policies (never overwriting an operator's).

@@ -132,8 +132,35 @@ def bench_hostile() -> dict[str, float]:
     return out
 
 
+# Files built to make a backtracking scan quadratic (hardening review, finding 2): each must validate in < 1 s.
+SCAN_HOSTILE = {
+    "jwt_dashes_txt": ("notes.txt", "-eyJaaaa" * (128 * 1024)),
+    "jwt_dots_txt": ("dots.txt", ".eyJ-" * (200 * 1024)),
+    "jwt_in_yaml_string": ("big.yaml", "x: '" + "eyJaaaa." * (120 * 1024) + "'\n"),
+    "underscore_scalar": ("u.yaml", "x: 1" + "_" * (1000 * 1024) + "x\n"),
+}
+
+
+def bench_hostile_scans() -> dict[str, float]:
+    from onexd.policy.pipeline import load_directory
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (file, content) in SCAN_HOSTILE.items():
+            bundle = Path(tmp) / name
+            bundle.mkdir()
+            (bundle / "bundle.yaml").write_text("apiVersion: onexd/v1\nkind: Bundle\nmetadata: {name: b}\n"
+                                                "spec: {version: 1.0.0}\n")
+            (bundle / file).write_text(content)
+            start = time.perf_counter()
+            load_directory(bundle)
+            out[name + "_ms"] = (time.perf_counter() - start) * 1000
+    return out
+
+
 def main() -> None:
-    results = {"validate_1000_docs": bench_validate(), "decide": bench_decide(), "hostile": bench_hostile()}
+    results = {"validate_1000_docs": bench_validate(), "decide": bench_decide(), "hostile": bench_hostile(),
+               "hostile_scans": bench_hostile_scans()}
     publish("policy", results)
 
 

@@ -19,7 +19,7 @@ step "Start the daemon on a copy of the example policies (socket $work/onexd.soc
 cp -r examples/policies "$work/policies"
 token="demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export ONEXD_SOCKET="$work/onexd.sock"
-ONEXD_DEMO_SECRET_API_TOKEN="$token" ONEXD_LOG_LEVEL=WARNING onexd serve --socket "$ONEXD_SOCKET" \
+DEMO_SECRET_API_TOKEN="$token" ONEXD_LOG_LEVEL=WARNING onexd serve --socket "$ONEXD_SOCKET" \
   --policy-dir "$work/policies" --state-dir "$work/state" 2>"$work/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 1 100); do [ -S "$ONEXD_SOCKET" ] && break; sleep 0.1; done

@@ -15,16 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from onexd.api.context import ApiContext, Credentials
+from onexd.api.lockout import strike
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.checkpoints import Checkpointer, verify_trail
 from onexd.audit.events import key_event_type
-from onexd.audit.shipper import Shipper, Sink, make_sink
+from onexd.audit.shipper import Shipper
+from onexd.audit.sinks import Sink, make_sink
 from onexd.audit.trail import AuditLog, AuditUnavailable
 from onexd.config import DaemonConfig
 from onexd.crypto import load_public_key
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
+from onexd.identity.lockout import LockoutTracker
 from onexd.identity.tokens import TokenService
+from onexd.jobs.records import JobRecord
 from onexd.jobs.reloader import PolicyReloader
 from onexd.jobs.runner import JobRunner
 from onexd.jobs.service import JobService
@@ -41,6 +45,7 @@ from onexd.policy.yamlsafe import YamlLimits
 from onexd.runtime.base import Runtime
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.fake import FakeRuntime
+from onexd.runtime.kmsg import KernelLog
 from onexd.scheduler import RotationScheduler
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
 from onexd.secrets.store import EncryptedStore
@@ -73,20 +78,13 @@ class Parts:
     reloader: PolicyReloader
     shipper: Shipper
     api: ApiContext
+    kernel_log: KernelLog
 
 
-class CountedSink:
-    """A sink whose failed batches are counted (onexd_audit_shipping_failures_total, by sink)."""
-
-    def __init__(self, inner: Sink, metrics: Metrics) -> None:
-        self.inner, self.metrics, self.name = inner, metrics, inner.name
-
-    def send(self, events: list[dict[str, Any]]) -> None:
-        try:
-            self.inner.send(events)
-        except BaseException:
-            self.metrics.shipping_failures.labels(self.name).inc()
-            raise
+def build_sinks(config: DaemonConfig) -> list[Sink]:
+    """The audit sinks, built before anything touches the state directory: a TLS file that cannot be loaded
+    (or a missing authorization credential) is a ConfigError with nothing written."""
+    return [make_sink(s) for s in config.audit.sinks]
 
 
 def trust_of(config: DaemonConfig) -> Trust:
@@ -94,16 +92,22 @@ def trust_of(config: DaemonConfig) -> Trust:
     return Trust(require_signed=config.trust.requireSignedBundles, keys=keys)
 
 
-def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = time.time) -> Parts:
-    """Build the parts. The trail comes first: keys, secrets, jobs and reloads all record into it."""
+def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = time.time,
+            sinks: list[Sink] | None = None) -> Parts:
+    """Build the parts (the sinks too, unless built already by build_sinks). The trail comes first: keys,
+    secrets, jobs and reloads all record into it."""
     cfg, state_dir = config, Path(config.stateDir)
+    sinks = build_sinks(cfg) if sinks is None else sinks  # before anything touches the state directory
     runtime = RUNTIMES[cfg.runtime.backend](cfg)
     staging = check_staging_dir(Path(cfg.secrets.stagingDir) if cfg.secrets.stagingDir else default_staging_dir())
     metrics = Metrics()
     checkpointers: list[Checkpointer] = []  # the checkpointer signs with the keystore, which records into the trail
+    shippers: list[Shipper] = []  # the shipper reads the trail, built after it
 
     def on_audit(event: dict[str, Any]) -> None:
         metrics.audit_events.inc()
+        for shipper in shippers:
+            shipper.wake()  # per-sink lag drops back to 0 without waiting for the next tick
         for checkpointer in checkpointers:
             checkpointer.observe(event)
 
@@ -113,7 +117,7 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
 
     audit = AuditLog(state_dir / "audit", cfg.audit.maxSegmentBytes, cfg.audit.keepSegments,
                      enforced=cfg.audit.delivery == "enforced", clock=clock, on_event=on_audit,
-                     on_dropped=metrics.audit_dropped.inc, on_rotate=on_rotate)
+                     on_dropped=metrics.trail_dropped, on_rotate=on_rotate)
 
     def key_event(kind: str, data: dict[str, Any]) -> None:
         log.info(kind, extra=data)
@@ -129,8 +133,9 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
     secret_store = EncryptedStore(state_dir / "secrets" / "store.json", master, clock=clock, on_event=key_event)
     rotation = RotationScheduler(cfg, keystore, secret_store)
     zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=_egress_refused(audit, metrics))
+    kernel_log = KernelLog(clock=clock)  # forensics: names the system calls seccomp blocked in jobs
     runner = JobRunner(runtime, state_dir, staging, clock=clock, secret_store=secret_store, zones=zones,
-                       on_secret_access=lambda job, name, source: audit.append(
+                       syscall_evidence=kernel_log, on_secret_access=lambda job, name, source: audit.append(
                            "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}))
     store = JobStore(state_dir / "jobs.sqlite3")
     jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
@@ -138,9 +143,8 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                         max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
     policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), trust_of(cfg), limits)
     reloader = PolicyReloader(policy, audit, metrics, zones, runtime)
-    shipper = Shipper(audit, [CountedSink(make_sink(s), metrics) for s in cfg.audit.sinks],
-                      state_dir / "audit-cursors.json",
-                      batch_size=min((s.batchSize for s in cfg.audit.sinks), default=500))
+    shippers.append(Shipper(audit, sinks, state_dir / "audit-cursors.json",
+                            batch_sizes={s.name: s.batchSize for s in cfg.audit.sinks}, observer=metrics))
     credentials = Credentials(
         tokens=TokenService(keystore, cfg.auth), keystore=keystore,
         apikeys=ApiKeyStore(state_dir / "apikeys.json", cfg.auth.apiKeys.defaultTTLDays, cfg.auth.apiKeys.warnDays,
@@ -151,12 +155,26 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                      reload=reloader.areload, engine_ok=engine_ok, credentials=credentials, audit=audit,
                      metrics=metrics, verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
                      zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes,
-                     authenticator=Authenticator(credentials.tokens, credentials.apikeys))
+                     authenticator=Authenticator(credentials.tokens, credentials.apikeys), clock=clock)
+    if cfg.lockout.enabled:
+        _lockout(api, jobs, cfg, clock)
     parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
                   checkpointer=checkpointers[0], rotation=rotation, store=store, zones=zones, jobs=jobs,
-                  policy=policy, reloader=reloader, shipper=shipper, api=api)
+                  policy=policy, reloader=reloader, shipper=shippers[0], api=api, kernel_log=kernel_log)
     _gauges_and_schedules(parts, clock)
     return parts
+
+
+def _lockout(api: ApiContext, jobs: JobService, config: DaemonConfig, clock: Clock) -> None:
+    """Incident response: N denials or blocked syscalls within T lock a principal out (onexd.api.lockout)."""
+    api.lockout = LockoutTracker(config.lockout.threshold, config.lockout.windowSeconds, config.lockout.lockSeconds,
+                                 clock=clock)
+
+    async def blocked(record: JobRecord) -> None:
+        name = record.blocked_syscall.get("name") if isinstance(record.blocked_syscall, dict) else None
+        await strike(api, record.principal, f"blocked syscall {name or 'unknown'}")
+
+    jobs.on_blocked_syscall = blocked
 
 
 def _egress_refused(audit: AuditLog, metrics: Metrics) -> Callable[[dict[str, Any]], None]:
@@ -179,5 +197,4 @@ def _gauges_and_schedules(parts: Parts, clock: Clock) -> None:
                                for e in keystore.entries() if e.state == "active"})
     parts.rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", parts.checkpointer.write, "interval")
     parts.rotation.every(2, "egress refusals", parts.zones.collect)
-    if cfg.audit.sinks:
-        parts.rotation.every(cfg.audit.shipEverySeconds, "audit shipping", shipper.ship)
+    # shipping is not scheduled here: the shipper runs one worker per sink (started by the daemon)

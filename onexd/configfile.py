@@ -6,33 +6,50 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from onexd.config import DaemonConfig, config_from_data
+from onexd.config import ConfigProblem, DaemonConfig, config_or_problems
 from onexd.errors import ConfigError
 from onexd.policy.yamlsafe import load_documents
 
 
-def load_config(path: Path, overrides: dict[str, str] | None = None,
-                fallbacks: dict[str, str] | None = None) -> DaemonConfig:
-    """Read onexd.yaml (if it exists), fill what it leaves unset from fallbacks (systemd's directories), then
-    apply overrides (dotted keys, from flags and ONEXD_* variables)."""
+def check_config(path: Path, overrides: dict[str, str] | None = None, fallbacks: dict[str, str] | None = None,
+                 must_exist: bool = False) -> tuple[DaemonConfig | None, list[ConfigProblem]]:
+    """Read onexd.yaml (if it exists, or it must), fill what it leaves unset from fallbacks (systemd's
+    directories), apply overrides (dotted keys, from flags and ONEXD_* variables), and validate: the config, or
+    every problem found."""
     data: dict[str, Any] = {}
+    if must_exist and not path.exists():
+        return None, [ConfigProblem("(file)", f"{path}: no such file")]
     if path.exists():
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+            return None, [ConfigProblem("(file)", f"{path}: cannot read: {exc.strerror}")]
         docs, problems = load_documents(raw, str(path))
         if problems:
-            p = problems[0]
-            raise ConfigError(f"{path}:{p.line or '?'}: {p.message}")
+            return None, [ConfigProblem("(file)", p.message, p.line) for p in problems]
         if len(docs) != 1 or not isinstance(docs[0].data, dict):
-            raise ConfigError(f"{path}: expected exactly one YAML mapping (kind: DaemonConfig)")
+            return None, [ConfigProblem("(file)", "expected exactly one YAML mapping (kind: DaemonConfig)")]
         data = docs[0].data
     for dotted, value in (fallbacks or {}).items():
         _set(data, dotted, value, replace=False)
     for dotted, value in (overrides or {}).items():
         _set(data, dotted, value, replace=True)
-    return config_from_data(data, str(path))
+    return config_or_problems(data)
+
+
+def load_config(path: Path, overrides: dict[str, str] | None = None,
+                fallbacks: dict[str, str] | None = None, must_exist: bool = False) -> DaemonConfig:
+    """check_config(), raising ConfigError that lists every problem (the first line names the first field)."""
+    config, problems = check_config(path, overrides, fallbacks, must_exist)
+    if config is None:
+        raise ConfigError("\n".join(_line(str(path), p) for p in problems))
+    return config
+
+
+def _line(source: str, p: ConfigProblem) -> str:
+    if p.field == "(file)":
+        return p.message if p.message.startswith(source) else f"{source}:{p.line or '?'}: {p.message}"
+    return f"{source}: field {p.field}: {p.message}"
 
 
 def _set(data: dict[str, Any], dotted: str, value: str, replace: bool) -> None:

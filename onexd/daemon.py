@@ -23,7 +23,7 @@ from onexd import __version__, systemd
 from onexd.api.server import ApiServer
 from onexd.audit.trail import AuditUnavailable
 from onexd.composition import RUNTIMES as RUNTIMES
-from onexd.composition import Clock, Parts, compose
+from onexd.composition import Clock, Parts, build_sinks, compose
 from onexd.config import DaemonConfig
 from onexd.engine.translate import zone_network_name
 from onexd.errors import ConfigError, RuntimeFailure
@@ -72,10 +72,12 @@ class Daemon:
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         cfg = self.config
+        sinks = build_sinks(cfg)  # a TLS file that cannot be loaded: refused, nothing written
         lock_fd = lock_state_dir(Path(cfg.stateDir))
         loop = asyncio.get_running_loop()
-        parts = compose(cfg, lambda: self._engine_ok, self.clock)
+        parts = compose(cfg, lambda: self._engine_ok, self.clock, sinks)
         await self._check_engine(parts.runtime)
+        parts.kernel_log.probe()  # forensics: an unreadable kernel log is said once, here
         parts.audit.append("daemon.start", "onexd", "success", {"version": __version__, "pid": os.getpid()})
         parts.jobs.recover()
         first = await asyncio.to_thread(parts.reloader.reload, "startup")
@@ -95,6 +97,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         engine_task = loop.create_task(self._watch_engine(parts.runtime, lambda: not any(parts.jobs.counts().values())))
         parts.rotation.start()
+        parts.shipper.start(cfg.audit.shipEverySeconds)  # one worker per sink: a slow sink never delays another
         log.info("onexd ready", extra={"policy": parts.policy.state.snapshot.digest,
                                        "degraded": parts.policy.state.degraded, "pid": os.getpid(),
                                        "socketActivated": passed is not None})
@@ -113,6 +116,7 @@ class Daemon:
                 task.cancel()
             watcher.stop()
             parts.rotation.stop()
+            await asyncio.to_thread(parts.shipper.stop)
             engine_task.cancel()
             await self._shutdown(parts, server)
             os.close(lock_fd)
@@ -144,8 +148,7 @@ class Daemon:
         try:
             parts.audit.append("daemon.stop", "onexd", "success", {"pid": os.getpid()})
             parts.checkpointer.write("stop")
-            if self.config.audit.sinks:
-                await asyncio.to_thread(parts.shipper.ship)
+            await asyncio.to_thread(parts.shipper.flush, SHUTDOWN_GRACE_S / 3)
         except (AuditUnavailable, OSError) as exc:
             log.error("audit trail not finalized at stop", extra={"why": type(exc).__name__})
         parts.audit.close()

@@ -3,10 +3,12 @@
     OnexdError
     ├── UsageError                a command line or request that cannot be understood
     │   ├── InvalidInput          a job's input does not match its node's inputSchema (carries the errors)
-    │   └── RequestError          an HTTP request body or header that cannot be read (carries its stable code)
-    │       ├── BodyTooLarge      a request body over the configured limit
-    │       └── BodyTimeout       a request body not received in time (408)
+    │   ├── RequestError          an HTTP request body or header that cannot be read (carries its stable code)
+    │   │   ├── BodyTooLarge      a request body over the configured limit
+    │   │   └── BodyTimeout       a request body not received in time (408)
+    │   └── AmbiguousJobId        a job id prefix that matches more than one job
     ├── ConfigError               the daemon configuration is invalid
+    │   └── MasterKeyMissing      no master key anywhere, and an offline command may not create one
     ├── PolicyError               a policy could not be loaded
     │   └── SignatureError        a bundle signature is missing, untrusted or does not match
     ├── KeyFileError              a key file could not be read or has the wrong type
@@ -24,10 +26,12 @@
     │   ├── ApiKeyExists          the name is taken (409)
     │   └── ApiKeyNotFound        no key with that name (also a NotFound: 404)
     ├── PermissionDenied          the caller lacks a permission (carries the decision's reasons)
+    │   └── LockedOut             the caller is locked out after repeated denials or blocked system calls
     ├── NotFound                  the thing asked for does not exist, or is not the caller's to see
     ├── RateLimited               too many requests from one principal (carries retry_after_s)
     ├── TooManyJobs               the job queue or the caller's share of it is full (carries retry_after_s)
     ├── SecretError               a secret could not be read from its source
+    ├── DeliveryError             an audit batch did not reach its sink's receiver (the shipper retries it)
     ├── ServiceUnavailable        a part of the daemon cannot serve now (the message says which)
     │   ├── NotAccepting          the daemon is shutting down
     │   ├── AuditUnavailable      the audit trail cannot be written (enforced delivery)
@@ -88,8 +92,16 @@ class BodyTimeout(RequestError):
         super().__init__("body-timeout", message)
 
 
+class AmbiguousJobId(UsageError):
+    """A job id prefix that matches more than one job (the API answers 400)."""
+
+
 class ConfigError(OnexdError):
     """The daemon configuration is invalid; the message names the field."""
+
+
+class MasterKeyMissing(ConfigError):
+    """No master key anywhere, and the caller (an offline command) may not create one."""
 
 
 class PolicyError(OnexdError):
@@ -176,6 +188,10 @@ class PermissionDenied(OnexdError):
         self.reasons = list(reasons)
 
 
+class LockedOut(PermissionDenied):
+    """The caller's submissions are suspended (incident response) until the lock expires or is lifted."""
+
+
 class NotFound(OnexdError):
     """The thing asked for does not exist, or is not the caller's to see (the two are not told apart)."""
 
@@ -202,6 +218,11 @@ class TooManyJobs(OnexdError):
 
 class SecretError(OnexdError):
     """A secret could not be read from its source; the message never contains a value."""
+
+
+class DeliveryError(OnexdError):
+    """An audit batch did not reach its receiver; the message is safe to log (never a header value or a
+    secret)."""
 
 
 class ServiceUnavailable(OnexdError):

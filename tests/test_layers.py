@@ -12,8 +12,8 @@ PACKAGE = Path(onexd.__file__).parent
 # Lowest first. A module may import its own layer (without circles) and any layer below, never one above.
 # A module's layer is that of its longest matching prefix.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("onexd", "onexd.errors", "onexd.fields", "onexd.timestamps", "onexd.fsutil", "onexd.logs", "onexd.spec",
-     "onexd.metrics", "onexd.systemd", "onexd.zoneproxy"),
+    ("onexd", "onexd.errors", "onexd.fields", "onexd.timestamps", "onexd.fsutil", "onexd.addresses", "onexd.logs",
+     "onexd.spec", "onexd.metrics", "onexd.systemd", "onexd.zoneproxy"),
     ("onexd.config", "onexd.crypto"),
     ("onexd.policy",),
     ("onexd.configfile", "onexd.keys", "onexd.secrets", "onexd.runtime"),

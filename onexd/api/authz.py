@@ -1,42 +1,54 @@
 """Authorization at the HTTP boundary: every decision is counted and, before the answer goes out, durable in
-the trail. Each takes the one snapshot its handler read, so the decision and its audit record name the same
-policy."""
+the trail (except an allowed read of the trail itself: require_unrecorded). Each takes the one snapshot its
+handler read, so the decision and its audit record name the same policy."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from onexd.api.context import ApiContext
+from onexd.api.lockout import strike
 from onexd.engine.decide import permissions_for
 from onexd.errors import PermissionDenied
 from onexd.identity.principal import Principal
 from onexd.policy.snapshot import Snapshot
 
 
-async def require(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str) -> int | None:
-    """Raise PermissionDenied unless one of the principal's roles in snapshot grants permission; the seq of the
-    decision's audit event when allowed (None without a trail)."""
+async def require(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str) -> None:
+    """Raise PermissionDenied unless one of the principal's roles in snapshot grants permission."""
     granted, roles = permissions_for(snapshot, principal, permission)
-    seq = await record_decision(ctx, snapshot, principal, permission, granted, {"roles": list(roles)})
+    await record_decision(ctx, snapshot, principal, permission, granted, {"roles": list(roles)})
     if not granted:
         raise PermissionDenied(f"{principal.display} lacks {permission}",
                                reasons=[{"code": "missing-permission",
                                          "message": f"none of the roles {', '.join(roles) or '(none)'} grants "
                                                     f"{permission}"}])
-    return seq
+
+
+async def require_unrecorded(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str) -> None:
+    """As require(), but an allowed decision is only counted, not written to the trail (a denial is audited
+    as always): for reads of the trail itself, which would otherwise feed what they read."""
+    if not allowed(snapshot, principal, permission):
+        await require(ctx, snapshot, principal, permission)  # audits the denial and raises PermissionDenied
+        return
+    resource, _, action = permission.partition(":")
+    if ctx.metrics is not None:
+        ctx.metrics.authorization.labels(resource, action, "allowed").inc()
 
 
 async def record_decision(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str,
-                          allowed: bool, data: dict[str, Any]) -> int | None:
-    """Count and audit one decision; the seq of its event (None without a trail)."""
+                          allowed: bool, data: dict[str, Any]) -> None:
+    """Count the decision and audit it (allowed monitoring reads in aggregate: see onexd.audit.sampling)."""
     resource, _, action = permission.partition(":")
     result = "allowed" if allowed else "denied"
     if ctx.metrics is not None:
         ctx.metrics.authorization.labels(resource, action, result).inc()
-    if ctx.audit is not None:
-        return await ctx.audit.aappend("authz.decision", principal.display, result,
-                                       {"permission": permission, **data}, snapshot.digest)
-    return None
+    sampled = ctx.read_sampler.take(principal.display, permission, allowed)
+    if ctx.audit is not None and sampled is not None:
+        await ctx.audit.aappend("authz.decision", principal.display, result,
+                                {"permission": permission, **data, **sampled}, snapshot.digest)
+    if not allowed:  # a denial counts toward a lockout (incident response)
+        await strike(ctx, principal.display, f"denied {permission}")
 
 
 def allowed(snapshot: Snapshot, principal: Principal, permission: str) -> bool:

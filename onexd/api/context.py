@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from onexd.api.ratelimit import RateLimiter
+from onexd.audit.sampling import ReadSampler
 from onexd.audit.trail import AuditLog
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
+from onexd.identity.lockout import LockoutTracker
 from onexd.identity.principal import Principal
 from onexd.identity.tokens import TokenService
 from onexd.jobs.service import JobService
@@ -50,6 +53,10 @@ class ApiContext:
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
     # Failed authentications per peer uid, checked before credentials are looked at (see middleware.py).
     failures: RateLimiter = field(default_factory=lambda: RateLimiter(AUTH_FAILURES_PER_MINUTE, AUTH_FAILURE_BURST))
+    # Job forensics: the principal lockout (None when disabled) and the clock audit searches measure ages by.
+    lockout: LockoutTracker | None = None
+    clock: Callable[[], float] = time.time
+    read_sampler: ReadSampler = field(default_factory=ReadSampler)  # routine reads audited in aggregate
 
 
 CTX = web.AppKey("ctx", ApiContext)

@@ -32,6 +32,8 @@ log = logging.getLogger("onexd.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _CID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PUBLIC_PATHS = frozenset({"/version", "/openapi.json", "/v1/keys/jwks"})
+# Reading the trail writes no success event to it (a follower would feed what it reads); failures are audited.
+UNRECORDED_SUCCESS_PATHS = frozenset({"/v1/audit"})
 
 
 def _printable(text: str) -> str:
@@ -77,7 +79,7 @@ async def authenticate(ctx: ApiContext, request: web.Request) -> Principal:
         raise
     if ctx.metrics is not None:
         ctx.metrics.authentication.labels(method, "success").inc()
-    if method != "peer" and ctx.audit is not None:
+    if method != "peer" and ctx.audit is not None and request.path not in UNRECORDED_SUCCESS_PATHS:
         await ctx.audit.aappend("auth.success", found.principal.display, "success", {"method": method})
     if found.warning is not None:
         request[EXPIRY_WARNING] = found.warning

@@ -27,7 +27,10 @@ _JOB = {"type": "object", "required": ["id", "status", "principal", "policy", "c
                                                              "additionalProperties": {"type": "string"}}}},
     "createdAt": {"type": "string", "format": "date-time"},
     "startedAt": {"type": ["string", "null"], "format": "date-time"},
-    "finishedAt": {"type": ["string", "null"], "format": "date-time"}, "reason": {"type": "string"}}}
+    "finishedAt": {"type": ["string", "null"], "format": "date-time"}, "reason": {"type": "string"},
+    "usage": {"type": ["object", "null"], "description": "cpuMs, memoryPeakBytes, pidsPeak, outputBytes, wallMs"},
+    "blockedSyscall": {"description": "{name, number, arch, action, comm}, \"unknown\", or null",
+                       "type": ["object", "string", "null"]}}}
 _DECISION = {"type": "object", "required": ["allowed", "reasons"], "properties": {
     "allowed": {"type": "boolean"}, "principal": {"type": "string"}, "target": {"type": "string"},
     "roles": {"type": "array", "items": {"type": "string"}}, "capability": {"type": ["string", "null"]},
@@ -161,7 +164,9 @@ def _audit_and_monitoring_paths(common: tuple[int, ...]) -> dict[str, dict[str, 
     "/v1/audit": {"get": {
         "summary": "Audit events after a seq (audit:read)", "operationId": "auditEvents",
         "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                       {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                       {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                       {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 30},
+                        "description": "long poll: wait up to this many seconds for an event after since"}],
         "responses": {**_ok("events", {"type": "object", "properties": {
             "events": {"type": "array", "items": {"type": "object"}}, "next": {"type": "integer"}}}),
             **_errors(400, 403, *common)}}},
@@ -181,10 +186,33 @@ def _audit_and_monitoring_paths(common: tuple[int, ...]) -> dict[str, dict[str, 
     }
 
 
+def _forensics_paths(common: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """/v1/policy/analyze, /v1/audit/search and /v1/principals/{name}/unlock (job forensics)."""
+    errors = _errors(400, 403, 404, *common)
+    return {
+    "/v1/policy/analyze": {"get": {
+        "summary": "Posture score (0-100, higher is stronger) and weighted findings of every profile and node "
+                   "(policy:read)", "operationId": "analyzePolicy",
+        "parameters": [{"name": "hostCpus", "in": "query", "schema": {"type": "number"}},
+                       {"name": "hostMemory", "in": "query", "schema": {"type": "string"}}],
+        "responses": {**_ok("scores", {"type": "object"}), **errors}}},
+    "/v1/audit/search": {"get": {
+        "summary": "Audit events by principal, node, job, outcome, type and time range (audit:read)",
+        "operationId": "searchAudit",
+        "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                       for n in ("principal", "node", "job", "outcome", "type", "since", "until", "limit")],
+        "responses": {**_ok("matching events, oldest first", {"type": "object"}), **errors}}},
+    "/v1/principals/{name}/unlock": {"post": {
+        "summary": "Lift a principal's lockout (users:write)", "operationId": "unlockPrincipal",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {**_ok("unlocked", {"type": "object"}), **errors}}},
+    }
+
+
 def document() -> dict[str, Any]:
     common = (401, 429)
     paths = {**_job_paths(common), **_policy_paths(common), **_credential_paths(common),
-             **_audit_and_monitoring_paths(common)}
+             **_audit_and_monitoring_paths(common), **_forensics_paths(common)}
     job_request = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     return {
         "openapi": "3.1.0",

@@ -1,181 +1,188 @@
-"""Shipping the trail to sinks: file, syslog (RFC 5424 over unix/udp/tcp), webhook (HTTP POST of JSON batches).
+"""Shipping the trail to sinks, at least once, each sink on its own.
 
-At least once: each sink has a cursor (the last seq it acknowledged), persisted after every acknowledged
-batch; a failed batch is retried with exponential backoff and jitter and never skipped, so a receiver sees
-every seq and can de-duplicate by it.
+Each sink has its own worker (a thread), cursor (the last seq it acknowledged, persisted after every
+acknowledged batch), exponential backoff with jitter and timeout, so a slow or dead sink never delays another.
+A failed batch is retried whole and never skipped: a receiver sees every seq and can de-duplicate by it. Only a
+best-effort sink (UDP) moves on past events it could not send, and those are counted as dropped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from onexd.audit.sinks import DeliveryError, Sink
 from onexd.audit.trail import AuditLog
-from onexd.config import AuditSink
+from onexd.fsutil import atomic_write
 
 log = logging.getLogger("onexd.audit")
 BACKOFF_BASE_S, BACKOFF_MAX_S = 1.0, 300.0
+MIN_GAP_S = 0.2  # a woken worker still batches: at most five rounds a second per sink
 
 
-class Sink(Protocol):
-    name: str
+class ShippingObserver(Protocol):
+    """Where shipping outcomes are counted (onexd.metrics.Metrics implements it)."""
 
-    def send(self, events: list[dict[str, Any]]) -> None:
-        """Deliver a batch or raise: a batch that raises is sent again later."""
+    def shipped_events(self, sink: str, events: int) -> None: ...
+    def sink_failed(self, sink: str) -> None: ...
+    def sink_retried(self, sink: str) -> None: ...
+    def sink_dropped(self, sink: str, events: int) -> None: ...
 
 
-@dataclass
-class FileSink:
-    name: str
-    path: Path
-
-    def send(self, events: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in events))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+class _Uncounted:
+    def shipped_events(self, sink: str, events: int) -> None: ...
+    def sink_failed(self, sink: str) -> None: ...
+    def sink_retried(self, sink: str) -> None: ...
+    def sink_dropped(self, sink: str, events: int) -> None: ...
 
 
 @dataclass
-class WebhookSink:
-    name: str
-    url: str
-    timeout_s: float = 10.0
-
-    def send(self, events: list[dict[str, Any]]) -> None:
-        body = json.dumps({"sink": self.name, "events": events}).encode()
-        request = urllib.request.Request(self.url, data=body, method="POST",  # noqa: S310 - URL from config
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-            if not 200 <= response.status < 300:
-                raise OSError(f"webhook answered {response.status}")
-
-
-def rfc5424(event: dict[str, Any], hostname: str, app: str = "onexd") -> bytes:
-    """One RFC 5424 message: PRI 110 (facility security 13, severity info 6; warning for failures)."""
-    severity = 6 if event.get("outcome") in (None, "success", "allowed") else 4
-    pri = 13 * 8 + severity
-    ts = str(event.get("ts") or datetime.now(UTC).isoformat())
-    sd = (f'[onexd@32473 seq="{event["seq"]}" type="{_sd(event.get("type"))}" '
-          f'outcome="{_sd(event.get("outcome"))}" hash="{event.get("hash", "")}"]')
-    msg = json.dumps(event, sort_keys=True, separators=(",", ":"))
-    return f"<{pri}>1 {ts} {hostname} {app} {os.getpid()} {_sd(event.get('type'))} {sd} {msg}".encode()
-
-
-def _sd(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
-
-
-@dataclass
-class SyslogSink:
-    name: str
-    address: str  # unix:///dev/log, udp://host:port, tcp://host:port
-
-    def send(self, events: list[dict[str, Any]]) -> None:
-        host = socket.gethostname()
-        scheme, _, rest = self.address.partition("://")
-        if scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            try:
-                sock.connect(rest)
-                for e in events:
-                    sock.send(rfc5424(e, host))
-            finally:
-                sock.close()
-            return
-        hostname, _, port = rest.rpartition(":")
-        kind = socket.SOCK_DGRAM if scheme == "udp" else socket.SOCK_STREAM
-        with socket.create_connection((hostname, int(port)), timeout=10) if kind == socket.SOCK_STREAM else \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            for e in events:
-                message = rfc5424(e, host)
-                if kind == socket.SOCK_STREAM:
-                    sock.sendall(f"{len(message)} ".encode() + message)  # RFC 6587 octet counting
-                else:
-                    sock.sendto(message, (hostname, int(port)))
-
-
-def make_sink(config: AuditSink) -> Sink:
-    if config.type == "file":
-        if not config.path:
-            raise ValueError(f"audit sink {config.name}: type file needs `path`")
-        return FileSink(config.name, Path(config.path))
-    if config.type == "webhook":
-        if not config.url:
-            raise ValueError(f"audit sink {config.name}: type webhook needs `url`")
-        return WebhookSink(config.name, config.url)
-    if not config.address:
-        raise ValueError(f"audit sink {config.name}: type syslog needs `address`")
-    return SyslogSink(config.name, config.address)
-
-
-@dataclass
-class _State:
+class SinkState:
     cursor: int = 0
     failures: int = 0
     next_try: float = 0.0
     last_error: str = ""
 
 
+def backoff_s(failures: int, jitter: float) -> float:
+    """Delay before the next try after `failures` consecutive failures; jitter in [0.5, 1.5)."""
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (failures - 1)) * jitter)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, DeliveryError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
 class Shipper:
     def __init__(self, trail: AuditLog, sinks: list[Sink], cursor_file: Path, batch_size: int = 500,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
-        self.trail, self.sinks, self.cursor_file, self.batch_size = trail, sinks, cursor_file, batch_size
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 observer: ShippingObserver | None = None, batch_sizes: dict[str, int] | None = None) -> None:
+        self.trail, self.sinks, self.cursor_file = trail, sinks, cursor_file
+        self.batch_sizes = {s.name: (batch_sizes or {}).get(s.name, batch_size) for s in sinks}
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._lock = threading.Lock()
+        self.observer: ShippingObserver = observer or _Uncounted()
+        self._save_lock = threading.Lock()
+        self._sink_locks = {s.name: threading.Lock() for s in sinks}
+        self._stop = threading.Event()
+        self._wake = {s.name: threading.Event() for s in sinks}
+        self._threads: list[threading.Thread] = []
         saved = json.loads(cursor_file.read_text()) if cursor_file.exists() else {}
-        self.state = {s.name: _State(cursor=int(saved.get(s.name, 0))) for s in sinks}
+        self.state = {s.name: SinkState(cursor=int(saved.get(s.name, 0))) for s in sinks}
 
     def _save(self) -> None:
-        tmp = self.cursor_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: s.cursor for n, s in self.state.items()}))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        tmp.replace(self.cursor_file)
+        with self._save_lock:
+            atomic_write(self.cursor_file, json.dumps({n: s.cursor for n, s in self.state.items()}).encode())
+
+    def ship_sink(self, sink: Sink) -> int | None:
+        """One round for one sink: batches until it is caught up or fails. None when it is backing off."""
+        st = self.state[sink.name]
+        with self._sink_locks[sink.name]:
+            if self.clock() < st.next_try:
+                return None
+            sent = 0
+            while True:
+                batch = self.trail.read(st.cursor, self.batch_sizes[sink.name])
+                if not batch:
+                    return sent
+                if st.failures:
+                    self.observer.sink_retried(sink.name)
+                try:
+                    result = sink.send(batch)
+                except Exception as exc:  # any failure: the batch is sent again later, whole
+                    st.failures += 1
+                    st.next_try = self.clock() + backoff_s(st.failures, self.rng.uniform(0.5, 1.5))
+                    st.last_error = _why(exc)
+                    self.observer.sink_failed(sink.name)
+                    log.warning("audit shipping failed", extra={
+                        "sink": sink.name, "why": st.last_error, "failures": st.failures,
+                        "retryInSeconds": round(st.next_try - self.clock(), 1), "fromSeq": batch[0]["seq"]})
+                    return sent
+                if st.failures:
+                    log.info("audit shipping recovered", extra={"sink": sink.name, "afterFailures": st.failures})
+                st.cursor, st.failures, st.last_error, st.next_try = batch[-1]["seq"], 0, "", 0.0
+                sent += result.sent
+                self.observer.shipped_events(sink.name, result.sent)
+                if result.dropped:
+                    self.observer.sink_dropped(sink.name, result.dropped)
+                    log.warning("audit events dropped (best-effort sink)",
+                                extra={"sink": sink.name, "dropped": result.dropped})
+                self._save()
 
     def ship(self) -> dict[str, int]:
-        """One round: each sink that is not backing off gets batches until it is caught up or fails."""
-        with self._lock:
-            sent: dict[str, int] = {}
-            for sink in self.sinks:
-                st = self.state[sink.name]
-                if self.clock() < st.next_try:
-                    continue
-                sent[sink.name] = 0
-                while True:
-                    batch = self.trail.read(st.cursor, self.batch_size)
-                    if not batch:
-                        break
-                    try:
-                        sink.send(batch)
-                    except Exception as exc:
-                        st.failures += 1
-                        delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (st.failures - 1))
-                        st.next_try = self.clock() + delay * self.rng.uniform(0.5, 1.5)
-                        st.last_error = type(exc).__name__
-                        retry_s = round(st.next_try - self.clock(), 1)
-                        log.warning("audit shipping failed",
-                                    extra={"sink": sink.name, "why": st.last_error, "retryInSeconds": retry_s})
-                        break
-                    st.cursor, st.failures, st.last_error = batch[-1]["seq"], 0, ""
-                    sent[sink.name] += len(batch)
-                    self._save()
-            return sent
+        """One round over every sink in turn (tests and the final flush at stop; the daemon runs workers)."""
+        sent: dict[str, int] = {}
+        for sink in self.sinks:
+            n = self.ship_sink(sink)
+            if n is not None:
+                sent[sink.name] = n
+        return sent
+
+    # --- one worker thread per sink ---------------------------------------------------------------------
+
+    def start(self, interval_s: float) -> None:
+        """Start one worker per sink: each ships every interval_s (sooner after a wake()), or when its backoff
+        ends, independently of the others."""
+        for sink in self.sinks:
+            thread = threading.Thread(target=self._work, args=(sink, interval_s), daemon=True,
+                                      name=f"audit-sink-{sink.name}")
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """New events are on disk: workers that are not backing off ship now instead of at the next tick."""
+        for event in self._wake.values():
+            event.set()
+
+    def _work(self, sink: Sink, interval_s: float) -> None:
+        wake = self._wake[sink.name]
+        while not self._stop.is_set():
+            wake.clear()
+            try:
+                self.ship_sink(sink)
+            except Exception:  # a bug must not end the worker: log it and try again next round
+                log.exception("audit shipping worker error", extra={"sink": sink.name})
+            st = self.state[sink.name]
+            wait = max(0.05, st.next_try - self.clock()) if st.failures else interval_s
+            if st.failures:  # backing off: only the stop event ends the wait early
+                self._stop.wait(wait)
+            elif not self._stop.wait(MIN_GAP_S):
+                wake.wait(max(0.0, wait - MIN_GAP_S))
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        for event in self._wake.values():
+            event.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+
+    def flush(self, timeout_s: float) -> None:
+        """A last round for every sink at once (at stop), waiting at most timeout_s for the slowest."""
+        self._stop.set()
+        threads = [threading.Thread(target=self.ship_sink, args=(s,), daemon=True) for s in self.sinks]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def lag(self) -> dict[str, int]:
-        return {n: max(0, self.trail.last_seq - s.cursor) for n, s in self.state.items()}
+        last = self.trail.last_seq
+        return {n: max(0, last - s.cursor) for n, s in self.state.items()}
+
+    def failing(self) -> dict[str, str]:
+        return {n: s.last_error for n, s in self.state.items() if s.failures}
+

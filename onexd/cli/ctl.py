@@ -6,13 +6,9 @@ Exit codes: 0 ok, 1 error (including a job that did not succeed with --wait), 2 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import os
-import socket
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -20,61 +16,16 @@ from urllib.parse import quote, urlencode
 from rich.markup import escape
 from rich.table import Table
 
+from onexd import __version__
+from onexd.cli.client import DEFAULT_SOCKET as DEFAULT_SOCKET
+from onexd.cli.client import Client as Client
+from onexd.cli.client import client_for, global_options
 from onexd.cli.exits import EXIT_DENIED, EXIT_ERROR, EXIT_OK, exit_code_for
-from onexd.cli.output import console, print_json, print_yaml
+from onexd.cli.options import add_global_options
+from onexd.cli.output import cell, console, explain_text, print_json, print_yaml, short_id
 from onexd.errors import ApiFailure as ApiFailure
 from onexd.errors import DaemonUnreachable, OnexdError, UsageError
-
-DEFAULT_SOCKET = "/run/onexd/onexd.sock"
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("onexd", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
-class Client:
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
-
-    def _open(self, method: str, path: str, body: Any = None) -> http.client.HTTPResponse:
-        conn = UnixHTTPConnection(self.socket_path, timeout=None)
-        try:
-            payload = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
-            return conn.getresponse()
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise DaemonUnreachable(f"cannot connect to {self.socket_path}: {exc.strerror}; is onexd running? "
-                                  "(--socket or ONEXD_SOCKET)") from None
-        except PermissionError:
-            raise DaemonUnreachable(f"permission denied on {self.socket_path}: join the socket's group") from None
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        response = self._open(method, path, body)
-        data = response.read()
-        try:
-            parsed = json.loads(data) if data else {}
-        except ValueError:
-            parsed = {"error": {"message": data.decode(errors="replace")[:200]}}
-        if response.status >= 400:
-            raise ApiFailure(response.status, parsed)
-        return parsed
-
-    def stream(self, path: str) -> Iterator[dict[str, Any]]:
-        response = self._open("GET", path)
-        if response.status >= 400:
-            raise ApiFailure(response.status, json.loads(response.read() or b"{}"))
-        for line in response:
-            if line.strip():
-                yield json.loads(line)
+from onexd.policy.yamlsafe import dump_yaml
 
 
 def _show(data: Any, fmt: str, columns: Sequence[str] | None = None) -> None:
@@ -85,12 +36,12 @@ def _show(data: Any, fmt: str, columns: Sequence[str] | None = None) -> None:
     elif columns is not None and isinstance(data, list):
         table = Table(*columns)
         for row in data:
-            table.add_row(*(escape(_cell(row.get(c))) for c in columns))
+            table.add_row(*(escape(cell(row.get(c))) for c in columns))
         console().print(table)
     elif isinstance(data, dict):
         table = Table(show_header=False)
         for key, value in data.items():
-            table.add_row(key, escape(_cell(value)))
+            table.add_row(key, escape(cell(value)))
         console().print(table)
     else:
         print_json(data)
@@ -104,12 +55,41 @@ def _listing(data: dict[str, Any], fmt: str, key: str, columns: Sequence[str]) -
         _show(data, fmt)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
+def _emit_entry(entry: dict[str, Any], fmt: str) -> None:
+    """One item of a stream in JSON (one object a line) or YAML (one list item each, so the whole is a list)."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(entry) + "\n")
+    else:
+        text = dump_yaml([entry])
+        sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _read_input(args: argparse.Namespace) -> Any:
+    """The job input: --input JSON, --input - (standard input) or --input-file F (- for standard input)."""
+    if args.input is not None and args.input_file is not None:
+        raise UsageError("give --input or --input-file, not both")
+    source = args.input_file if args.input_file is not None else ("-" if args.input == "-" else None)
+    if source is not None:
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        where = "standard input" if source == "-" else source
+    elif args.input is not None:
+        text, where = args.input, "--input"
+    else:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not JSON: {exc}") from None
+
+
+def _job_rows(data: dict[str, Any], no_trunc: bool) -> dict[str, Any]:
+    if no_trunc:
+        return data
+    return {**data, "jobs": [{**job, "id": short_id(job["id"])} for job in data["jobs"]]}
 
 
 JOB_COLUMNS = ("id", "status", "node", "profile", "exitCode", "durationMs", "principal", "createdAt")
@@ -123,32 +103,119 @@ def _job_body(args: argparse.Namespace) -> dict[str, Any]:
     else:
         if len(args.target) != 1:
             raise UsageError("give exactly one NODE (or --profile P -- CMD...)")
-        try:
-            body = {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
-        except ValueError as exc:
-            raise UsageError(f"--input is not JSON: {exc}") from None
+        body = {"node": args.target[0], "input": _read_input(args)}
     if args.timeout:
         body["timeoutSeconds"] = args.timeout
     return body
 
 
+def _version(args: argparse.Namespace) -> int:
+    data: dict[str, Any] = {"client": {"version": __version__}, "server": None}
+    failure: OnexdError | None = None
+    try:
+        data["server"] = client_for(args).call("GET", "/version")
+    except (DaemonUnreachable, ApiFailure) as exc:
+        failure = exc
+    if args.output == "table":
+        out = console()
+        out.print(f"Client: onexctl {__version__}")
+        server = data["server"]
+        out.print(f"Server: onexd {escape(server['version'])} (API {escape(server['apiVersion'])})" if server
+                  else "Server: unreachable")
+    else:
+        _show(data, args.output)
+    if failure is not None:
+        raise failure
+    return EXIT_OK
+
+
+def _audit_tail(args: argparse.Namespace) -> int:
+    """Recent events, then (with -f) new ones as they come: each poll is a long poll of up to 25 s, and reading
+    the trail writes nothing to it, so following never feeds itself."""
+    client = client_for(args, waits=args.follow)
+    fmt = args.output
+    since = args.since
+    if since is None:  # the last N events
+        since = max(0, int(client.call("GET", "/v1/audit?limit=1&since=0")["lastSeq"]) - args.lines)
+    while True:
+        query = {"since": str(since), "limit": "1000"}
+        if args.follow:
+            query["wait"] = "25"
+        page = client.call("GET", "/v1/audit?" + urlencode(query))
+        for event in page["events"]:
+            if fmt == "table":
+                sys.stdout.write(f"{event['seq']:>8} {event['ts']} {event['type']:<18} {event['outcome']:<8} "
+                                 f"{event.get('principal') or '-'} {cell(event.get('data'))}\n")
+            else:
+                _emit_entry(event, fmt)
+        sys.stdout.flush()
+        since = page["next"]
+        if not args.follow:
+            return EXIT_OK
+
+
+def _job_logs(args: argparse.Namespace) -> int:
+    client = client_for(args, waits=args.follow)
+    fmt = args.output
+    path = f"/v1/jobs/{quote(args.id)}/logs" + ("?follow=true" if args.follow else "")
+    for entry in client.stream(path):
+        if fmt != "table":
+            _emit_entry(entry, fmt)
+        elif "line" in entry:
+            (sys.stdout if entry["stream"] == "stdout" else sys.stderr).write(entry["line"] + "\n")
+        elif entry.get("event") == "end":
+            console(stderr=True).print(f"[dim]-- job ended: {entry['status']}[/dim]")
+    return EXIT_OK
+
+
+def _policy_explain(args: argparse.Namespace) -> int:
+    try:
+        request = json.loads(Path(args.request).read_text() if args.request != "-" else sys.stdin.read())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.request}: {exc}") from None
+    body = {"request": request}
+    if args.subject:
+        body["subject"] = args.subject
+    data = client_for(args).call("POST", "/v1/policy/explain", body)
+    if args.output == "table":
+        explain_text(data)
+    else:
+        _show(data, args.output)
+    return EXIT_OK if data["allowed"] and not data.get("inputErrors") else EXIT_DENIED
+
+
+def _jwks(args: argparse.Namespace) -> int:
+    data = client_for(args).call("GET", "/v1/keys/jwks")
+    _listing(data, args.output, "keys", ("kid", "kty", "alg", "crv", "use"))
+    return EXIT_OK
+
+
+def _health(args: argparse.Namespace) -> int:
+    data = client_for(args).call("GET", "/v1/health")
+    _show(data, args.output)
+    return EXIT_OK if data.get("status") == "ok" else EXIT_ERROR
+
+
+def _job_run(args: argparse.Namespace) -> int:
+    body = _job_body(args)
+    record = client_for(args, waits=args.wait).call("POST", "/v1/jobs" + ("?wait=true" if args.wait else ""), body)
+    if args.wait and args.output == "table":  # the record, then the output as the job printed it (once)
+        _show({k: v for k, v in record.items() if k not in ("stdout", "stderr")}, args.output)
+        sys.stdout.write(record.get("stdout") or "")
+        sys.stderr.write(record.get("stderr") or "")
+    else:
+        _show(record, args.output)
+    return EXIT_OK if not args.wait or record.get("status") == "succeeded" else EXIT_ERROR
+
+
 def run(args: argparse.Namespace) -> int:
-    client = Client(args.socket)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is not None:  # commands registered with set_defaults(handler=...)
+        return handler(args)
     fmt = args.output
     cmd = (args.group, getattr(args, "action", None))
-    if cmd == ("version", None):
-        _show(client.call("GET", "/version"), fmt)
-    elif cmd == ("health", None):
-        data = client.call("GET", "/v1/health")
-        _show(data, fmt)
-        return EXIT_OK if data.get("status") == "ok" else EXIT_ERROR
-    elif cmd == ("job", "run"):
-        record = client.call("POST", "/v1/jobs" + ("?wait=true" if args.wait else ""), _job_body(args))
-        _show(record, fmt)
-        if args.wait and fmt == "table" and record.get("stdout"):
-            sys.stdout.write(record["stdout"])
-        return EXIT_OK if not args.wait or record.get("status") == "succeeded" else EXIT_ERROR
-    elif cmd == ("job", "get"):
+    client = client_for(args)
+    if cmd == ("job", "get"):
         _show(client.call("GET", f"/v1/jobs/{quote(args.id)}"), fmt)
     elif cmd == ("job", "list"):
         query = {"limit": str(args.limit)}
@@ -156,22 +223,15 @@ def run(args: argparse.Namespace) -> int:
             query["all"] = "true"
         if args.status:
             query["status"] = args.status
-        _listing(client.call("GET", "/v1/jobs?" + urlencode(query)), fmt, "jobs", JOB_COLUMNS)
-    elif cmd == ("job", "logs"):
-        path = f"/v1/jobs/{quote(args.id)}/logs" + ("?follow=true" if args.follow else "")
-        for entry in client.stream(path):
-            if fmt == "json":
-                sys.stdout.write(json.dumps(entry) + "\n")
-            elif "line" in entry:
-                (sys.stdout if entry["stream"] == "stdout" else sys.stderr).write(entry["line"] + "\n")
-            elif entry.get("event") == "end":
-                console(stderr=True).print(f"[dim]-- job ended: {entry['status']}[/dim]")
+        data = client.call("GET", "/v1/jobs?" + urlencode(query))
+        _listing(_job_rows(data, args.no_trunc) if fmt == "table" else data, fmt, "jobs", JOB_COLUMNS)
     elif cmd == ("job", "cancel"):
         _show(client.call("DELETE", f"/v1/jobs/{quote(args.id)}"), fmt)
     elif cmd == ("policy", "status"):
         data = client.call("GET", "/v1/policy")
         if fmt == "table":
-            _show(data["bundles"], fmt, ("name", "version", "digest", "directory", "activatedAt"))
+            rows = [{**b, "digest": b["digest"][:12]} for b in data["bundles"]]
+            _show(rows, fmt, ("name", "version", "digest", "directory", "activatedAt"))
             for r in data["rejections"]:
                 console().print(f"[red]rejected[/red] {escape(r['bundle'])} {escape(r['version'])}: "
                                 f"{len(r['problems'])} problems in {escape(', '.join(r['files']))}")
@@ -184,8 +244,6 @@ def run(args: argparse.Namespace) -> int:
                  ("kid", "algorithm", "state", "createdAt", "activatedAt", "graceUntil"))
     elif cmd == ("keys", "rotate"):
         _show(client.call("POST", "/v1/keys/rotate", {"target": "secrets" if args.secrets else "signing"}), fmt)
-    elif cmd == ("keys", "jwks"):
-        print_json(client.call("GET", "/v1/keys/jwks"))
     elif cmd == ("token", "issue"):
         body: dict[str, Any] = {"subject": args.subject}
         if args.ttl:
@@ -212,37 +270,12 @@ def run(args: argparse.Namespace) -> int:
         _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
     elif cmd == ("zone", "list"):
         _listing(client.call("GET", "/v1/zones"), fmt, "zones", ("name", "mode", "network", "proxy", "egress"))
-    elif cmd == ("audit", "tail"):
-        since = args.since
-        if since is None:  # the last N events
-            since = max(0, int(client.call("GET", "/v1/audit?limit=1&since=0")["lastSeq"]) - args.lines)
-        while True:
-            page = client.call("GET", f"/v1/audit?since={since}&limit=1000")
-            for event in page["events"]:
-                sys.stdout.write(json.dumps(event) + "\n" if fmt == "json" else
-                                 f"{event['seq']:>8} {event['ts']} {event['type']:<18} {event['outcome']:<8} "
-                                 f"{event.get('principal') or '-'} {json.dumps(event.get('data'))}\n")
-            sys.stdout.flush()
-            since = page["next"]
-            if not args.follow:
-                break
-            if not page["events"]:
-                time.sleep(1)
     elif cmd == ("audit", "verify"):
         data = client.call("GET", "/v1/audit/verify")
         _show(data, fmt)
         return EXIT_OK if data["ok"] else EXIT_DENIED
-    elif cmd == ("policy", "explain"):
-        try:
-            request = json.loads(Path(args.request).read_text() if args.request != "-" else sys.stdin.read())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{args.request}: {exc}") from None
-        body = {"request": request}
-        if args.subject:
-            body["subject"] = args.subject
-        data = client.call("POST", "/v1/policy/explain", body)
-        _show(data, fmt)
-        return EXIT_OK if data["allowed"] and not data.get("inputErrors") else EXIT_DENIED
+    elif cmd == ("principal", "unlock"):  # incident response: lift a lockout (users:write)
+        _show(client.call("POST", f"/v1/principals/{quote(args.name, safe='')}/unlock"), fmt)
     return EXIT_OK
 
 
@@ -259,28 +292,32 @@ def _duration(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onexctl", description="Client of the onexd socket API.")
-    parser.add_argument("--socket", default=os.environ.get("ONEXD_SOCKET", DEFAULT_SOCKET), metavar="PATH")
-    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    sub.add_parser("version", help="daemon and API version")
-    sub.add_parser("health", help="ok or degraded (exit 1 when degraded)")
+    sub.add_parser("version", help="client and server versions").set_defaults(handler=_version)
+    sub.add_parser("health", help="ok or degraded (exit 1 when degraded)").set_defaults(handler=_health)
     job = sub.add_parser("job", help="run, inspect and cancel jobs").add_subparsers(dest="action", required=True,
                                                                                   metavar="ACTION")
     p = job.add_parser("run", help="submit a job (NODE, or --profile P -- CMD...)")
-    p.add_argument("--input", metavar="JSON")
+    p.add_argument("--input", metavar="JSON", help="the job input as JSON; - reads it from standard input")
+    p.add_argument("--input-file", metavar="FILE", help="read the job input (JSON) from FILE (- for stdin)")
     p.add_argument("--profile", metavar="PROFILE")
     p.add_argument("--timeout", type=int, metavar="SECONDS")
     p.add_argument("--wait", action="store_true", help="wait for the result (exit 1 unless it succeeded)")
     p.add_argument("target", nargs="*", metavar="NODE | -- CMD ARG...")
+    p.set_defaults(handler=_job_run)
+    id_help = "a job id or a unique prefix of it (at least 8 characters)"
     for name, text in (("get", "one job"), ("cancel", "cancel a job")):
-        job.add_parser(name, help=text).add_argument("id", metavar="JOB_ID")
+        job.add_parser(name, help=text).add_argument("id", metavar="JOB_ID", help=id_help)
     p = job.add_parser("list", help="own jobs, newest first (--all: everyone's, needs jobs:read-all)")
     p.add_argument("--all", action="store_true")
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--status")
+    p.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "timed_out", "oom_killed",
+                                        "cancelled", "error"))
+    p.add_argument("--no-trunc", action="store_true", help="show full job ids (the table shows a short prefix)")
     p = job.add_parser("logs", help="a job's output")
-    p.add_argument("id", metavar="JOB_ID")
+    p.add_argument("id", metavar="JOB_ID", help=id_help)
     p.add_argument("-f", "--follow", action="store_true", help="wait for a running job to end")
+    p.set_defaults(handler=_job_logs)
     pol = sub.add_parser("policy", help="policy status, reload and explain").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     pol.add_parser("status", help="active bundles and rejections")
@@ -288,12 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollback", action="append", default=[], metavar="BUNDLE",
                    help="explicitly allow BUNDLE to go back to a lower version (repeatable)")
     p = pol.add_parser("explain", help="why a request would be allowed or denied (nothing runs)")
-    p.add_argument("request", metavar="REQUEST.json")
+    p.add_argument("request", metavar="REQUEST.json", help="the request ({node, input} or {profile, command}); "
+                                                           "- for stdin")
     p.add_argument("--as", dest="subject", metavar="KIND:NAME", help="another subject (needs policy:read)")
+    p.set_defaults(handler=_policy_explain)
     keys = sub.add_parser("keys", help="onexd's signing keys").add_subparsers(dest="action", required=True,
                                                                              metavar="ACTION")
     keys.add_parser("list", help="keys and their states (keys:read)")
-    keys.add_parser("jwks", help="the published JWKS")
+    keys.add_parser("jwks", help="the published JWKS").set_defaults(handler=_jwks)
     p = keys.add_parser("rotate", help="rotate the signing keys now (keys:rotate)")
     p.add_argument("--secrets", action="store_true", help="rotate the secret store's data key instead")
     token = sub.add_parser("token", help="tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -312,11 +351,28 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True,
                                                                            metavar="ACTION")
     p = audit.add_parser("tail", help="recent events (audit:read)")
-    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events (long poll)")
     p.add_argument("-n", "--lines", type=int, default=20)
     p.add_argument("--since", type=int, metavar="SEQ")
+    p.set_defaults(handler=_audit_tail)
     audit.add_parser("verify", help="verify the trail (exit 3 when tampered)")
+    principal = sub.add_parser("principal", help="locked-out principals").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    principal.add_parser("unlock", help="lift a lockout (needs users:write)").add_argument(
+        "name", metavar="PRINCIPAL", help="as audit events name it: Token:ci-bot, UnixUser:alice")
+    p = sub.add_parser("completion", help='shell completion: eval "$(onexctl completion bash)"')
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(handler=_completion)
+    # Subcommands are registered above (or by a register(sub) call placed above); the global options last.
+    add_global_options(parser, global_options())
     return parser
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from onexd.cli.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

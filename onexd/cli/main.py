@@ -14,26 +14,27 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.markup import escape
-from rich.table import Table
 
 from onexd import __version__
+from onexd.cli import audit_search, posture
 from onexd.cli.exits import EXIT_ERROR, EXIT_INVALID, EXIT_OK, exit_code_for
-from onexd.cli.output import console, print_json, print_problems, print_yaml
+from onexd.cli.output import console, explain_text, print_json, print_problems, print_yaml
 from onexd.crypto import generate_ed25519, load_private_key, load_public_key, private_pem, public_pem
 from onexd.engine.request import JobRequest
-from onexd.errors import ConfigError, OnexdError, PolicyError, UsageError
+from onexd.errors import OnexdError, PolicyError, UsageError
 from onexd.identity.principal import parse_subject, unix_principal
 from onexd.jobs.runner import InvalidInput, JobRunner, explain
 from onexd.jobs.zones import EgressZones
 from onexd.policy.diff import diff_snapshots
 from onexd.policy.models import first_error
-from onexd.policy.pipeline import Evaluation, Trust, load_directory, severity_counts
-from onexd.policy.problems import Problem
+from onexd.policy.pipeline import Evaluation, Trust, load_directory, load_paths, severity_counts
+from onexd.policy.problems import Severity, has_errors
 from onexd.policy.schema import write_schemas
 from onexd.policy.signing import sign_bundle
 from onexd.policy.snapshot import Snapshot
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.images import build_images
+from onexd.runtime.kmsg import KernelLog
 from onexd.secrets.staging import check_staging_dir, default_staging_dir
 
 
@@ -56,23 +57,31 @@ def _summary(ev: Evaluation) -> None:
         out.print(f"{escape(r.name)}@{escape(r.version)} sha256:{r.digest[:12]} {mark}{extra}")
 
 
+def _existing_dirs(paths: Sequence[str]) -> list[Path]:
+    """Paths a command reads policy from: a missing one is a usage error (exit 2), not an invalid policy."""
+    for path in paths:
+        if not Path(path).exists():
+            raise UsageError(f"{path}: no such file or directory")
+        if not Path(path).is_dir():
+            raise UsageError(f"{path}: not a directory (give a policy directory or a bundle directory)")
+    return [Path(p) for p in paths]
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    """All the paths validated together, as the daemon merges its policy directory."""
     trust = _read_trust(args.trust)
-    problems: list[Problem] = []
-    evaluations = []
-    for path in args.paths:
-        ev = load_directory(Path(path), path, trust=trust)
-        evaluations.append(ev)
-        problems += ev.all_problems()
+    ev = load_paths(_existing_dirs(args.paths), args.paths, trust=trust)
+    problems = ev.all_problems()
     print_problems(problems, args.output)
     if args.output == "text":
-        for ev in evaluations:
-            _summary(ev)
-    return EXIT_OK if all(ev.ok for ev in evaluations) else EXIT_INVALID
+        _summary(ev)
+    warned = args.strict and any(p.severity is Severity.WARNING for p in problems)
+    weak = posture.min_score_failed(args, [ev])  # --min-score
+    return EXIT_OK if ev.ok and not warned and not weak else EXIT_INVALID
 
 
 def _valid_snapshot(path: str) -> Snapshot:
-    ev = load_directory(Path(path), path)
+    ev = load_directory(_existing_dirs([path])[0], path)
     if not ev.ok or ev.snapshot is None:
         print_problems(ev.all_problems(), "text")
         raise PolicyError(f"{path} does not validate; fix it first (onexd policy validate {path})")
@@ -103,7 +112,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     principal = parse_subject(args.subject)
     request = parse_request(_read_json(args.request), args.request)
     result = explain(snapshot, principal, request)
-    _emit(result, args.output, _explain_text)
+    _emit(result, args.output, explain_text)
     return EXIT_OK if result["allowed"] and not result["inputErrors"] else EXIT_INVALID
 
 
@@ -117,25 +126,9 @@ def _emit(data: Any, fmt: str, text: Callable[[Any], None]) -> None:
         text(data)
 
 
-def _explain_text(result: dict[str, Any]) -> None:
-    out = console()
-    verdict = "[green bold]ALLOWED[/green bold]" if result["allowed"] else "[red bold]DENIED[/red bold]"
-    out.print(f"{verdict}: {escape(result['principal'])} -> {escape(result['target'])}")
-    for r in result["reasons"]:
-        out.print(f"  [dim]{escape(r['code'])}[/dim]  {escape(r['message'])}")
-    for e in result["inputErrors"]:
-        out.print(f"  [red]input[/red]  {escape(e)}")
-    if result["sandbox"]:
-        table = Table(title="Effective sandbox", show_header=False)
-        for key, value in result["sandbox"].items():
-            table.add_row(key, escape(json.dumps(value) if not isinstance(value, str) else value))
-        out.print(table)
-    out.print(f"policy sha256:{result['policy']['digest']}")
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
     old, new = _valid_snapshot(args.old), _valid_snapshot(args.new)
-    changes = diff_snapshots(old, new)
+    changes = diff_snapshots(old, new) + posture.diff_scores(args, old, new)
 
     def text(_: Any) -> None:
         out = console()
@@ -151,12 +144,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    """Validates DIR (alone, or with --policy-dir D in the context of D's bundles) before signing it."""
     key = load_private_key(Path(args.key))
-    ev = load_directory(Path(args.dir), args.dir)
-    if len(ev.reports) != 1 or not ev.ok:
-        print_problems(ev.all_problems(), "text")
-        raise PolicyError(f"{args.dir} must be one valid bundle directory to be signed")
-    bundle = ev.accepted[0]
+    directory = _existing_dirs([args.dir])[0]
+    if not (directory / "bundle.yaml").is_file():
+        raise UsageError(f"{args.dir} is not a bundle directory (no bundle.yaml)")
+    context = _existing_dirs([args.policy_dir]) if args.policy_dir else []
+    ev = load_paths([*context, directory], [*([args.policy_dir] if context else []), args.dir])
+    report = next(r for r in ev.reports if r.dir_name == directory.name)
+    if not report.accepted or has_errors(report.problems) or has_errors(ev.problems):
+        print_problems([*ev.problems, *report.problems], "text")
+        where = f" beside {args.policy_dir}" if context else ""
+        raise PolicyError(f"{args.dir} does not validate{where}; it was not signed")
+    bundle = next(b for b in ev.accepted if b.dir_name == directory.name)
     target = sign_bundle(bundle, key)
     console().print(f"signed {escape(bundle.name)}@{escape(bundle.version)}: {len(bundle.files)} files, "
                     f"sha256:{bundle.digest[:12]} -> {escape(str(target))}")
@@ -166,6 +166,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     path = Path(args.path)
     pub = path.with_name(path.name + ".pub")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent}: no such directory; create it first (mkdir -m 700 {path.parent})")
     for p in (path, pub):
         if p.exists():
             raise UsageError(f"{p} exists; refusing to overwrite a key")
@@ -179,6 +181,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
+    """With --out DIR: one file a kind. Without: all of them on stdout, as one JSON object keyed by file name."""
+    if args.out is None:
+        from onexd.policy.schema import generated_schemas, schema_file_name
+
+        print_json({schema_file_name(kind): schema for kind, schema in generated_schemas().items()})
+        return EXIT_OK
     for path in write_schemas(Path(args.out)):
         console(stderr=True).print(f"wrote {escape(str(path))}")
     return EXIT_OK
@@ -218,7 +226,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         if len(args.target) != 1:
             raise UsageError("give exactly one NODE (or --profile P -- CMD... for an ad-hoc command)")
-        body = {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
+        try:
+            body = {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
+        except ValueError as exc:
+            raise UsageError(f"--input is not JSON: {exc}") from None
     if args.timeout is not None:
         body["timeoutSeconds"] = args.timeout
     request = parse_request(body, "request")
@@ -229,8 +240,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     zones = EgressZones(runtime, Path(args.state_dir), args.egress_network)
     store_path = Path(args.state_dir) / "secrets" / "store.json"
     secret_store = _secret_store(args) if store_path.exists() else None  # the daemon's encrypted store, if any
+    kernel_log = KernelLog()  # forensics: names a blocked system call; unreadable is said once, on stderr
+    kernel_log.probe()
     runner = JobRunner(runtime, Path(args.state_dir), staging, release_networks=True, zones=zones,
-                       secret_store=secret_store)
+                       secret_store=secret_store, syscall_evidence=kernel_log)
     cancel = threading.Event()
 
     def on_signal(signum: int, _: object) -> None:
@@ -249,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     zones.stop()  # a one-shot run leaves no proxy or network behind
     if outcome.record is None:
-        _emit({**outcome.decision.as_dict(snapshot), "inputErrors": []}, args.output, _explain_text)
+        _emit({**outcome.decision.as_dict(snapshot), "inputErrors": []}, args.output, explain_text)
         return EXIT_INVALID
     record = outcome.record.as_dict()
     _emit(record, args.output, _record_text)
@@ -269,25 +282,22 @@ def _record_text(record: dict[str, Any]) -> None:
         out.print("[yellow](output truncated at the profile's outputBytes)[/yellow]")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from onexd import logs
-    from onexd.configfile import load_config
-    from onexd.daemon import serve
+def _config_inputs(args: argparse.Namespace) -> tuple[Path, dict[str, str], dict[str, str], bool]:
+    """Where the daemon config comes from: (file, overrides, fallbacks, whether the file must exist)."""
+    from onexd import systemd
 
     # Precedence: flags > ONEXD_* environment > file > defaults.
     overrides = {}
-    for key, env, flag in (("socket.path", "ONEXD_SOCKET", args.socket), ("policyDir", "ONEXD_POLICY_DIR",
-                           args.policy_dir), ("stateDir", "ONEXD_STATE_DIR", args.state_dir)):
+    for key, env, flag in (("socket.path", "ONEXD_SOCKET", getattr(args, "socket", None)),
+                           ("policyDir", "ONEXD_POLICY_DIR", getattr(args, "policy_dir", None)),
+                           ("stateDir", "ONEXD_STATE_DIR", getattr(args, "state_dir", None))):
         value = flag or os.environ.get(env)
         if value:
             overrides[key] = str(Path(value).absolute())
-    from onexd import systemd
-
     conf_dir = systemd.directory("CONFIGURATION_DIRECTORY")
     default_config = conf_dir / "onexd.yaml" if conf_dir else Path("/etc/onexd/onexd.yaml")
-    config_path = Path(args.config or os.environ.get("ONEXD_CONFIG", default_config))
-    if args.config and not config_path.exists():
-        raise ConfigError(f"{config_path}: no such file")
+    named = args.config or os.environ.get("ONEXD_CONFIG")  # a file someone named must exist
+    config_path = Path(named or default_config)
     # The unit's directories come after the file: flags > ONEXD_* > onexd.yaml > systemd > defaults.
     runtime_dir, state_dir = systemd.directory("RUNTIME_DIRECTORY"), systemd.directory("STATE_DIRECTORY")
     candidates: dict[str, Path | None] = {
@@ -296,21 +306,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "policyDir": conf_dir / "policies.d" if conf_dir else None,
     }
     fallbacks = {key: str(path) for key, path in candidates.items() if path is not None}
-    config = load_config(config_path, overrides, fallbacks)
+    return config_path, overrides, fallbacks, bool(named)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from onexd import logs
+    from onexd.configfile import load_config
+    from onexd.daemon import serve
+
+    config_path, overrides, fallbacks, must_exist = _config_inputs(args)
+    config = load_config(config_path, overrides, fallbacks, must_exist)  # before anything is written
     logs.setup(os.environ.get("ONEXD_LOG_LEVEL", "INFO"))
     serve(config)
     return EXIT_OK
 
 
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    from onexd.configfile import check_config
+
+    config_path, overrides, fallbacks, must_exist = _config_inputs(args)
+    config, problems = check_config(config_path, overrides, fallbacks, must_exist)
+    source = str(config_path) if config_path.exists() else f"{config_path} (absent: defaults)"
+    if args.output == "json":
+        print_json({"config": str(config_path), "valid": config is not None,
+                    "problems": [p.as_dict() for p in problems]})
+    else:
+        out = console(stderr=config is None)
+        for p in problems:
+            where = f":{p.line}" if p.line else ""
+            out.print(f"{escape(str(config_path))}{where}: [red]error[/red] {escape(p.field)}: {escape(p.message)}")
+        out.print(f"{escape(source)}: " + ("[green]valid[/green]" if config is not None
+                                             else f"[red]invalid[/red] ({_plural(len(problems), 'problem')})"))
+    return EXIT_OK if config is not None else EXIT_INVALID
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    """An offline command's --state-dir: the daemon's existing one; a mistyped path is an error, never a new one."""
+    state = Path(args.state_dir)
+    if not state.is_dir():
+        raise UsageError(f"{state}: no such state directory (--state-dir or ONEXD_STATE_DIR; the daemon's, "
+                         "default /var/lib/onexd); nothing was written")
+    return state
+
+
 def _secret_store(args: argparse.Namespace) -> Any:
-    from onexd.keys.master import load_master_key
+    from onexd.keys.master import load_existing_master_key
     from onexd.secrets.store import EncryptedStore
 
-    state = Path(args.state_dir)
-    return EncryptedStore(state / "secrets" / "store.json", load_master_key(state))
+    state = _state_dir(args)
+    return EncryptedStore(state / "secrets" / "store.json", load_existing_master_key(state))
 
 
 def cmd_secret_set(args: argparse.Namespace) -> int:
+    store = _secret_store(args)  # the state directory and master key are checked before anything is read
     if sys.stdin.isatty():
         console(stderr=True).print("reading the value from standard input (end with Ctrl-D)")
     value = sys.stdin.buffer.read()
@@ -318,7 +366,7 @@ def cmd_secret_set(args: argparse.Namespace) -> int:
         value = value[:-1]
     if not value:
         raise UsageError("empty value on standard input")
-    _secret_store(args).set(args.source, args.key, value)
+    store.set(args.source, args.key, value)
     console(stderr=True).print(f"stored {escape(args.source)}/{escape(args.key)} ({len(value)} bytes, encrypted)")
     return EXIT_OK
 
@@ -336,14 +384,14 @@ def cmd_secret_list(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from onexd.audit.checkpoints import verify_trail
     from onexd.keys.keystore import Keystore
-    from onexd.keys.master import load_master_key
+    from onexd.keys.master import load_existing_master_key
 
-    state = Path(args.state_dir)
+    state = _state_dir(args)
     if not (state / "audit").is_dir():
         raise UsageError(f"no audit trail under {state}")
     keys_path = state / "keys" / "keystore.json"
     if keys_path.exists():
-        public_key = Keystore(keys_path, load_master_key(state)).public_key
+        public_key = Keystore(keys_path, load_existing_master_key(state)).public_key
     else:
         def public_key(kid: str) -> None:
             return None
@@ -359,9 +407,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_completion(args: argparse.Namespace) -> int:
     from onexd.cli import ctl
-    from onexd.cli.completion import bash_script
+    from onexd.cli.completion import script
 
-    sys.stdout.write(bash_script("onexd", build_parser()) + bash_script("onexctl", ctl.build_parser()))
+    parsers = {"onexd": build_parser, "onexctl": ctl.build_parser}
+    chosen = [args.prog] if args.prog else list(parsers)
+    sys.stdout.write("".join(script(parsers[name](), args.shell) for name in chosen))
     return EXIT_OK
 
 
@@ -382,14 +432,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-dir", metavar="DIR")
     p.add_argument("--state-dir", metavar="DIR")
     p.set_defaults(func=cmd_serve)
+    config = sub.add_parser("config", help="the daemon configuration (onexd.yaml)")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    p = csub.add_parser("validate", help="check onexd.yaml, every problem at once (exit 0 valid, 3 invalid)")
+    p.add_argument("--config", metavar="FILE", help="onexd.yaml (default: $ONEXD_CONFIG, then /etc/onexd/onexd.yaml)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_config_validate)
     policy = sub.add_parser("policy", help="validate, explain, diff and sign policy bundles")
     psub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
 
-    p = psub.add_parser("validate", help="validate policy directories or bundles (exit 0 valid, 3 invalid)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="a policy directory or one bundle directory")
+    p = psub.add_parser("validate", help="validate policy directories or bundles together, as the daemon merges "
+                        "them (exit 0 valid, 3 invalid, 2 a missing path)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="policy directories and bundle directories")
     p.add_argument("-o", "--output", choices=("text", "json", "github"), default="text")
     p.add_argument("--trust", action="append", default=[], metavar="PUBKEY_PEM",
                    help="require signatures by this key (repeatable)")
+    posture.add_min_score(p)
+    p.add_argument("--strict", action="store_true", help="warnings fail too (exit 3)")
     p.set_defaults(func=cmd_validate)
 
     p = psub.add_parser("explain", help="show the decision and sandbox for a request; nothing runs")
@@ -405,19 +464,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
     p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    posture.add_host_arguments(p)
     p.set_defaults(func=cmd_diff)
+    posture.register(psub)  # policy analyze
 
     p = psub.add_parser("sign", help="write DIR/signature.jws")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--key", required=True, metavar="KEY_PEM", help="Ed25519 or RSA private key (PEM)")
+    p.add_argument("--policy-dir", metavar="DIR", help="validate DIR beside this policy directory's bundles "
+                   "(as the daemon will load it) before signing")
     p.set_defaults(func=cmd_sign)
 
     p = psub.add_parser("keygen", help="create an Ed25519 signing key pair (KEY and KEY.pub)")
     p.add_argument("path", metavar="KEY_PEM")
     p.set_defaults(func=cmd_keygen)
 
-    p = psub.add_parser("schemas", help="write the JSON Schemas of every kind")
-    p.add_argument("--out", default="schemas", metavar="DIR")
+    p = psub.add_parser("schemas", help="the JSON Schemas of every kind (stdout, or one file each with --out)")
+    p.add_argument("--out", metavar="DIR", help="write KIND.schema.json files into DIR")
     p.set_defaults(func=cmd_schemas)
 
     p = psub.add_parser("rules", help="print the rule code reference (docs/rules.md)")
@@ -454,9 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=state_default, metavar="DIR")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_audit_verify)
+    audit_search.register(asub, state_default)
 
     p = sub.add_parser("completion", help="shell completion for onexd and onexctl: eval \"$(onexd completion bash)\"")
-    p.add_argument("shell", choices=("bash", "zsh"), help="zsh: load bashcompinit first")
+    p.add_argument("shell", choices=("bash", "zsh"), help="zsh: after compinit, eval \"$(onexd completion zsh)\"")
+    p.add_argument("--prog", choices=("onexd", "onexctl"), help="one program's script only (for a file in "
+                   "zsh's fpath or bash-completion's directory)")
     p.set_defaults(func=cmd_completion)
 
     p = sub.add_parser("docs", help="print generated reference documentation (markdown)")

@@ -12,6 +12,20 @@ from dataclasses import dataclass
 from onexd.engine.decide import Decision
 from onexd.engine.request import JobRequest
 from onexd.errors import OnexdError
+from onexd.policy.limits import (
+    CPUS_MAX,
+    CPUS_MIN,
+    MEMORY_MAX_BYTES,
+    MEMORY_MIN_BYTES,
+    NOFILE_MAX,
+    NOFILE_MIN,
+    OUTPUT_MAX_BYTES,
+    OUTPUT_MIN_BYTES,
+    PIDS_MAX,
+    PIDS_MIN,
+    TIMEOUT_MAX_S,
+    TIMEOUT_MIN_S,
+)
 from onexd.policy.snapshot import Snapshot
 from onexd.spec import (
     JOB_LABEL,
@@ -82,6 +96,25 @@ def seccomp_json(profile: dict[str, object]) -> str:
     return json.dumps(profile, sort_keys=True, separators=(",", ":"))
 
 
+def bounded(limits: Limits) -> Limits:
+    """limits, if every one is within its floor and ceiling; else refuse (fail closed). The policy models enforce
+    the same bounds at load: this guards the engine request against a value Docker reads as unlimited
+    (NanoCpus 0, PidsLimit <= 0, a memory near 2^63) whatever produced the snapshot."""
+    checks = (
+        (MEMORY_MIN_BYTES <= limits.memory_bytes <= MEMORY_MAX_BYTES, "memory"),
+        (limits.memory_swap_bytes == limits.memory_bytes, "swap"),
+        (round(CPUS_MIN * 1e9) <= limits.nano_cpus <= round(CPUS_MAX * 1e9), "cpus"),
+        (PIDS_MIN <= limits.pids_limit <= PIDS_MAX, "pids"),
+        (NOFILE_MIN <= limits.nofile_limit <= NOFILE_MAX, "nofile"),
+        (TIMEOUT_MIN_S <= limits.timeout_s <= TIMEOUT_MAX_S, "timeout"),
+        (OUTPUT_MIN_BYTES <= limits.output_limit_bytes <= OUTPUT_MAX_BYTES, "outputBytes"),
+    )
+    bad = [what for ok, what in checks if not ok]
+    if bad:
+        raise OnexdError(f"limits outside their floor and ceiling: {', '.join(bad)}")
+    return limits
+
+
 def translate(snapshot: Snapshot, decision: Decision, request: JobRequest, job_id: str,
               paths: HostPaths = HostPaths()) -> ContainerSpec:
     """The container for an allowed decision. Refuses (raises) for a denied one: fail closed."""
@@ -123,9 +156,9 @@ def translate(snapshot: Snapshot, decision: Decision, request: JobRequest, job_i
         user=profile.user,
         env=env,
         working_dir=NODE_MOUNT if has_source else "/",
-        limits=Limits(memory_bytes=r.memory, memory_swap_bytes=r.memory, nano_cpus=round(r.cpus * 1e9),
-                      pids_limit=r.pids, nofile_limit=r.nofile, timeout_s=box.timeout_s,
-                      output_limit_bytes=r.outputBytes),
+        limits=bounded(Limits(memory_bytes=r.memory, memory_swap_bytes=r.memory, nano_cpus=round(r.cpus * 1e9),
+                              pids_limit=r.pids, nofile_limit=r.nofile, timeout_s=box.timeout_s,
+                              output_limit_bytes=r.outputBytes)),
         seccomp=seccomp,
         network=network,
         labels=((JOB_LABEL, job_id), (MANAGED_LABEL, "true"), (POLICY_LABEL, snapshot.digest)),

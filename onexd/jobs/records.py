@@ -39,7 +39,16 @@ class JobRecord:
     started_at: float | None = None
     finished_at: float | None = None
     reason: str = ""
+    # Forensics (SPEC §14): usage as Usage.as_dict() gives it; blockedSyscall as BlockedSyscall.as_dict(),
+    # "unknown" (killed by SIGSYS, no kernel record to tie), or None (seccomp stopped nothing we know of).
+    usage: Mapping[str, int | None] | None = None
+    blocked_syscall: Mapping[str, Any] | str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def forensics(self) -> dict[str, Any]:
+        """The `usage` and `blockedSyscall` fields (also carried by the audit event job.finished)."""
+        data = self.as_dict()
+        return {"usage": data["usage"], "blockedSyscall": data["blockedSyscall"]}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,4 +58,7 @@ class JobRecord:
             "policy": {"digest": self.policy_digest, "bundles": dict(self.policy_bundles)},
             "createdAt": iso(self.created_at), "startedAt": iso(self.started_at),
             "finishedAt": iso(self.finished_at), "reason": self.reason,
+            "usage": dict(self.usage) if self.usage is not None else None,
+            "blockedSyscall": (dict(self.blocked_syscall) if isinstance(self.blocked_syscall, Mapping)
+                               else self.blocked_syscall),
         }

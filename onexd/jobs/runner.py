@@ -31,8 +31,9 @@ from onexd.jobs.zones import EgressZones
 from onexd.policy.schema import InputValidator
 from onexd.policy.snapshot import NodeInfo, Snapshot
 from onexd.runtime.base import OutputSink, Runtime
-from onexd.secrets.sources import EncryptedBackend, SecretCache, SecretError, source_for
-from onexd.secrets.staging import mask, staged_secrets
+from onexd.runtime.kmsg import UNKNOWN, SyscallEvidence, Verdict, killed_by_seccomp
+from onexd.secrets.sources import EncryptedBackend, Reserved, SecretCache, SecretError, source_for
+from onexd.secrets.staging import mask, mask_forms, staged_secrets
 from onexd.spec import ContainerSpec
 
 MAX_INPUT_BYTES = 1024 * 1024
@@ -131,6 +132,17 @@ def explain(snapshot: Snapshot, principal: Principal, request: JobRequest) -> di
     return result
 
 
+def may_log_refusals(profile_json: str | None) -> bool:
+    """Whether the kernel may log what a profile refuses: it has a kill action (a child killed while the job
+    goes on), or asks for SECCOMP_FILTER_FLAG_LOG. The engine's default profile (None) does neither."""
+    if profile_json is None:
+        return False
+    profile = json.loads(profile_json)
+    actions = {profile.get("defaultAction")} | {rule.get("action") for rule in profile.get("syscalls") or ()}
+    return "SECCOMP_FILTER_FLAG_LOG" in (profile.get("flags") or ()) or any(
+        str(a).startswith("SCMP_ACT_KILL") for a in actions)
+
+
 class JobRunner:
     """Runs allowed jobs on a runtime. Collaborators come in through the constructor."""
 
@@ -139,15 +151,19 @@ class JobRunner:
                  secret_cache: SecretCache | None = None, release_networks: bool = False,
                  secret_store: EncryptedBackend | None = None,
                  on_secret_access: Callable[[str, str, str], object] | None = None,
-                 zones: EgressZones | None = None) -> None:
+                 zones: EgressZones | None = None, syscall_evidence: SyscallEvidence | None = None) -> None:
         self.runtime = runtime
         self.nodes = NodeStore(state_dir / "nodes")
         self.staging_dir = staging_dir
         self.environ = os.environ if environ is None else environ
+        # The daemon's own key material is never a secret source, whatever a policy says.
+        self.reserved = Reserved.of(state_dir, self.environ)
         self.clock = clock
         self.cache = secret_cache or SecretCache()
         self.secret_store = secret_store
         self.zones = zones
+        # Where blocked system calls are looked up (the kernel log); None: a SIGSYS death is `unknown`.
+        self.syscall_evidence = syscall_evidence
         # (job id, secret name, source): every access is recorded by name, never by value.
         self.on_secret_access = on_secret_access or (lambda job, name, source: None)
         # One-shot runs (`onexd run`) leave no zone network behind; the daemon keeps them while zones are in use.
@@ -160,7 +176,7 @@ class JobRunner:
             source_spec = snapshot.secret_sources[secret.source]
             self.on_secret_access(job_id, name, secret.source)
             try:
-                source = source_for(source_spec, self.environ, secret.source, self.secret_store)
+                source = source_for(source_spec, self.environ, secret.source, self.secret_store, self.reserved)
                 values[name] = self.cache.get(secret.source, secret.key, source_spec.cacheTTLSeconds,
                                               functools.partial(source.read, secret.key))
             except SecretError as exc:
@@ -222,15 +238,27 @@ class JobRunner:
         except (RuntimeFailure, SecretError) as exc:
             # The message names what failed; it never carries a secret value (sources are written that way).
             text = str(exc)
-            for value in secret_values:
+            for value in mask_forms(secret_values):
                 text = text.replace(value.decode(errors="replace"), "***")
             return dataclasses.replace(base, status="error", reason=text, finished_at=self.clock())
+        killed = result.status == "failed" and killed_by_seccomp(result.exit_code)
+        blocked: Verdict = UNKNOWN if killed else None
+        # The kernel logs kills, and other refusals only for filters installed with the log flag: for a profile
+        # with neither (the engine's default, errno-only allowlists) there is nothing to look for.
+        if self.syscall_evidence is not None and (killed or may_log_refusals(spec.seccomp.profile_json)):
+            blocked = self.syscall_evidence.blocked_syscall(result.processes, result.started_at,
+                                                            result.finished_at, killed)
+        reason = result.reason
+        if killed and blocked is not None and not isinstance(blocked, str) and blocked.name:
+            reason = f"{reason} ({blocked.name})"
         return dataclasses.replace(
             base, status=result.status, exit_code=result.exit_code,
             stdout=mask(result.stdout, secret_values).decode(errors="replace"),
             stderr=mask(result.stderr, secret_values).decode(errors="replace"),
             truncated=result.truncated, duration_ms=result.duration_ms, started_at=result.started_at,
-            finished_at=result.finished_at, reason=result.reason)
+            finished_at=result.finished_at, reason=reason,
+            usage=result.usage.as_dict() if result.usage is not None else None,
+            blocked_syscall=blocked.as_dict() if blocked is not None and not isinstance(blocked, str) else blocked)
 
     def run(self, snapshot: Snapshot, principal: Principal, request: JobRequest,
             cancel: threading.Event | None = None, job_id: str | None = None) -> JobOutcome:

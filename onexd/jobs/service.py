@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -65,6 +65,8 @@ class JobService:
         self._executor = ThreadPoolExecutor(max_workers=limits.maxJobs, thread_name_prefix="onexd-job")
         self._live: dict[str, _Live] = {}
         self._accepting = True
+        # Incident response: told of every job seccomp stopped (the daemon counts it toward a lockout).
+        self.on_blocked_syscall: Callable[[JobRecord], Awaitable[None]] | None = None
 
     # --- admission -------------------------------------------------------------------------------------
 
@@ -149,9 +151,14 @@ class JobService:
         if self.metrics is not None:
             self.metrics.job_finished(final.status, final.duration_ms / 1000 if final.duration_ms else None,
                                       final.reason)
+            self.metrics.job_forensics(final.usage, final.blocked_syscall)
         with contextlib.suppress(AuditUnavailable):
             await self._event("job.finished", final, "success" if final.status == "succeeded" else "failure",
-                              status=final.status, exitCode=final.exit_code, reason=final.reason)
+                              status=final.status, exitCode=final.exit_code, reason=final.reason,
+                              **final.forensics())
+        if final.blocked_syscall is not None and self.on_blocked_syscall is not None:
+            with contextlib.suppress(AuditUnavailable):
+                await self.on_blocked_syscall(final)
         self._live.pop(final.id, None)
         live.done.set()
         live.changed.set()

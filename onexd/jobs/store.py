@@ -12,8 +12,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from onexd.errors import AmbiguousJobId as AmbiguousJobId
 from onexd.errors import StorageUnavailable as StorageUnavailable
 from onexd.jobs.records import JobRecord
+
+MIN_PREFIX = 8  # like docker: any unique prefix of at least this many characters names a job
+_HEX = frozenset("0123456789abcdef")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -30,11 +34,16 @@ CREATE TABLE IF NOT EXISTS jobs (
   truncated INTEGER NOT NULL DEFAULT 0,
   duration_ms INTEGER,
   started_at REAL, finished_at REAL,
-  reason TEXT NOT NULL DEFAULT ''
+  reason TEXT NOT NULL DEFAULT '',
+  usage TEXT,
+  blocked_syscall TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_principal ON jobs (principal, id);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
+# Columns added after the first release, with their type: databases of older versions gain them at open.
+_ADDED_COLUMNS = {"usage": "TEXT", "blocked_syscall": "TEXT"}
+_JSON_COLUMNS = ("usage", "blocked_syscall")
 _COLUMNS = [f.name for f in fields(JobRecord) if f.name != "extra"]
 
 
@@ -42,6 +51,10 @@ def _row(record: JobRecord) -> dict[str, Any]:
     row = {c: getattr(record, c) for c in _COLUMNS}
     row["policy_bundles"] = json.dumps(dict(record.policy_bundles), sort_keys=True)
     row["truncated"] = int(record.truncated)
+    for column in _JSON_COLUMNS:
+        value = row[column]
+        row[column] = None if value is None else json.dumps(value if isinstance(value, str) else dict(value),
+                                                            sort_keys=True)
     return row
 
 
@@ -49,6 +62,8 @@ def _record(row: sqlite3.Row) -> JobRecord:
     data = dict(row)
     data["policy_bundles"] = json.loads(data["policy_bundles"])
     data["truncated"] = bool(data["truncated"])
+    for column in _JSON_COLUMNS:
+        data[column] = None if data.get(column) is None else json.loads(data[column])
     return JobRecord(**data)
 
 
@@ -66,6 +81,14 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash of onexd loses nothing committed
             self._db.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a database written by an older onexd lacks (nothing is rewritten)."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -96,6 +119,22 @@ class JobStore:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _record(row) if row else None
+
+    def resolve(self, id_or_prefix: str, principal: str | None = None) -> str | None:
+        """The full id of the one job whose id is, or starts with, `id_or_prefix` (at least MIN_PREFIX hex
+        characters), among `principal`'s jobs (None: everyone's); None when no job matches. Raises
+        AmbiguousJobId when several do."""
+        if len(id_or_prefix) < MIN_PREFIX or not set(id_or_prefix) <= _HEX:
+            return None
+        # Ids are lower-case hex, so the prefix range [p, p + "g") holds exactly the ids starting with p.
+        sql, args = "SELECT id FROM jobs WHERE id >= ? AND id < ?", [id_or_prefix, id_or_prefix + "g"]
+        if principal is not None:
+            sql, args = sql + " AND principal = ?", [*args, principal]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id LIMIT 2", args).fetchall()
+        if len(rows) > 1:
+            raise AmbiguousJobId(f"job id prefix {id_or_prefix} matches more than one job; give more characters")
+        return str(rows[0][0]) if rows else None
 
     def query(self, principal: str | None, limit: int, before: str | None = None,
              status: str | None = None) -> list[JobRecord]:

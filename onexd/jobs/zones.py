@@ -20,7 +20,7 @@ from typing import Any
 from onexd.engine.translate import PROXY_ALIAS, proxy_name, proxy_spec, zone_network_name
 from onexd.errors import RuntimeFailure
 from onexd.fsutil import atomic_write
-from onexd.policy.loader import content_digest
+from onexd.policy.loader import tree_digest
 from onexd.policy.snapshot import Snapshot
 from onexd.runtime.base import ZoneNetworks
 
@@ -44,7 +44,7 @@ class EgressZones:
 
     def _code_dir(self) -> Path:
         files = proxy_code()
-        target = self.root / "proxy-code" / content_digest(files)
+        target = self.root / "proxy-code" / tree_digest(files)
         if not target.is_dir():
             target.mkdir(parents=True)
             for name, data in files.items():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from onexd.crypto import derive_key, random_key
 from onexd.errors import ConfigError
+from onexd.errors import MasterKeyMissing as MasterKeyMissing
 
 log = logging.getLogger("onexd.keys")
 MIN_MASTER_KEY_CHARS = 16
@@ -31,6 +32,30 @@ class MasterKey:
 
     def __repr__(self) -> str:  # never print key material
         return f"MasterKey(source={self.source!r})"
+
+
+# The file the systemd unit loads as the credential `master-key`; offline commands read it directly.
+UNIT_CREDENTIAL_FILE = Path("/etc/onexd/master-key")
+
+
+def where_looked(state_dir: Path, credential_file: Path = UNIT_CREDENTIAL_FILE) -> str:
+    return (f"ONEXD_MASTER_KEY, the systemd credential $CREDENTIALS_DIRECTORY/master-key, {credential_file} "
+            f"(the file the unit loads as that credential) and {state_dir / 'master.key'}")
+
+
+def load_existing_master_key(state_dir: Path, environ: Mapping[str, str] | None = None,
+                             credential_file: Path = UNIT_CREDENTIAL_FILE) -> MasterKey:
+    """The daemon's master key for an offline command: never generates one (a new key would not open what
+    the daemon sealed). Raises MasterKeyMissing saying where it looked."""
+    env = os.environ if environ is None else environ
+    if env.get("ONEXD_MASTER_KEY") is None and not (
+            env.get("CREDENTIALS_DIRECTORY") and (Path(env["CREDENTIALS_DIRECTORY"]) / "master-key").is_file()):
+        if credential_file.is_file():
+            return MasterKey(derive_key(credential_file.read_bytes().strip(), "master"), "credential")
+        if not (state_dir / "master.key").exists():
+            raise MasterKeyMissing(f"no master key: looked in {where_looked(state_dir, credential_file)}; "
+                                   "nothing was written")
+    return load_master_key(state_dir, env)
 
 
 def load_master_key(state_dir: Path, environ: Mapping[str, str] | None = None) -> MasterKey:

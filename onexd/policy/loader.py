@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -12,10 +13,12 @@ from types import MappingProxyType
 
 from pydantic import ValidationError
 
-from onexd.policy.models import KINDS, BundleDoc, Document
+from onexd.policy.models import KINDS, BundleDoc, Document, error_message
 from onexd.policy.problems import Problem, problem
 from onexd.policy.schema import SchemaSet
 from onexd.policy.yamlsafe import YamlDocument, YamlLimits, load_documents
+
+log = logging.getLogger("onexd.policy")
 
 MANIFEST = "bundle.yaml"
 SIGNATURE = "signature.jws"
@@ -91,6 +94,13 @@ def content_digest(files: Mapping[str, bytes]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+def tree_digest(files: Mapping[str, bytes]) -> str:
+    """sha256 of the listing `<sha256>  <path>` of every file, none excepted: the content address of a copy (a
+    node's code). Unlike content_digest, a root `signature.jws` counts: two trees differing only there differ."""
+    listing = "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def file_hashes(files: Mapping[str, bytes]) -> dict[str, str]:
     return {p: hashlib.sha256(files[p]).hexdigest() for p in sorted(files) if p != SIGNATURE}
 
@@ -103,11 +113,20 @@ def find_bundles(path: Path) -> list[Path]:
                   if p.is_dir() and not ignored(p.name) and (p / MANIFEST).is_file())
 
 
+def safe_resolve(path: Path, strict: bool = True) -> Path | None:
+    """path with every symbolic link resolved, or None when it cannot be (a link loop; a missing file when
+    strict)."""
+    try:
+        return path.resolve(strict=strict)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python < 3.13
+        return None
+
+
 def _read_files(root: Path, display: str, limits: LoadLimits) -> tuple[dict[str, bytes], list[Problem]]:
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
     total = 0
-    real_root = root.resolve()
+    real_root = safe_resolve(root) or root
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not ignored(d))
         for name in sorted(filenames):
@@ -116,15 +135,30 @@ def _read_files(root: Path, display: str, limits: LoadLimits) -> tuple[dict[str,
             full = Path(dirpath, name)
             rel = full.relative_to(root).as_posix()
             shown = f"{display.rstrip('/')}/{rel}"
-            st = full.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                target = full.resolve()
-                if not target.is_relative_to(real_root):
-                    problems.append(problem(shown, None, "", "ref/path-escape",
-                                            "symbolic link points outside the bundle"))
-                    continue
-                st = target.stat()
+            try:
+                st = full.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    target = safe_resolve(full)
+                    if target is None:
+                        problems.append(problem(shown, None, "", "ref/path-escape",
+                                                "symbolic link cannot be resolved (a loop, or a missing target)"))
+                        continue
+                    if not target.is_relative_to(real_root):
+                        problems.append(problem(shown, None, "", "ref/path-escape",
+                                                "symbolic link points outside the bundle"))
+                        continue
+                    st = target.stat()
+            except OSError as exc:
+                problems.append(problem(shown, None, "", "bundle/unreadable-file",
+                                        f"cannot read the file: {exc.strerror}"))
+                continue
             if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_nlink > 1:
+                # A hard link may be another name of any file on the same filesystem (a key, a password file):
+                # unlike a symbolic link, where the other names live cannot be checked, so it is refused.
+                problems.append(problem(shown, None, "", "ref/path-escape",
+                                        "file has several hard links; the other names may lie outside the bundle"))
                 continue
             if len(files) >= limits.max_bundle_files:
                 problems.append(problem(shown, None, "", "limits/too-many-files",
@@ -141,7 +175,11 @@ def _read_files(root: Path, display: str, limits: LoadLimits) -> tuple[dict[str,
                 problems.append(problem(shown, None, "", "limits/bundle-too-large",
                                         f"bundle exceeds {limits.max_bundle_bytes} bytes"))
                 return files, problems
-            files[rel] = full.read_bytes()
+            try:
+                files[rel] = full.read_bytes()
+            except OSError as exc:
+                problems.append(problem(shown, None, "", "bundle/unreadable-file",
+                                        f"cannot read the file: {exc.strerror}"))
     return files, problems
 
 
@@ -155,7 +193,7 @@ def _validate_model(file: str, doc: YamlDocument) -> tuple[Document | None, list
         for err in exc.errors():
             pointer = "".join(f"/{p}" for p in err["loc"])
             out.append(problem(file, doc.line_of(pointer), pointer, "schema/invalid-value",
-                               f"{kind}: {err['msg'].removeprefix('Value error, ')}"))
+                               f"{kind}: {error_message(err)}"))
         return None, out
 
 
@@ -211,3 +249,16 @@ def parse_bundle(root: Path, display: str | None = None, schemas: SchemaSet | No
                         problems=tuple(problems),
                         raw_docs=tuple(d for d in raw_docs if not is_code(d[0])))
 
+
+def parse_bundle_contained(root: Path, display: str, schemas: SchemaSet, limits: LoadLimits | None = None
+                           ) -> ParsedBundle:
+    """parse_bundle, with any unforeseen failure turned into a rejection of this one bundle: whatever a bundle
+    holds, the other bundles are still validated and the daemon keeps running on the last good version."""
+    try:
+        return parse_bundle(root, display, schemas, limits)
+    except Exception as exc:  # the boundary: hostile input never takes the process down
+        log.error("bundle could not be loaded", extra={"bundle": root.name, "error": type(exc).__name__})
+        return ParsedBundle(dir_name=root.name, root=root, display=display, files=MappingProxyType({}), digest="",
+                            docs=(), problems=(problem(display, None, "", "bundle/unreadable-file",
+                                                       "the bundle could not be loaded (internal error; the "
+                                                       "daemon log names it)"),))

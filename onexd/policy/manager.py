@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from onexd.policy.loader import LoadLimits, ParsedBundle, find_bundles, parse_bundle
+from onexd.policy.loader import LoadLimits, ParsedBundle, find_bundles, parse_bundle_contained
 from onexd.policy.pipeline import Trust, evaluate
 from onexd.policy.problems import Problem, Severity, problem
 from onexd.policy.schema import SchemaSet
@@ -103,10 +103,14 @@ class PolicyManager:
                                       before.active_bundles)
             log.error("policy reload failed", extra={"reason": reason, "why": exc.strerror})
             return ReloadResult(False, before.snapshot.digest, (), (), ())
-        candidates = [parse_bundle(r, f"{shown.rstrip('/')}/{r.name}", self.schemas, self.limits) for r in roots]
+        candidates = [parse_bundle_contained(r, f"{shown.rstrip('/')}/{r.name}", self.schemas, self.limits)
+                      for r in roots]
         present = {c.dir_name for c in candidates}
         fallbacks = {d: b for d, b in before.active_bundles.items() if d in present}
-        active = {e.name: ActiveVersion(e.name, e.version, e.digest) for e in before.entries.values()}
+        # A removed bundle's last version still counts: re-adding an older one is a downgrade.
+        active = {name: ActiveVersion(name, version, digest)
+                  for name, (version, digest) in self.store.history().items()}
+        active.update({e.name: ActiveVersion(e.name, e.version, e.digest) for e in before.entries.values()})
         ev = evaluate(candidates, trust=self.trust, active=active, fallbacks=fallbacks, allow_rollback=allow_rollback)
         assert ev.snapshot is not None
         now = time.time()

@@ -6,25 +6,32 @@ fails when they drift.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from onexd import fields
+
 # Shared with the daemon config; re-exported here because the policy format is where readers look for them.
+from onexd.fields import ABS_PATH_MAX as ABS_PATH_MAX
 from onexd.fields import ABS_PATH_PATTERN as ABS_PATH_PATTERN
 from onexd.fields import NAME_PATTERN as NAME_PATTERN
 from onexd.fields import SIZE_PATTERN as SIZE_PATTERN
 from onexd.fields import Model as Model
 from onexd.fields import Name as Name
 from onexd.fields import Size as Size
-from onexd.fields import first_error as first_error
 from onexd.fields import parse_size as parse_size
+from onexd.policy import limits as lim
+from onexd.policy.limits import ID_MAX, ID_MIN, MemorySize, OutputSize, TmpfsSize
 
 # semver.org's recommended regular expression.
 SEMVER_PATTERN = (
@@ -42,7 +49,29 @@ API_VERSION = "onexd/v1"
 
 
 SemVer = Annotated[str, StringConstraints(pattern=SEMVER_PATTERN)]
+
 Permission = Annotated[str, StringConstraints(pattern=PERMISSION_PATTERN)]
+
+# What each pattern accepts, in words: a message never shows a raw regular expression.
+PATTERN_WORDS: dict[str, str] = {
+    **fields.PATTERN_WORDS,
+    SEMVER_PATTERN: "a semantic version like 1.2.3",
+    PERMISSION_PATTERN: "resource:action, like jobs:read or nodes:*, or *",
+    CAPABILITY_PATTERN: "an upper-case Linux capability name like NET_BIND_SERVICE",
+    REL_PATH_PATTERN: "a relative path of letters, digits and . _ / -",
+    ENV_NAME_PATTERN: "letters, digits and _, not starting with a digit",
+    LABEL_KEY_PATTERN: "an optional DNS prefix and /, then letters, digits and . _ - (at most 63)",
+}
+
+
+def error_message(err: Mapping[str, Any]) -> str:
+    """One pydantic error in words (the policy format's patterns included), never a regular expression."""
+    return fields.error_message(err, PATTERN_WORDS)
+
+
+def first_error(exc: ValidationError, top: str) -> tuple[str, str]:
+    """(dotted field, message) of the first error of a failed validation, for messages that name the field."""
+    return fields.first_error(exc, top, PATTERN_WORDS)
 
 
 class Metadata(Model):
@@ -112,9 +141,10 @@ class CapabilitySpec(Model):
 
 
 class TmpfsMount(Model):
-    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)] = Field(
-        description="Absolute mount point inside the container.")
-    size: Size = Field(description="Size limit of the tmpfs.")
+    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN, max_length=ABS_PATH_MAX)] = Field(
+        description="Absolute, normalized mount point inside the container (no `//`, `.`, `..` or trailing "
+                    "`/`).")
+    size: TmpfsSize = Field(description="Size limit of the tmpfs.")
     mode: Annotated[str, StringConstraints(pattern=r"^[0-7]{3,4}$")] = Field(
         default="1777", description="Octal permission bits, as a quoted string (`\"1777\"`).")
 
@@ -126,19 +156,22 @@ class ProfileCapabilities(Model):
 
 
 class Resources(Model):
-    memory: Size = Field(description="Memory limit; swap is set equal, so no swap is used.")
-    cpus: float = Field(gt=0, le=256, description="CPU quota in cores (`0.5`, `2`).")
-    pids: int = Field(ge=1, le=65536, description="Maximum number of processes/threads.")
-    nofile: int = Field(ge=8, le=1048576, description="Maximum open files (soft = hard).")
-    timeoutSeconds: int = Field(ge=1, le=86400, description="Wall-clock limit of a job.")
-    outputBytes: Size = Field(description="Captured stdout+stderr beyond this is cut and flagged.")
+    memory: MemorySize = Field(description="Memory limit; swap is set equal, so no swap is used.")
+    cpus: float = Field(ge=lim.CPUS_MIN, le=lim.CPUS_MAX, description="CPU quota in cores (`0.5`, `2`).")
+    pids: int = Field(ge=lim.PIDS_MIN, le=lim.PIDS_MAX, description="Maximum number of processes/threads.")
+    nofile: int = Field(ge=lim.NOFILE_MIN, le=lim.NOFILE_MAX, description="Maximum open files (soft = hard).")
+    timeoutSeconds: int = Field(ge=lim.TIMEOUT_MIN_S, le=lim.TIMEOUT_MAX_S,
+                                description="Wall-clock limit of a job.")
+    outputBytes: OutputSize = Field(description="Captured stdout+stderr beyond this is cut and flagged (it is "
+                                                "buffered in the daemon's memory).")
 
 
 class SandboxProfileSpec(Model):
     image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")] = Field(
         description="Container image (built locally: `onexd/runner-python`, `onexd/runner-busybox`).")
-    user: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}:[0-9]{1,10}$")] = Field(
-        description="`\"uid:gid\"` the job runs as; never 0.")
+    user: Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$")] = Field(
+        description=f"`\"uid:gid\"` the job runs as, each from {ID_MIN} to {ID_MAX} (never 0), in plain "
+                    "decimal without leading zeros.")
     readOnlyRootFilesystem: bool = Field(default=True, description="Must stay true.")
     tmpfs: tuple[TmpfsMount, ...] = Field(default=(), description="Writable, size-limited scratch space "
                                                                  "(nosuid,nodev).")
@@ -155,8 +188,8 @@ class SandboxProfileSpec(Model):
 
 class SyscallArg(Model):
     index: int = Field(ge=0, le=5)
-    value: int = Field(ge=0)
-    valueTwo: int = Field(default=0, ge=0)
+    value: int = Field(ge=0, le=2**64 - 1)  # a syscall argument is at most 64 bits
+    valueTwo: int = Field(default=0, ge=0, le=2**64 - 1)
     op: Literal["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
                 "SCMP_CMP_MASKED_EQ"]
 
@@ -175,7 +208,7 @@ SeccompAction = Literal["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL
 class SyscallRule(Model):
     names: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")], ...] = Field(min_length=1)
     action: SeccompAction
-    errnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=0, le=4095)
+    errnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=4095)
     args: tuple[SyscallArg, ...] = ()
     comment: str = ""
     includes: SyscallFilter = Field(default_factory=SyscallFilter)
@@ -191,12 +224,15 @@ class SeccompJson(Model):
     """A Docker/OCI seccomp profile (the JSON `docker run --security-opt seccomp=FILE` takes)."""
 
     defaultAction: SeccompAction = Field(description="Action for syscalls no rule matches; may not allow.")
-    defaultErrnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=0, le=4095,
-                                                        description="errno for SCMP_ACT_ERRNO (38 = ENOSYS).")
+    # errno 0 would make a refused call look successful.
+    defaultErrnoRet: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=4095,
+                                                        description="errno for SCMP_ACT_ERRNO (38 = ENOSYS); never 0.")
     architectures: tuple[str, ...] = ()
     archMap: tuple[ArchMap, ...] = ()
     syscalls: tuple[SyscallRule, ...] = ()
-    flags: tuple[str, ...] = ()
+    # Only flags that do not weaken the filter: SPEC_ALLOW (no speculative-execution mitigation), NEW_LISTENER
+    # and anything unknown are refused.
+    flags: tuple[Literal["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"], ...] = ()
 
 
 class SeccompProfileSpec(Model):
@@ -231,6 +267,13 @@ class EgressRule(Model):
     def _exactly_one(self) -> EgressRule:
         if (self.host is None) == (self.cidr is None):
             raise ValueError("exactly one of `host` or `cidr` is required")
+        if self.cidr is not None:
+            # Checked here, at load: the proxy must never meet a range it cannot parse.
+            try:
+                ipaddress.ip_network(self.cidr, strict=True)
+            except ValueError:
+                raise ValueError("`cidr` is not a valid address range (prefix length within the address "
+                                 "size, no host bits set: `10.1.0.0/16`)") from None
         return self
 
 
@@ -245,12 +288,14 @@ class SecretSourceSpec(Model):
     type: Literal["env", "file", "encrypted", "vault"] = Field(description="Where values come from.")
     prefix: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | SkipJsonSchema[None] = Field(
         default=None, description="env: variable prefix of the daemon's environment.")
-    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)] | SkipJsonSchema[None] = Field(
-        default=None, description="file: a directory holding one file per key.")
+    path: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN, max_length=ABS_PATH_MAX)] \
+        | SkipJsonSchema[None] = Field(default=None, description="file: a directory holding one file per key "
+                                                                   "(never onexd's own state or credentials).")
     address: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")] | SkipJsonSchema[None] = Field(
         default=None, description="vault: server URL.")
     mount: Name | SkipJsonSchema[None] = Field(default=None, description="vault: KV v2 mount.")
-    tokenFile: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)] | SkipJsonSchema[None] = Field(
+    tokenFile: Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN, max_length=ABS_PATH_MAX)] \
+        | SkipJsonSchema[None] = Field(
         default=None, description="vault: file holding the Vault token (path only, never the token).")
     cacheTTLSeconds: int = Field(default=60, ge=0, le=86400, description="How long a value is cached.")
 

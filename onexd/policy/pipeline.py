@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onexd.crypto import PublicKey
-from onexd.policy.loader import LoadLimits, ParsedBundle, find_bundles, parse_bundle
+from onexd.policy.loader import LoadLimits, ParsedBundle, find_bundles, parse_bundle_contained
 from onexd.policy.problems import Problem, Severity, has_errors, problem
 from onexd.policy.schema import SchemaSet
 from onexd.policy.security import check_security
-from onexd.policy.semantics import build_definitions, check_semantics
+from onexd.policy.semantics import build_definitions, check_semantics, unavailable_names
 from onexd.policy.signing import check_signature
 from onexd.policy.snapshot import Snapshot, build_snapshot
 from onexd.policy.versions import ActiveVersion, check_version
@@ -97,7 +97,8 @@ def evaluate(candidates: Sequence[ParsedBundle], *, trust: Trust | None = None,
     while True:
         current = list(working.values())
         defs, found = build_definitions(current, incumbents)
-        for stage in (check_semantics(current, defs), check_security(current, defs)):
+        gone = unavailable_names([b for d, b in rejected.items() if d not in working])
+        for stage in (check_semantics(current, defs, gone), check_security(current, defs)):
             for dir_name, more in stage.items():
                 found.setdefault(dir_name, []).extend(more)
         failing = [d for d, f in found.items() if has_errors(f)]
@@ -115,7 +116,7 @@ def evaluate(candidates: Sequence[ParsedBundle], *, trust: Trust | None = None,
             problems[dir_name] = problems.get(dir_name, []) + more
     accepted = tuple(sorted(working.values(), key=lambda b: b.dir_name))
     for dir_name, bundle in rejected.items():
-        problems[dir_name] = _diagnose(bundle, accepted, problems.get(dir_name, []))
+        problems[dir_name] = _diagnose(bundle, accepted, problems.get(dir_name, []), list(rejected.values()))
     reports = []
     for bundle in candidates:
         is_rejected = bundle.dir_name in rejected
@@ -127,13 +128,15 @@ def evaluate(candidates: Sequence[ParsedBundle], *, trust: Trust | None = None,
     return Evaluation(snapshot=build_snapshot(accepted, defs), accepted=accepted, reports=tuple(reports))
 
 
-def _diagnose(bundle: ParsedBundle, accepted: Sequence[ParsedBundle], known: list[Problem]) -> list[Problem]:
+def _diagnose(bundle: ParsedBundle, accepted: Sequence[ParsedBundle], known: list[Problem],
+              rejected: Sequence[ParsedBundle] = ()) -> list[Problem]:
     """Every problem of a rejected bundle, not only those of the stage that stopped it: its schema-valid
     documents are checked against the accepted set as well."""
     others = [b for b in accepted if b.dir_name != bundle.dir_name]
     defs, found = build_definitions([*others, bundle])
     more = found.get(bundle.dir_name, [])
-    for stage in (check_semantics([bundle], defs), check_security([bundle], defs)):
+    gone = unavailable_names([b for b in rejected if b.dir_name != bundle.dir_name])
+    for stage in (check_semantics([bundle], defs, gone), check_security([bundle], defs)):
         more += stage.get(bundle.dir_name, [])
     seen = set(known)
     return [*known, *(p for p in more if p not in seen)]
@@ -152,9 +155,36 @@ def load_directory(path: Path, display: str | None = None, *, trust: Trust | Non
         return Evaluation(None, (), (), (problem(display, None, "", "bundle/missing-manifest",
                                                  "no bundle found (a bundle is a directory with bundle.yaml)"),))
     single = roots == [path]
-    parsed = [parse_bundle(root, display if single else f"{display.rstrip('/')}/{root.name}", schemas, limits)
-              for root in roots]
+    parsed = [parse_bundle_contained(root, display if single else f"{display.rstrip('/')}/{root.name}", schemas,
+                                     limits) for root in roots]
     return evaluate(parsed, trust=trust)
+
+
+def load_paths(paths: Sequence[Path], displays: Sequence[str] | None = None, *, trust: Trust | None = None,
+               limits: LoadLimits | None = None, schemas: SchemaSet | None = None) -> Evaluation:
+    """Stages 1-5 for several policy directories and bundle directories validated together, as the daemon
+    validates its policy directory: a bundle may use what another defines (baseline roles, seccomp files).
+    A bundle directory given later replaces an earlier one of the same directory name, as a new version
+    replaces the old one in the daemon's directory; the same directory given twice counts once."""
+    shown = list(displays) if displays is not None else [str(p) for p in paths]
+    schemas = schemas or SchemaSet()
+    chosen: dict[str, tuple[Path, str]] = {}
+    general: list[Problem] = []
+    for path, display in zip(paths, shown, strict=True):
+        if not path.is_dir():
+            general.append(problem(display, None, "", "bundle/missing-manifest", "not a directory"))
+            continue
+        roots = find_bundles(path)
+        if not roots:
+            general.append(problem(display, None, "", "bundle/missing-manifest",
+                                   "no bundle found (a bundle is a directory with bundle.yaml)"))
+        single = roots == [path]
+        for root in roots:
+            chosen.pop(root.name, None)  # re-inserted last: the order of the paths is kept
+            chosen[root.name] = (root, display if single else f"{display.rstrip('/')}/{root.name}")
+    parsed = [parse_bundle_contained(root, display, schemas, limits) for root, display in chosen.values()]
+    ev = evaluate(parsed, trust=trust) if parsed else Evaluation(None, (), ())
+    return Evaluation(ev.snapshot, ev.accepted, ev.reports, (*ev.problems, *general))
 
 
 def severity_counts(problems: Sequence[Problem]) -> tuple[int, int]:

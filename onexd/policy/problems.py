@@ -126,6 +126,10 @@ RULES: dict[str, Rule] = _rules(
     Rule("bundle/missing-manifest", "semantics", "Bundle manifest missing or wrong",
          "Each bundle has exactly one `Bundle` document, in `bundle.yaml`.",
          "Put one `kind: Bundle` document in bundle.yaml, and none elsewhere."),
+    Rule("bundle/unreadable-file", "semantics", "File cannot be read",
+         "A file of the bundle vanished or could not be read while the bundle was loaded; the bundle is "
+         "rejected rather than activated without it.", "Check the file's permissions, or retry once it is "
+         "written completely."),
     Rule("bundle/name-conflict", "semantics", "Name used twice",
          "Names are global across active bundles; the same kind and name twice is ambiguous.",
          "Rename one of them, or remove it from one bundle."),
@@ -183,11 +187,26 @@ RULES: dict[str, Rule] = _rules(
     Rule("security/seccomp-allows-default", "security", "Seccomp profile allows by default",
          "A profile whose defaultAction allows (or only logs) is not a filter.",
          "Use `SCMP_ACT_ERRNO` (with `defaultErrnoRet`) or a kill action as the default."),
+    Rule("security/seccomp-weak", "security", "Seccomp profile weaker than the deny-list floor",
+         "A profile must be at least as strict as Docker's default: no rule may allow, log, trace or notify a "
+         "syscall that Docker's default profile grants only with a capability or never (mount, unshare, setns, "
+         "bpf, keyctl, ptrace, userfaultfd, perf_event_open, clone3, ... the list is in "
+         "`onexd/policy/seccomp.py`), with any arguments; `clone` only with Docker's filter on namespace flags "
+         "(SCMP_CMP_MASKED_EQ 0x7E020000 against 0). Flags other than SECCOMP_FILTER_FLAG_TSYNC and "
+         "SECCOMP_FILTER_FLAG_LOG (e.g. SECCOMP_FILTER_FLAG_SPEC_ALLOW) and an errno of 0 are refused.",
+         "Remove the rule or flag, or use `runtime-default`."),
     Rule("security/seccomp-unconfined", "security", "Seccomp disabled",
          "`unconfined` removes the syscall filter entirely.", "Use `runtime-default` or a SeccompProfile."),
     Rule("security/missing-limit", "security", "Resource limit missing or unbounded",
          "Every job has memory, CPU, pids, open files, time and output limits.", "Set every limit to a "
          "positive value."),
+    Rule("security/limit-range", "security", "Value outside its floor and ceiling",
+         "Every limit has a floor and a ceiling so that the engine never receives a value it reads as "
+         "unlimited (a tiny `cpus` rounding to NanoCpus 0, a memory of 2^63-1): memory 6Mi..256Gi, cpus "
+         "0.01..256, pids 1..65536, nofile 8..1048576, timeoutSeconds 1..86400, outputBytes 1Ki..64Mi (output is "
+         "buffered in the daemon's memory), tmpfs size 4Ki..64Gi, uid and gid 1..2147483647. Values outside "
+         "these ranges are refused by the schema (`schema/invalid-value`) or by this rule.",
+         "Use a value within the range."),
     Rule("security/secret-literal", "security", "Secret-looking literal in the bundle",
          "Secret values never live in policy; a key like `password:` with a value, a PEM private key or a "
          "JWT-shaped string is refused wherever it appears.",
@@ -196,8 +215,16 @@ RULES: dict[str, Rule] = _rules(
          "Environment variables leak through `docker inspect`, /proc and child processes.",
          "Grant the secret to the node; it arrives as a file under /run/secrets."),
     Rule("security/tmpfs-path", "security", "tmpfs over a reserved path",
-         "tmpfs mounts may not cover `/`, `/app/node`, `/run/secrets`, `/proc`, `/sys` or `/dev`.",
+         "tmpfs mounts may not cover, hide or sit inside `/`, `/app`, `/app/node`, `/run/secrets`, `/proc`, "
+         "`/sys`, `/dev` or `/etc`. Paths are compared in normalized form, and spellings that are not normalized "
+         "(`//proc`, `/./proc`, `/../proc`, a trailing `/`) are refused outright; two mounts at one path too.",
          "Mount scratch space elsewhere, e.g. `/tmp`."),
+    Rule("security/secret-source-reserved", "security", "Secret source reaches onexd's own key material",
+         "onexd's master key, state directory and `ONEXD_*` variables are never a secret source: an `env` "
+         "prefix (or prefix + key) reaching `ONEXD_*`, and a `file` path or vault `tokenFile` at, inside or "
+         "above `/var/lib/onexd`, `/etc/onexd`, `/run/onexd` or `/run/credentials` are refused. The daemon also "
+         "refuses, when it reads a secret, anything in its configured state directory and "
+         "$CREDENTIALS_DIRECTORY.", "Keep secrets for jobs in a directory of their own."),
     # Stage 5: versions and signatures.
     Rule("version/downgrade", "version", "Downgrade or changed content without a version bump",
          "A changed bundle must carry a higher version than the active one.",

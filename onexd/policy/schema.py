@@ -19,7 +19,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 
 from onexd.config import DaemonConfig
 from onexd.errors import PolicyError
-from onexd.policy import inputschema, regex
+from onexd.policy import inputschema, models, regex
 from onexd.policy.models import KINDS, Model
 from onexd.policy.problems import Problem, problem
 from onexd.policy.yamlsafe import YamlDocument, escape_pointer
@@ -64,10 +64,22 @@ def _pointer(parts: Iterable[Any]) -> str:
     return "".join(f"/{escape_pointer(str(p))}" for p in parts)
 
 
+SIZE_HINT = ("is not a size: write bytes (67108864) or a binary suffix Ki, Mi, Gi, Ti (512Mi, 1Gi); "
+             "512M and 1G are refused because they read two ways (10^6 or 2^20)")
+
+
+def _is_size(error: ValidationError) -> bool:
+    options = error.validator_value if error.validator == "anyOf" else ()
+    return isinstance(options, list) and any(isinstance(o, Mapping) and o.get("pattern") == models.SIZE_PATTERN
+                                             for o in options)
+
+
 def _describe(error: ValidationError) -> tuple[str, str, str]:
     """(code, pointer, message) for one jsonschema error."""
     where = _pointer(error.absolute_path)
     validator = error.validator
+    if _is_size(error):
+        return "schema/invalid-value", where, f"the value {SIZE_HINT}"
     if validator == "additionalProperties":
         schema = error.schema if isinstance(error.schema, Mapping) else {}
         instance = error.instance if isinstance(error.instance, dict) else {}
@@ -82,10 +94,36 @@ def _describe(error: ValidationError) -> tuple[str, str, str]:
     if validator == "type":
         return "schema/wrong-type", where, f"expected {error.validator_value}, got {type(error.instance).__name__}"
     if validator == "pattern" and where.endswith("/metadata/name"):
-        return "schema/invalid-name", where, f"invalid name {error.instance!r}: {error.message}"
+        return "schema/invalid-name", where, f"invalid name: use {models.PATTERN_WORDS[models.NAME_PATTERN]}"
     if validator == "pattern" and where.endswith("/version"):
-        return "schema/invalid-version", where, f"{error.instance!r} is not a semantic version (1.2.3)"
-    return "schema/invalid-value", where, error.message
+        return "schema/invalid-version", where, "not a semantic version (1.2.3)"
+    if validator == "pattern":
+        expected = models.PATTERN_WORDS.get(str(error.validator_value),
+                                            "the documented form (see the policy reference)")
+        return "schema/invalid-value", where, f"not valid here: expected {expected}"
+    return "schema/invalid-value", where, _constraint(error)
+
+
+_CONSTRAINTS = {
+"minimum": "must be at least {v}", "maximum": "must be at most {v}",
+    "exclusiveMinimum": "must be greater than {v}", "exclusiveMaximum": "must be less than {v}",
+    "minLength": "must be at least {v} characters long", "maxLength": "must be at most {v} characters long",
+    "minItems": "must have at least {v} items", "maxItems": "must have at most {v} items",
+    "enum": "must be one of {v}", "const": "must be {v}", "format": "is not a valid {v}",
+    "uniqueItems": "has duplicate items", "minProperties": "must have at least {v} fields",
+    "maxProperties": "must have at most {v} fields", "multipleOf": "must be a multiple of {v}",
+}
+
+
+def _constraint(error: ValidationError) -> str:
+    """What the value violates, never the value itself: a rejected value may be a secret put in the wrong
+    field (a password as Secret.spec.key), and messages reach status pages, logs and the API."""
+    template = _CONSTRAINTS.get(str(error.validator))
+    if template is None:
+        return f"the value fails the schema's `{error.validator}` rule"
+    value = error.validator_value
+    shown = ", ".join(repr(x) for x in value) if isinstance(value, list) else str(value)
+    return template.format(v=shown)
 
 
 class SchemaSet:
@@ -110,11 +148,11 @@ class SchemaSet:
                             "a document must be a mapping with apiVersion, kind, metadata and spec")]
         if data.get("apiVersion") != "onexd/v1":
             return [problem(file, doc.line_of("/apiVersion"), "/apiVersion", "schema/api-version",
-                            f"apiVersion {data.get('apiVersion')!r} is not supported; use onexd/v1")]
+                            "apiVersion is not supported; use onexd/v1")]
         kind = data.get("kind")
         if not isinstance(kind, str) or kind not in KINDS:
             return [problem(file, doc.line_of("/kind"), "/kind", "schema/kind",
-                            f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
+                            f"unknown kind; expected one of {', '.join(KINDS)}")]
         out: list[Problem] = []
         for error in self._validators[kind].iter_errors(data):
             for leaf in _leaves(error):
@@ -132,8 +170,12 @@ class SchemaSet:
 
 def _leaves(error: ValidationError) -> list[ValidationError]:
     """For anyOf/oneOf failures, the most specific sub-errors say more than 'is not valid under any'."""
+    if _is_size(error):
+        return [error]
     if error.validator in ("anyOf", "oneOf") and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
+        # A branch whose type matched says more (`must be at most N`) than one of another type.
+        typed = [e for e in error.context if e.validator != "type"]
+        best = jsonschema.exceptions.best_match(typed or error.context)
         if best is not None and list(best.absolute_path) != list(error.absolute_path):
             return [best]
         if error.validator == "oneOf" and isinstance(error.instance, dict):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
 
-from onexd.policy.loader import MANIFEST, LoadedDoc, ParsedBundle
+from onexd.policy.loader import MANIFEST, LoadedDoc, ParsedBundle, safe_resolve
 from onexd.policy.models import (
     KNOWN_PERMISSIONS,
     KNOWN_RESOURCES,
@@ -81,8 +81,9 @@ def _inside(bundle: ParsedBundle, relpath: str) -> PurePosixPath | None:
         return None
     normalized = PurePosixPath(*parts)
     # Symbolic links were resolved when the bundle was read; check the directory itself too.
-    real = (bundle.root / normalized).resolve()
-    return normalized if real.is_relative_to(bundle.root.resolve()) else None
+    real = safe_resolve(bundle.root / normalized, strict=False)
+    root = safe_resolve(bundle.root, strict=False) or bundle.root
+    return normalized if real is not None and real.is_relative_to(root) else None
 
 
 def resolve_seccomp(bundle: ParsedBundle, doc: LoadedDoc) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -107,10 +108,47 @@ def resolve_seccomp(bundle: ParsedBundle, doc: LoadedDoc) -> tuple[dict[str, Any
         return None, [problem(doc.file, at, pointer, "ref/seccomp-file", f"{spec.file}: {why}")]
 
 
+def _written_names(bundle: ParsedBundle) -> Iterator[tuple[str, str, str]]:
+    """(kind, name, file) of every document written in the bundle, schema-valid or not."""
+    for _, shown, ydoc in bundle.raw_docs:
+        data = ydoc.data
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("kind"), str) and isinstance(name, str):
+            yield data["kind"], name, shown
+
+
+def unavailable_names(rejected: Sequence[ParsedBundle]) -> dict[str, dict[str, str]]:
+    """Kind -> name -> why, for the documents of rejected bundles: a reference to one names that root cause."""
+    out: dict[str, dict[str, str]] = {}
+    for bundle in rejected:
+        for kind, name, _ in _written_names(bundle):
+            out.setdefault(kind, {}).setdefault(
+                name, f"is defined by bundle {bundle.name!r}, which was rejected (see its errors)")
+    return out
+
+
+def _invalid_names(bundles: Sequence[ParsedBundle], defs: Definitions,
+                   unavailable: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
+    """Kind -> name -> why, for documents that were written but cannot be used: a reference to one of them
+    names the root cause (that document's errors, or its rejected bundle), not a missing definition."""
+    out: dict[str, dict[str, str]] = {kind: dict(names) for kind, names in (unavailable or {}).items()}
+    for bundle in bundles:
+        for kind, name, shown in _written_names(bundle):
+            if name not in defs.get(kind, {}):
+                out.setdefault(kind, {})[name] = f"is invalid (see its errors in {shown})"
+    return out
+
+
 class _Checker:
-    def __init__(self, defs: Definitions) -> None:
+    def __init__(self, defs: Definitions, invalid: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.defs = defs
+        self.invalid = invalid or {}
         self.out: dict[str, list[Problem]] = {}
+
+    def missing(self, kind: str, name: str) -> str:
+        why = self.invalid.get(kind, {}).get(name, "does not exist")
+        return f"{kind} {name!r} {why}"
 
     def add(self, d: Definition, pointer: str, code: str, message: str,
             severity: Severity = Severity.ERROR) -> None:
@@ -122,17 +160,19 @@ class _Checker:
         for i, name in enumerate(names):
             if name not in builtin and name not in self.defs.get(kind, {}):
                 at = pointer if isinstance(names, str) else f"{pointer}/{i}"
-                self.add(d, at, code, f"{kind} {name!r} does not exist")
+                self.add(d, at, code, self.missing(kind, name))
 
     def one(self, d: Definition, pointer: str, kind: str, name: str, code: str,
             builtin: frozenset[str] = frozenset()) -> None:
         if name not in builtin and name not in self.defs.get(kind, {}):
-            self.add(d, pointer, code, f"{kind} {name!r} does not exist")
+            self.add(d, pointer, code, self.missing(kind, name))
 
 
-def check_semantics(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[str, list[Problem]]:
-    """All stage-3 problems of the candidate set, keyed by bundle directory name."""
-    c = _Checker(defs)
+def check_semantics(bundles: Sequence[ParsedBundle], defs: Definitions,
+                    unavailable: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, list[Problem]]:
+    """All stage-3 problems of the candidate set, keyed by bundle directory name. `unavailable` explains names
+    that exist but cannot be used (see unavailable_names)."""
+    c = _Checker(defs, _invalid_names(bundles, defs, unavailable))
     zones = frozenset({BUILTIN_ZONE})
     for bundle in bundles:
         manifests = [d for d in bundle.docs if d.kind == "Bundle"]
@@ -162,8 +202,10 @@ def check_semantics(bundles: Sequence[ParsedBundle], defs: Definitions) -> dict[
                 c.ref(d, "/spec/secrets", "Secret", m.spec.secrets, "ref/secret")
                 for i, glob in enumerate(m.spec.nodes):
                     if not fnmatch.filter(node_names, glob):
+                        broken = fnmatch.filter(c.invalid.get("Node", {}), glob)
                         c.add(d, f"/spec/nodes/{i}", "ref/glob-matches-nothing",
-                              f"node glob {glob!r} matches no Node", Severity.WARNING)
+                              f"node glob {glob!r} matches only invalid Nodes ({', '.join(broken)}: see their "
+                              "errors)" if broken else f"node glob {glob!r} matches no Node", Severity.WARNING)
             elif isinstance(m, SandboxProfileDoc):
                 if m.spec.seccompProfile not in RESERVED_SECCOMP:
                     c.one(d, "/spec/seccompProfile", "SeccompProfile", m.spec.seccompProfile, "ref/seccomp")

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from onexd.policy.loader import ParsedBundle, content_digest
+from onexd.policy.loader import ParsedBundle, tree_digest
 from onexd.policy.models import (
     CapabilitySpec,
     NetworkZoneSpec,
@@ -129,7 +129,7 @@ def _node_info(name: str, d: Definition) -> NodeInfo:
     prefix = PurePosixPath(posixpath.normpath(spec.source.path))
     files = {PurePosixPath(rel).relative_to(prefix).as_posix(): data for rel, data in d.bundle.files.items()
              if PurePosixPath(rel).is_relative_to(prefix)}
-    return NodeInfo(name, d.bundle.name, spec, MappingProxyType(files), content_digest(files))
+    return NodeInfo(name, d.bundle.name, spec, MappingProxyType(files), tree_digest(files))
 
 
 def build_snapshot(bundles: Sequence[ParsedBundle], defs: Definitions) -> Snapshot:

@@ -3,12 +3,17 @@
 STATE/policy/active.json maps bundle directories to their active name, version and digest; a copy of each
 active bundle's files lives in STATE/policy/bundles/<digest>/. A restart with a broken policy directory comes
 up on these copies (reported as degraded); the downgrade rule compares against them.
+
+STATE/policy/history.json keeps, per bundle name, the last version that was active, and survives the bundle's
+removal: deleting a bundle, reloading and restoring an older signed version is a downgrade like any other (it
+needs the explicit, audited rollback).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -19,6 +24,8 @@ from pathlib import Path
 from onexd.fsutil import atomic_write
 from onexd.policy.loader import LoadLimits, ParsedBundle, parse_bundle
 from onexd.policy.schema import SchemaSet
+
+log = logging.getLogger("onexd.policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +43,26 @@ class BundleStore:
         self.bundles_dir = root / "bundles"
         self.bundles_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.index = root / "active.json"
+        self.history_file = root / "history.json"
 
     def entries(self) -> dict[str, ActiveEntry]:
         if not self.index.exists():
             return {}
         data = json.loads(self.index.read_text())
         return {d: ActiveEntry(**e) for d, e in data.items()}
+
+    def history(self) -> dict[str, tuple[str, str]]:
+        """bundle name -> (version, digest) last active, including bundles since removed."""
+        try:
+            data = json.loads(self.history_file.read_text())
+            return {str(name): (str(e["version"]), str(e["digest"])) for name, e in data.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            # Unreadable history: the active index still guards what is active; never fail the reload over it.
+            log.warning("policy history unreadable; downgrade checks fall back to the active bundles",
+                        extra={"file": str(self.history_file)})
+            return {}
 
     def load(self, schemas: SchemaSet, limits: LoadLimits, display_root: str) -> dict[str, ParsedBundle]:
         """The persisted bundles, parsed again (they passed before; parsing restores the in-memory form)."""
@@ -71,8 +92,11 @@ class BundleStore:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)
                 tmp.rename(target)
-        atomic_write(self.index, json.dumps({d: asdict(e) for d, e in entries.items()}, indent=2,
-                                            sort_keys=True).encode())
+        history = self.history()
+        history.update({e.name: (e.version, e.digest) for e in entries.values()})
+        # History first: a crash between the two writes leaves a history at least as new as the index.
+        atomic_write(self.history_file, _json({n: {"version": v, "digest": d} for n, (v, d) in history.items()}))
+        atomic_write(self.index, _json({d: asdict(e) for d, e in entries.items()}))
         keep = {e.digest for e in entries.values()}
         for path in self.bundles_dir.iterdir():
             if path.name not in keep:
@@ -82,3 +106,7 @@ class BundleStore:
 
 def _renamed(bundle: ParsedBundle, dir_name: str) -> ParsedBundle:
     return dataclasses.replace(bundle, dir_name=dir_name)
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True).encode()

@@ -39,9 +39,16 @@ _AMBIGUOUS = re.compile(
     r"^(?:[yY]es|YES|[nN]o|NO|[oO]n|ON|[oO]ff|OFF"
     r"|[-+]?0[0-9_]+"  # 0755: octal in 1.1, decimal in 1.2
     r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"  # 1:20 is 80 in 1.1 (sexagesimal)
-    r"|[-+]?[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?"  # 1_000
+    # 1_000. Possessive: a plain `[0-9_]*_[0-9_]*` backtracks quadratically on a long run of underscores.
+    r"|[-+]?[0-9](?=[0-9]*+_)[0-9_]*+(?:\.[0-9_]*+)?"
     r"|[-+]?0b[01_]+)$"
 )
+
+
+# Integers beyond 64 bits mean nothing in a policy, and Python refuses to convert (or format) integers of more
+# than 4300 digits: bound them before converting.
+MAX_INT = 2**63 - 1
+_MAX_DIGITS = {10: 19, 16: 16, 8: 21}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +236,7 @@ def _resolve_scalar(ev: Any, pointer: str, line: int) -> Any:
             return text
         resolved = _resolve_plain(text, pointer, line)
         if tag.removeprefix(_STD) != _type_tag(resolved):
-            raise _Reject("schema/wrong-type", line, pointer, f"{text!r} is not a valid {tag}")
+            raise _Reject("schema/wrong-type", line, pointer, f"the value is not a valid {tag}")
         return resolved
     # Plain style is None in the Python parser and "" in the C one; quoted and block scalars are strings.
     if ev.style not in (None, "") or tag == "!":
@@ -244,26 +251,36 @@ def _type_tag(value: Any) -> str:
 
 
 def _resolve_plain(text: str, pointer: str, line: int) -> Any:
+    # Messages never echo the scalar: a rejected value may be a secret (a password that looks like 0755).
     if _AMBIGUOUS.match(text):
         raise _Reject("yaml/ambiguous-scalar", line, pointer,
-                      f"{text!r} reads differently in YAML 1.1 and 1.2; quote it (or write true/false)")
+                      "the value reads differently in YAML 1.1 and 1.2; quote it (or write true/false)")
     if _NULL.match(text):
         return None
     if _BOOL.match(text):
         return text.lower() == "true"
     if _INT.match(text):
-        return int(text)
+        return _bounded_int(text.lstrip("+-"), 10, text.startswith("-"), pointer, line)
     if _HEX.match(text):
-        return int(text, 16)
+        return _bounded_int(text[2:], 16, False, pointer, line)
     if _OCT.match(text):
-        return int(text[2:], 8)
+        return _bounded_int(text[2:], 8, False, pointer, line)
     if _FLOAT.match(text) and any(c.isdigit() for c in text):
         value = float(text)
         if math.isfinite(value):
             return value
     if _SPECIAL_FLOAT.match(text):
-        raise _Reject("yaml/invalid-number", line, pointer, f"{text!r} has no JSON representation")
+        raise _Reject("yaml/invalid-number", line, pointer, "infinite or NaN numbers have no JSON representation")
     return text
+
+
+def _bounded_int(digits: str, base: int, negative: bool, pointer: str, line: int) -> int:
+    """int(digits, base), refusing magnitudes of 2^63 or more before converting."""
+    significant = digits.lstrip("0") or "0"
+    value = int(significant, base) if len(significant) <= _MAX_DIGITS[base] else MAX_INT + 1
+    if value > MAX_INT:
+        raise _Reject("yaml/invalid-number", line, pointer, "integer out of range (at most 2^63-1 in magnitude)")
+    return -value if negative else value
 
 
 def load_documents(raw: bytes, file: str, limits: YamlLimits | None = None

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from onexd.runtime.cgroups import Usage
 from onexd.spec import ContainerSpec
 
 EXIT_SIGNAL_BASE = 128
@@ -27,6 +28,9 @@ class RunResult:
     started_at: float
     finished_at: float
     reason: str = ""
+    # Forensics: what the container used, and the host pids of its processes (to tie kernel records to it).
+    usage: Usage | None = None
+    processes: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

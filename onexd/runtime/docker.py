@@ -19,6 +19,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from onexd.errors import RuntimeFailure
 from onexd.runtime.base import EXIT_SIGNAL_BASE, ImageInfo, OutputSink, RunResult, describe_exit, status_for
+from onexd.runtime.cgroups import CgroupProbe
 from onexd.spec import MANAGED_LABEL, ContainerSpec
 
 ZONE_LABEL = "onexd.zone"
@@ -101,6 +102,7 @@ class _OutputReader(threading.Thread):
         self.out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
         self.truncated = False
         self.kept = 0
+        self.seen = 0  # every byte the job wrote, kept or cut (usage.outputBytes)
 
     def _read_exactly(self, n: int) -> bytes:
         buf = bytearray()
@@ -122,6 +124,7 @@ class _OutputReader(threading.Thread):
                     if not chunk:
                         raise EOFError
                     remaining -= len(chunk)
+                    self.seen += len(chunk)
                     room = self.limit - self.kept
                     if len(chunk) > room:
                         self.truncated = True
@@ -164,6 +167,14 @@ class DockerRuntime:
         if "name=seccomp" not in options or "profile=unconfined" in options:
             raise RuntimeFailure("the Docker engine does not apply a seccomp profile by default; onexd refuses "
                                  "to run jobs there (check dockerd's --seccomp-profile)")
+
+    def passes_seccomp_flags(self) -> bool:
+        """Whether the engine hands a profile's `flags` (SECCOMP_FILTER_FLAG_LOG) to runc: API 1.42 (Docker
+        23) and later. Older engines drop the field silently, so errno refusals never reach the kernel log."""
+        with _engine_errors("reading the engine version"):
+            version = str(self._api.version().get("ApiVersion", "0.0"))
+        major, _, minor = version.partition(".")
+        return (int(major or 0), int(minor or 0)) >= (1, 42)
 
     def image(self, name: str) -> ImageInfo | None:
         try:
@@ -299,11 +310,13 @@ class DockerRuntime:
                 self._api.start(cid)
             if spec.network.mode == "egress" and spec.network.network_name:
                 self._remember_address(cid, spec.network.network_name)
+            probe = CgroupProbe.attach(self._init_pid(cid), cid)  # before the input: a job reading it is still there
             self._feed(raw, stdin)
             timed_out = cancelled = False
             deadline = time.monotonic() + spec.limits.timeout_s
             while reader.is_alive():
                 reader.join(0.05)
+                probe.sample()
                 if not (timed_out or cancelled):
                     if cancel is not None and cancel.is_set():
                         cancelled = True
@@ -316,7 +329,8 @@ class DockerRuntime:
                 finished = time.time()
                 state = self._api.inspect_container(cid)["State"]
             _close_attach(attached)
-            oom = bool(state.get("OOMKilled"))
+            # The kernel's own count in the job's cgroup is evidence too (the engine's flag can be missed).
+            oom = bool(state.get("OOMKilled")) or bool(probe.tracker.oom_kills)
             if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
                 oom = self._oom_event(cid, started - 1)
             status = status_for(exit_code, oom, timed_out, cancelled)
@@ -326,12 +340,20 @@ class DockerRuntime:
             return RunResult(status=status, exit_code=exit_code, stdout=bytes(reader.out[1]),
                              stderr=bytes(reader.out[2]), truncated=reader.truncated,
                              duration_ms=round((finished - started) * 1000), started_at=started,
-                             finished_at=finished, reason=reason)
+                             finished_at=finished, reason=reason,
+                             usage=probe.usage(reader.seen, round((finished - started) * 1000)),
+                             processes=probe.processes)
         finally:
             if attached is not None:
                 _close_attach(attached)
             # By id when we have it; by name when creation was interrupted before we learned the id.
             self._remove(cid or spec.name)
+
+    def _init_pid(self, cid: str) -> int | None:
+        """The host pid of the container's first process (0 once it has exited), for usage and forensics."""
+        with contextlib.suppress(DockerException, requests.RequestException, OSError, KeyError, TypeError):
+            return int(self._api.inspect_container(cid)["State"]["Pid"]) or None
+        return None
 
     @staticmethod
     def _feed(raw: socket.socket, stdin: bytes) -> None:

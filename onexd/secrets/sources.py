@@ -10,11 +10,36 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from onexd.errors import SecretError as SecretError
 from onexd.policy.models import SecretSourceSpec
+from onexd.policy.security import reserved_env_name
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """onexd's own key material, which no source may hand to a job: its state directory (master.key, keys,
+    the encrypted store) and its systemd credentials directory. ONEXD_* variables are always reserved."""
+
+    directories: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, state_dir: Path | None, environ: Mapping[str, str]) -> Reserved:
+        dirs = [state_dir] if state_dir is not None else []
+        if environ.get("CREDENTIALS_DIRECTORY"):
+            dirs.append(Path(environ["CREDENTIALS_DIRECTORY"]))
+        return cls(tuple(dirs))
+
+    def covers(self, path: Path) -> bool:
+        """True if path (symbolic links resolved) is a reserved directory or inside one."""
+        try:
+            real = path.resolve()
+            return any(real.is_relative_to(d.resolve()) for d in self.directories)
+        except (OSError, RuntimeError):  # a link loop: fail closed
+            return True
 
 
 class SecretSource(Protocol):
@@ -31,6 +56,8 @@ class EnvSecretSource:
 
     def read(self, key: str) -> bytes:
         name = self.prefix + key
+        if reserved_env_name(name):
+            raise SecretError(f"environment variable {name} belongs to onexd and is never a secret source")
         value = self.environ.get(name)
         if value is None:
             raise SecretError(f"environment variable {name} is not set")
@@ -42,11 +69,18 @@ class FileSecretSource:
     """Values from a directory holding one file per key."""
 
     directory: Path
+    reserved: Reserved = Reserved()
 
     def read(self, key: str) -> bytes:
-        path = (self.directory / key).resolve()
-        if not path.is_relative_to(self.directory.resolve()):
+        try:
+            path = (self.directory / key).resolve()
+            inside = path.is_relative_to(self.directory.resolve())
+        except (OSError, RuntimeError):
+            raise SecretError(f"key {key!r} cannot be resolved in the source directory") from None
+        if not inside:
             raise SecretError(f"key {key!r} leaves the source directory")
+        if self.reserved.covers(path):
+            raise SecretError(f"key {key!r} is in onexd's own state or credentials, never a secret source")
         try:
             return path.read_bytes()
         except OSError as exc:
@@ -68,6 +102,17 @@ class EncryptedSecretSource:
         return self.store.get(self.name, key)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is answered as an error: following it would re-send X-Vault-Token to wherever it points."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: Message, newurl: str) -> urllib.request.Request | None:
+        return None
+
+
+_VAULT_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 @dataclass(frozen=True, slots=True)
 class VaultSecretSource:
     """Values from a HashiCorp Vault KV v2 mount: GET {address}/v1/{mount}/data/{key}, field `value` (or the
@@ -77,8 +122,12 @@ class VaultSecretSource:
     mount: str
     token_file: Path
     timeout_s: float = 5.0
+    reserved: Reserved = Reserved()
 
     def read(self, key: str) -> bytes:
+        if self.reserved.covers(self.token_file):
+            # Sending onexd's own key material to a server as a "token" is a leak like any other.
+            raise SecretError("the Vault token file is in onexd's own state or credentials")
         try:
             token = self.token_file.read_text().strip()
         except OSError as exc:
@@ -86,10 +135,12 @@ class VaultSecretSource:
         url = f"{self.address.rstrip('/')}/v1/{self.mount}/data/{urllib.parse.quote(key)}"
         request = urllib.request.Request(url, headers={"X-Vault-Token": token})  # noqa: S310 - http(s) URL from policy
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+            with _VAULT_OPENER.open(request, timeout=self.timeout_s) as response:
                 body = json.loads(response.read(1024 * 1024))
         except urllib.error.HTTPError as exc:
-            raise SecretError(f"Vault answered {exc.code} for key {key!r}") from None
+            exc.close()
+            redirect = " (redirects are not followed: the token would go along)" if 300 <= exc.code < 400 else ""
+            raise SecretError(f"Vault answered {exc.code} for key {key!r}{redirect}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise SecretError(f"Vault at {self.address} unreachable or not KV v2 ({type(exc).__name__})") from None
         fields = (body.get("data") or {}).get("data") if isinstance(body, dict) else None
@@ -105,19 +156,20 @@ class VaultSecretSource:
 
 
 def source_for(spec: SecretSourceSpec, environ: Mapping[str, str] | None = None, name: str = "",
-               store: EncryptedBackend | None = None) -> SecretSource:
-    """The source implementation for a policy SecretSource."""
+               store: EncryptedBackend | None = None, reserved: Reserved | None = None) -> SecretSource:
+    """The source implementation for a policy SecretSource; reserved is what no source may read."""
+    reserved = reserved or Reserved.of(None, os.environ if environ is None else environ)
     if spec.type == "env":
         assert spec.prefix is not None
         return EnvSecretSource(spec.prefix, os.environ if environ is None else environ)
     if spec.type == "file":
         assert spec.path is not None
-        return FileSecretSource(Path(spec.path))
+        return FileSecretSource(Path(spec.path), reserved)
     if spec.type == "vault":
         assert spec.address is not None
         assert spec.mount is not None
         assert spec.tokenFile is not None
-        return VaultSecretSource(spec.address, spec.mount, Path(spec.tokenFile))
+        return VaultSecretSource(spec.address, spec.mount, Path(spec.tokenFile), reserved=reserved)
     if store is None:  # fail closed: a job that needs a secret we cannot deliver does not run
         raise SecretError("the encrypted secret store is not available here (it lives in the daemon's state "
                           "directory)")

@@ -82,9 +82,17 @@ MASK = b"***"
 MIN_PARTIAL = 4  # a cut-off tail shorter than this is not worth masking as a secret prefix
 
 
+def mask_forms(values: list[bytes]) -> list[bytes]:
+    """Every form of the values that is masked: each value as stored and without surrounding whitespace (a file
+    holds `value\n`, the job prints `value`), longest first so that a longer form is masked whole."""
+    forms = {form for v in values for form in (v, v.strip()) if form}
+    return sorted(forms, key=lambda f: (-len(f), f))
+
+
 def mask(output: bytes, values: list[bytes]) -> bytes:
-    """Replace exact secret values with ***; also a secret's prefix left at the very end by truncation."""
-    for value in sorted((v for v in values if v), key=len, reverse=True):
+    """Replace secret values (see mask_forms) with ***; also a secret's prefix left at the very end by
+    truncation. Encoded forms (base64, hex, URL-escaped, split across writes) are not recognized."""
+    for value in mask_forms(values):
         output = output.replace(value, MASK)
         for n in range(min(len(value) - 1, len(output)), MIN_PARTIAL - 1, -1):
             if output.endswith(value[:n]):

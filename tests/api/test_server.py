@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from onexd.api.server import ApiServer
-from onexd.cli.ctl import UnixHTTPConnection
+from onexd.cli.client import UnixHTTPConnection
 from onexd.composition import compose
 from onexd.config import config_from_data
 from tests.conftest import EXAMPLES

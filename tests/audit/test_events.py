@@ -10,7 +10,7 @@ import onexd
 from onexd.audit.events import CATALOGUE, catalogue_markdown, key_event_type, problems_of
 
 PACKAGE = Path(onexd.__file__).parent
-TYPE = re.compile(r"^(daemon|auth|authz|job|secret|egress|policy|token|apikey|audit|key)\.[a-z][a-z-]*$")
+TYPE = re.compile(r"^(daemon|auth|authz|job|secret|egress|policy|principal|token|apikey|audit|key)\.[a-z][a-z-]*$")
 
 
 def _constants(path: Path) -> list[ast.Constant]:

@@ -25,7 +25,7 @@ def test_onexctl_covers_every_endpoint(daemons: Callable[..., Daemon]) -> None:
     """version, health, job run/get/list/logs/cancel, policy status/reload/explain, in json and yaml."""
     d = daemons(backend="fake")
     d.start()
-    assert json.loads(_ctl(d, "-o", "json", "version").stdout)["apiVersion"] == "onexd/v1"
+    assert json.loads(_ctl(d, "-o", "json", "version").stdout)["server"]["apiVersion"] == "onexd/v1"
     assert _ctl(d, "health").returncode == 0
     run = _ctl(d, "-o", "json", "job", "run", "hello", "--input", '{"name": "ctl"}', "--wait")
     record = json.loads(run.stdout)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,10 +92,12 @@ def test_validate_usage_errors_exit_2() -> None:
         assert proc.returncode == 2
 
 
-def test_validate_missing_directory_is_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A path that is not a policy directory is reported, exit 3."""
-    code, out, _ = run_cli(["policy", "validate", str(tmp_path / "nope"), "-o", "json"], capsys)
-    assert code == 3 and json.loads(out)[0]["message"] == "not a directory"
+def test_validate_missing_directory_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that does not exist is a usage error (exit 2) naming it; an empty directory is invalid (3)."""
+    code, _, err = run_cli(["policy", "validate", str(tmp_path / "nope"), "-o", "json"], capsys)
+    assert code == 2 and "no such file or directory" in err
+    code, out, _ = run_cli(["policy", "validate", str(tmp_path), "-o", "json"], capsys)
+    assert code == 3 and "no bundle found" in json.loads(out)[0]["message"]
 
 
 def test_console_script_is_installed() -> None:
@@ -105,14 +109,52 @@ def test_console_script_is_installed() -> None:
 
 def test_bash_completion_completes_subcommands_and_options(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """`onexd completion bash` completes commands, subcommands and options of onexd and onexctl."""
+    """`onexd completion bash` completes commands, subcommands, options and their values of onexd and onexctl,
+    also after an option that takes a value."""
     code, script, _ = run_cli(["completion", "bash"], capsys)
     assert code == 0
     (tmp_path / "c.sh").write_text(script)
     probe = ('source c.sh; complete() { :; }; '
-             'COMP_WORDS=(onexd policy va); COMP_CWORD=2; _onexd; echo "${COMPREPLY[@]}"; '
-             'COMP_WORDS=(onexctl job run --w); COMP_CWORD=3; _onexctl; echo "${COMPREPLY[@]}"; '
-             'COMP_WORDS=(onexd nope x); COMP_CWORD=2; _onexd; echo done')
+             't() { F=$1; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($#-1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; '
+             'COMPREPLY=(); "$F"; echo "${COMPREPLY[*]}"; }; '
+             't _shtab_onexd onexd policy va; '
+             't _shtab_onexctl onexctl job run --w; '
+             't _shtab_onexctl onexctl --socket /tmp/x jo; '
+             't _shtab_onexctl onexctl health -o ""; '
+             't _shtab_onexctl onexctl job list --status ru; '
+             't _shtab_onexd onexd nope x; echo done')
     out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=10,
                          check=True).stdout.splitlines()
-    assert out[0] == "validate" and out[1] == "--wait" and out[-1] == "done"
+    assert out[:5] == ["validate", "--wait", "job", "table json yaml", "running"] and out[-1] == "done"
+
+
+def test_zsh_completion_is_a_zsh_script(capsys: pytest.CaptureFixture[str]) -> None:
+    """`onexd completion zsh` prints zsh completion (compdef, _arguments) for both programs, with -o values."""
+    code, script, _ = run_cli(["completion", "zsh"], capsys)
+    assert code == 0
+    assert "#compdef onexd" in script and "#compdef onexctl" in script and "_arguments" in script
+    assert "compdef _shtab_onexctl -N onexctl" in script and "(table json yaml)" in script
+    assert "complete -F" not in script  # not the bash script through bashcompinit
+    code, one, _ = run_cli(["completion", "zsh", "--prog", "onexd"], capsys)
+    assert code == 0 and one.startswith("#compdef onexd\n") and "_shtab_onexctl" not in one  # a file for fpath
+
+
+def test_onexctl_completion_prints_its_own_script() -> None:
+    """`onexctl completion bash|zsh` exists (as documented) and prints onexctl's completion only."""
+    exe = Path(sys.executable).parent / "onexctl"
+    for shell in ("bash", "zsh"):
+        proc = subprocess.run([str(exe), "completion", shell], capture_output=True, text=True, check=True)
+        assert "_shtab_onexctl" in proc.stdout and "_shtab_onexd_" not in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_registers_both_programs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In a real zsh, eval of `onexd completion zsh` after compinit registers completion for both programs."""
+    code, script, _ = run_cli(["completion", "zsh"], capsys)
+    assert code == 0
+    (tmp_path / "c.zsh").write_text(script)
+    probe = ('autoload -U compinit; compinit -u -d ./zcompdump; eval "$(<c.zsh)"; '
+             'print "${_comps[onexd]} ${_comps[onexctl]}"')
+    out = subprocess.run(["zsh", "-f", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=20,
+                         check=True, env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]}).stdout
+    assert out.split() == ["_shtab_onexd", "_shtab_onexctl"]

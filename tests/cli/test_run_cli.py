@@ -54,7 +54,7 @@ def test_secret_node_gets_its_file_and_its_value_is_masked(dirs: tuple[Path, Pat
 
     token = "canary-" + uuid.uuid4().hex
     proc = _run(["wordcount", "--input", json.dumps({"text": f"x {token} x"}), "-o", "json"], dirs,
-                env={"ONEXD_DEMO_SECRET_API_TOKEN": token})
+                env={"DEMO_SECRET_API_TOKEN": token})
     assert proc.returncode == 0, proc.stderr
     assert token not in proc.stdout and token not in proc.stderr
     out = json.loads(json.loads(proc.stdout)["stdout"])

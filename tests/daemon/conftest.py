@@ -124,7 +124,7 @@ def make_daemon(tmp_path: Path, backend: str = "docker", extra: dict[str, Any] |
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return Daemon(root=root, socket=sock_dir / "onexd.sock", policy_dir=policy, state_dir=root / "state", config=path,
-                  log=root / "daemon.log", env={"ONEXD_DEMO_SECRET_API_TOKEN": "daemon-test-" + uuid.uuid4().hex})
+                  log=root / "daemon.log", env={"DEMO_SECRET_API_TOKEN": "daemon-test-" + uuid.uuid4().hex})
 
 
 def _finish(d: Daemon) -> None:

@@ -330,8 +330,8 @@ def test_finding_16_reading_cancelling_and_logs_are_audited(daemons: Callable[..
 
 
 def test_finding_16_audit_tail_follow_does_not_feed_itself(daemons: Callable[..., Daemon]) -> None:
-    """`onexctl audit tail -f` for 4 s writes about one event per second (its polls), not a busy loop of
-    reading its own previous poll's event."""
+    """`onexctl audit tail -f` for 4 s writes at most one event per poll, not a busy loop of reading its own
+    previous poll's event (105 events in 6 s before)."""
     d = daemons(backend="fake")
     d.start()
     onexctl = str(Path(sys.executable).parent / "onexctl")
@@ -339,8 +339,9 @@ def test_finding_16_audit_tail_follow_does_not_feed_itself(daemons: Callable[...
     proc = subprocess.Popen([onexctl, "--socket", str(d.socket), "audit", "tail", "-f", "-n", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(4)
+    assert proc.poll() is None, proc.communicate()  # still following
     proc.terminate()
     out, err = proc.communicate(timeout=10)
-    polls = len(_events(d, "authz.decision")) - before
-    assert 1 <= polls <= 8, (polls, err)
+    written = len(_events(d, "authz.decision")) - before
+    assert written <= 8, (written, err)  # at most one per poll (none: reads of the trail are not recorded)
     assert out.count(b"authz.decision") <= 1, out  # the follower does not print its own polls back

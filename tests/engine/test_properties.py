@@ -24,7 +24,9 @@ from onexd.spec import NODE_MOUNT, SECRETS_MOUNT
 from tests.conftest import doc, write_bundle
 
 ids = st.integers(min_value=1, max_value=2**31 - 1)
-sizes = st.integers(min_value=1, max_value=2**33)
+memory_sizes = st.integers(min_value=6 * 1024**2, max_value=2**33)
+output_sizes = st.integers(min_value=1024, max_value=64 * 1024**2)
+tmpfs_sizes = st.integers(min_value=4096, max_value=2**33)
 
 
 @st.composite
@@ -32,15 +34,15 @@ def profiles(draw: st.DrawFn, name: str, zones: list[str], seccomps: list[str]) 
     spec: dict[str, Any] = {
         "image": draw(st.sampled_from(["onexd/runner-busybox", "onexd/runner-python"])),
         "user": f"{draw(ids)}:{draw(ids)}",
-        "resources": {"memory": draw(sizes), "cpus": draw(st.floats(0.01, 8)),
+        "resources": {"memory": draw(memory_sizes), "cpus": draw(st.floats(0.01, 8)),
                       "pids": draw(st.integers(1, 65536)), "nofile": draw(st.integers(8, 1048576)),
-                      "timeoutSeconds": draw(st.integers(1, 86400)), "outputBytes": draw(sizes)},
+                      "timeoutSeconds": draw(st.integers(1, 86400)), "outputBytes": draw(output_sizes)},
         "capabilities": {"add": draw(st.lists(st.sampled_from(sorted(SAFE_CAPABILITIES)), max_size=3))},
         "zone": draw(st.sampled_from(zones)),
         "seccompProfile": draw(st.sampled_from(seccomps)),
     }
     if draw(st.booleans()):
-        spec["tmpfs"] = [{"path": "/tmp", "size": draw(sizes), "mode": "1777"}]
+        spec["tmpfs"] = [{"path": "/tmp", "size": draw(tmpfs_sizes), "mode": "1777"}]
     return doc("SandboxProfile", name, spec)
 
 

@@ -34,7 +34,7 @@ def snapshot() -> Snapshot:
 
 
 def _runner(runtime: FakeRuntime, tmp_path: Path, staging_dir: Path, **env: str) -> JobRunner:
-    return JobRunner(runtime, tmp_path / "state", staging_dir, environ={"ONEXD_DEMO_SECRET_API_TOKEN": TOKEN, **env})
+    return JobRunner(runtime, tmp_path / "state", staging_dir, environ={"DEMO_SECRET_API_TOKEN": TOKEN, **env})
 
 
 def test_node_job_gets_input_on_stdin_and_code_mounted(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
@@ -109,7 +109,7 @@ def test_missing_secret_is_an_error_record_without_the_value(snapshot: Snapshot,
     runner = JobRunner(runtime, tmp_path / "state", staging_dir, environ={})
     record = runner.run(snapshot, ROOT_USER, JobRequest(node="wordcount", input={"text": "a"})).record
     assert record is not None and record.status == "error"
-    assert "api-token" in record.reason and "ONEXD_DEMO_SECRET_API_TOKEN" in record.reason
+    assert "api-token" in record.reason and "DEMO_SECRET_API_TOKEN" in record.reason
     assert runtime.runs == []
 
 
@@ -155,7 +155,7 @@ def test_records_carry_the_spec_fields(snapshot: Snapshot, tmp_path: Path, stagi
     assert data["policy"]["bundles"] == {"data-job": "1.0.0", "hello": "1.0.0"}
     assert str(data["createdAt"]).endswith("Z") and len(data["id"]) == 32
     assert hashlib.sha256(b"").hexdigest() not in data["stdout"]
-    assert os.environ.get("ONEXD_DEMO_SECRET_API_TOKEN") is None
+    assert os.environ.get("DEMO_SECRET_API_TOKEN") is None
 
 
 def _egress_snapshot(root: Path, rule: dict[str, object]) -> Snapshot:
@@ -202,3 +202,103 @@ def test_egress_job_gets_a_proxy_and_its_environment(tmp_path: Path, staging_dir
     assert config["egress"] == [{"cidr": "10.9.0.0/16", "ports": [80]}]
     zones.stop()
     assert runtime.services == {}
+
+
+# --- forensics: usage and the blocked system call in the record ---------------------------------------------
+
+class _Evidence:
+    """Stands in for the kernel log (a unit test of the runner's wiring; the real log is tested in Docker)."""
+
+    def __init__(self, verdict: object) -> None:
+        self.verdict = verdict
+        self.asked: list[tuple[frozenset[int], bool]] = []
+
+    def blocked_syscall(self, pids: frozenset[int], start: float, end: float, killed: bool,
+                        settle_s: float = 1.0) -> object:
+        self.asked.append((pids, killed))
+        return self.verdict if killed else None
+
+
+def _sigsys(spec: ContainerSpec, stdin: bytes) -> RunResult:
+    from onexd.runtime.cgroups import Usage
+    return RunResult(status="failed", exit_code=159, stdout=b"", stderr=b"", truncated=False, duration_ms=5,
+                     started_at=1.0, finished_at=1.005, reason="killed by SIGSYS: a system call was refused",
+                     usage=Usage(cpu_ms=1, memory_peak_bytes=4096, pids_peak=1, output_bytes=0, wall_ms=5),
+                     processes=frozenset({77}))
+
+
+def test_seccomp_kill_names_the_call_in_record_and_reason(snapshot: Snapshot, tmp_path: Path,
+                                                          staging_dir: Path) -> None:
+    """Exit 159: the runner asks the evidence with the job's pids; the name lands in blockedSyscall and reason."""
+    from onexd.runtime.kmsg import BlockedSyscall
+    evidence = _Evidence(BlockedSyscall(name="mkdir", number=83, arch="x86_64", action="kill_process",
+                                        comm="mkdir"))
+    runner = _runner(FakeRuntime(behaviour=_sigsys), tmp_path, staging_dir)
+    runner.syscall_evidence = evidence  # type: ignore[assignment]
+    record = runner.run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": "x"})).record
+    assert record is not None and record.status == "failed"
+    assert evidence.asked == [(frozenset({77}), True)]
+    assert record.as_dict()["blockedSyscall"] == {"name": "mkdir", "number": 83, "arch": "x86_64",
+                                                  "action": "kill_process", "comm": "mkdir"}
+    assert record.reason.endswith("(mkdir)")
+    assert record.as_dict()["usage"]["memoryPeakBytes"] == 4096
+
+
+def test_seccomp_kill_without_evidence_is_unknown(snapshot: Snapshot, tmp_path: Path, staging_dir: Path) -> None:
+    """No kernel log wired (or none readable): `unknown`, never a guessed name."""
+    record = _runner(FakeRuntime(behaviour=_sigsys), tmp_path, staging_dir).run(
+        snapshot, ROOT_USER, JobRequest(node="hello", input={"name": "x"})).record
+    assert record is not None and record.as_dict()["blockedSyscall"] == "unknown"
+
+
+def test_job_not_killed_by_seccomp_has_no_blocked_syscall(snapshot: Snapshot, tmp_path: Path,
+                                                          staging_dir: Path) -> None:
+    """A succeeding job: blockedSyscall is null."""
+    runner = _runner(FakeRuntime(), tmp_path, staging_dir)
+    runner.syscall_evidence = _Evidence("unknown")  # type: ignore[assignment]
+    record = runner.run(snapshot, ROOT_USER, JobRequest(node="hello", input={"name": "x"})).record
+    assert record is not None and record.status == "succeeded" and record.as_dict()["blockedSyscall"] is None
+
+
+def test_kernel_log_is_read_only_for_profiles_whose_refusals_it_can_hold() -> None:
+    """Kill actions or the log flag: read; the engine's default or an errno-only allowlist: nothing to read."""
+    from onexd.jobs.runner import may_log_refusals
+
+    assert not may_log_refusals(None)
+    assert not may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}))
+    assert may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_KILL_PROCESS"}]}))
+    assert may_log_refusals(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}))
+
+
+def test_job_service_reports_a_blocked_syscall_for_lockout(snapshot: Snapshot, tmp_path: Path,
+                                                           staging_dir: Path) -> None:
+    """The service hands every job seccomp stopped to its on_blocked_syscall hook (the lockout's strike)."""
+    import asyncio
+
+    from onexd.config import ConcurrencyConfig
+    from onexd.jobs.records import JobRecord
+    from onexd.jobs.service import JobService
+    from onexd.jobs.store import JobStore
+
+    runner = _runner(FakeRuntime(behaviour=_sigsys), tmp_path, staging_dir)
+    seen: list[JobRecord] = []
+
+    async def scenario() -> JobRecord | None:
+        service = JobService(runner, JobStore(tmp_path / "jobs.sqlite3"), ConcurrencyConfig())
+
+        async def hook(record: JobRecord) -> None:
+            seen.append(record)
+
+        service.on_blocked_syscall = hook
+        request = JobRequest(node="hello", input={"name": "x"})
+        admission = service.admit(snapshot, ROOT_USER, request)
+        record = await service.submit(snapshot, ROOT_USER, request, admission)
+        final = await service.wait(record.id, timeout_s=10)
+        await service.shutdown(1)
+        return final
+
+    final = asyncio.run(scenario())
+    assert final is not None and final.blocked_syscall == "unknown"
+    assert [r.id for r in seen] == [final.id]

@@ -8,6 +8,7 @@ from onexd import API_VERSION, __version__
 from onexd.api.authz import require
 from onexd.api.bodies import json_response
 from onexd.api.context import context, principal_of
+from onexd.api.lockout import lockout_health
 from onexd.api.openapi import document
 from onexd.errors import NotConfigured
 
@@ -23,7 +24,8 @@ async def health(request: web.Request) -> web.Response:
     status = "ok" if not state.degraded and engine == "ok" else "degraded"
     return json_response({"status": status, "engine": engine, "jobs": ctx.jobs.counts(),
                           "policy": {"digest": state.snapshot.digest, "degraded": state.degraded,
-                                     "rejected": sorted(r.name for r in state.rejections.values())}})
+                                     "rejected": sorted(r.name for r in state.rejections.values())},
+                          **lockout_health(ctx)})
 
 
 async def metrics(request: web.Request) -> web.Response:

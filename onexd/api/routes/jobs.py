@@ -6,12 +6,13 @@ import json
 
 from aiohttp import web
 
-from onexd.api.authz import record_decision, require
+from onexd.api.authz import allowed, record_decision, require
 from onexd.api.bodies import json_body, json_response, parse
 from onexd.api.context import ApiContext, context, principal_of
+from onexd.api.lockout import refuse_if_locked, strike
 from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
-from onexd.errors import NotFound, RequestError
+from onexd.errors import NotFound, PermissionDenied, RequestError
 from onexd.identity.principal import Principal
 from onexd.jobs.records import JobRecord
 from onexd.policy.snapshot import Snapshot
@@ -19,9 +20,15 @@ from onexd.policy.snapshot import Snapshot
 
 async def submit_job(request: web.Request) -> web.Response:
     ctx = context(request)
+    principal = principal_of(request)
     body = parse(JobRequest, await json_body(request, ctx.max_body_bytes))
+    await refuse_if_locked(ctx, principal)
     snapshot = ctx.policy.state.snapshot  # one reference read: the job is decided and lives with this snapshot
-    record = await ctx.jobs.enqueue(snapshot, principal_of(request), body)
+    try:
+        record = await ctx.jobs.enqueue(snapshot, principal, body)
+    except PermissionDenied:  # the execute decision was denied (and audited): it counts toward a lockout
+        await strike(ctx, principal.display, "denied nodes:execute")
+        raise
     if request.query.get("wait") in ("true", "1"):
         final = await ctx.jobs.wait(record.id)
         assert final is not None
@@ -29,12 +36,12 @@ async def submit_job(request: web.Request) -> web.Response:
     return json_response(record.as_dict(), 202, headers={"Location": f"/v1/jobs/{record.id}"})
 
 
-async def visible(ctx: ApiContext, snapshot: Snapshot, principal: Principal, job_id: str, own: str,
+async def visible(ctx: ApiContext, snapshot: Snapshot, principal: Principal, full_id: str, own: str,
                   other: str) -> JobRecord:
     """The record if the caller may see it (own jobs with `own`, anyone's with `other`); else NotFound, so a
     caller cannot tell another's job from no job. The decision is audited either way, naming the permission
     that decided it."""
-    record = ctx.jobs.get(job_id)
+    record = ctx.jobs.get(full_id)
     mine = record is not None and record.principal == principal.display
     granted_own, roles = permissions_for(snapshot, principal, own)
     granted_other = permissions_for(snapshot, principal, other)[0]
@@ -44,17 +51,27 @@ async def visible(ctx: ApiContext, snapshot: Snapshot, principal: Principal, job
         permission, granted = other, True
     else:
         permission, granted = (own if mine or record is None else other), False
-    target = "job " + job_id[:64].encode("utf-8", "backslashreplace").decode()
+    target = "job " + full_id[:64].encode("utf-8", "backslashreplace").decode()
     await record_decision(ctx, snapshot, principal, permission, granted, {"roles": list(roles), "target": target})
     if record is None or not granted:
         raise NotFound("no such job (or not yours to see)")
     return record
 
 
+def job_id(ctx: ApiContext, snapshot: Snapshot, request: web.Request, other: str) -> str:
+    """The path's job id, or the full id of the one job a unique prefix (8+ characters) names among the jobs
+    the caller may see (its own, or everyone's with the `other` permission): a prefix never reveals others' jobs."""
+    given = request.match_info["id"]
+    principal = principal_of(request)
+    owner = None if allowed(snapshot, principal, other) else principal.display
+    return ctx.jobs.store.resolve(given, owner) or given
+
+
 async def get_job(request: web.Request) -> web.Response:
     ctx = context(request)
-    record = await visible(ctx, ctx.policy.state.snapshot, principal_of(request), request.match_info["id"],
-                           "jobs:read", "jobs:read-all")
+    snapshot = ctx.policy.state.snapshot
+    full_id = job_id(ctx, snapshot, request, "jobs:read-all")
+    record = await visible(ctx, snapshot, principal_of(request), full_id, "jobs:read", "jobs:read-all")
     return json_response(record.as_dict())
 
 
@@ -76,18 +93,18 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    job_id = request.match_info["id"]
-    record = await visible(ctx, ctx.policy.state.snapshot, principal_of(request), job_id, "jobs:read",
-                           "jobs:read-all")
+    snapshot = ctx.policy.state.snapshot
+    full_id = job_id(ctx, snapshot, request, "jobs:read-all")
+    record = await visible(ctx, snapshot, principal_of(request), full_id, "jobs:read", "jobs:read-all")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     streamed = 0
     if request.query.get("follow") in ("true", "1") and not ctx.jobs.is_final(record):
         # Live lines as the job prints them, then whatever the final (masked, capped) record adds.
-        async for stream, line in ctx.jobs.follow(job_id):
+        async for stream, line in ctx.jobs.follow(full_id):
             await response.write(json.dumps({"stream": stream, "line": line}).encode() + b"\n")
             streamed += 1
-        final = await ctx.jobs.wait(job_id)
+        final = await ctx.jobs.wait(full_id)
         assert final is not None
         record = final
     if not streamed:  # finished, or a job with secrets (never streamed live): the masked record's output
@@ -103,9 +120,10 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
 
 async def cancel_job(request: web.Request) -> web.Response:
     ctx = context(request)
-    job_id = request.match_info["id"]
-    await visible(ctx, ctx.policy.state.snapshot, principal_of(request), job_id, "jobs:cancel", "jobs:cancel-all")
-    record = ctx.jobs.cancel(job_id)
+    snapshot = ctx.policy.state.snapshot
+    full_id = job_id(ctx, snapshot, request, "jobs:cancel-all")
+    await visible(ctx, snapshot, principal_of(request), full_id, "jobs:cancel", "jobs:cancel-all")
+    record = ctx.jobs.cancel(full_id)
     assert record is not None
     return json_response(record.as_dict(), 202 if not ctx.jobs.is_final(record) else 200)
 
