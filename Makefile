@@ -13,7 +13,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SYSCONFDIR ?= /etc
 
-.PHONY: install master-key test-images demo test lint unit host-deps engine images receivers bench bench-policy bench-runtime bench-daemon bench-audit generate clean
+.PHONY: install master-key test-images demo test lint unit host-deps engine images receivers bench bench-policy bench-runtime bench-daemon bench-audit bench-pool generate clean
 
 # A venv with the pinned dependencies, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -73,7 +73,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not docker"
 
-bench: bench-policy bench-runtime bench-daemon bench-audit
+bench: bench-policy bench-runtime bench-daemon bench-audit bench-pool
 
 bench-policy: $(STAMP)
 	$(BIN)/python bench/bench_policy.py
@@ -83,6 +83,9 @@ bench-runtime: images
 
 bench-daemon: images
 	$(BIN)/python bench/bench_daemon.py
+
+bench-pool: images
+	$(BIN)/python bench/bench_pool.py
 
 bench-audit: $(STAMP)
 	$(BIN)/python bench/bench_audit.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
 from onexd.identity.lockout import LockoutTracker
 from onexd.identity.tokens import TokenService
+from onexd.jobs.pool import WarmPool, warm_slots_of
 from onexd.jobs.records import JobRecord
 from onexd.jobs.reloader import PolicyReloader
-from onexd.jobs.runner import JobRunner
+from onexd.jobs.runner import JobRunner, NodeStore
 from onexd.jobs.service import JobService
 from onexd.jobs.store import JobStore
 from onexd.jobs.zones import EgressZones
@@ -40,6 +42,7 @@ from onexd.metrics import Metrics
 from onexd.policy.loader import LoadLimits
 from onexd.policy.manager import PolicyManager
 from onexd.policy.pipeline import Trust
+from onexd.policy.snapshot import Snapshot
 from onexd.policy.store import BundleStore
 from onexd.policy.yamlsafe import YamlLimits
 from onexd.runtime.base import Runtime
@@ -53,10 +56,21 @@ from onexd.secrets.store import EncryptedStore
 log = logging.getLogger("onexd.daemon")
 Clock = Callable[[], float]
 
+
+def _kubernetes_runtime(c: DaemonConfig) -> Runtime:
+    # Imported here: the kubernetes client is loaded only by daemons that use it.
+    from onexd.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
+
+    k = c.runtime.kubernetes
+    return KubernetesRuntime(KubernetesSettings(
+        namespace=k.namespace, kubeconfig=k.kubeconfig or os.environ.get("KUBECONFIG"), in_cluster=k.inCluster,
+        context=k.context, seccomp_dir=k.seccompDir, request_timeout_s=float(k.requestTimeoutSeconds)))
+
 # Backends by name; `fake` runs no containers (for API tests and benchmarks of the daemon itself).
 RUNTIMES: dict[str, Callable[[DaemonConfig], Runtime]] = {
     "docker": lambda c: DockerRuntime(c.runtime.dockerHost),
     "fake": lambda c: FakeRuntime(),
+    "kubernetes": _kubernetes_runtime,
 }
 
 
@@ -73,6 +87,7 @@ class Parts:
     rotation: RotationScheduler
     store: JobStore
     zones: EgressZones
+    pool: WarmPool | None  # None: off (maxContainers 0) or a backend without slots
     jobs: JobService
     policy: PolicyManager
     reloader: PolicyReloader
@@ -134,15 +149,17 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
     rotation = RotationScheduler(cfg, keystore, secret_store)
     zones = EgressZones(runtime, state_dir, cfg.runtime.egressNetwork, on_refusal=_egress_refused(audit, metrics))
     kernel_log = KernelLog(clock=clock)  # forensics: names the system calls seccomp blocked in jobs
+    pool = _warm_pool(cfg, runtime, staging, state_dir, audit, clock, lambda: jobs.counts()["queued"])
     runner = JobRunner(runtime, state_dir, staging, clock=clock, secret_store=secret_store, zones=zones,
                        syscall_evidence=kernel_log, on_secret_access=lambda job, name, source: audit.append(
-                           "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}))
+                           "secret.accessed", None, "success", {"job": job, "secret": name, "source": source}),
+                       pool=pool)
     store = JobStore(state_dir / "jobs.sqlite3")
     jobs = JobService(runner, store, cfg.concurrency, audit=audit, metrics=metrics)
     limits = LoadLimits(yaml=YamlLimits(max_file_bytes=cfg.limits.maxFileBytes),
                         max_bundle_bytes=cfg.limits.maxBundleBytes, max_bundle_files=cfg.limits.maxBundleFiles)
     policy = PolicyManager(Path(cfg.policyDir), BundleStore(state_dir / "policy"), trust_of(cfg), limits)
-    reloader = PolicyReloader(policy, audit, metrics, zones, runtime)
+    reloader = PolicyReloader(policy, audit, metrics, zones, runtime, pool)
     shippers.append(Shipper(audit, sinks, state_dir / "audit-cursors.json",
                             batch_sizes={s.name: s.batchSize for s in cfg.audit.sinks}, observer=metrics))
     credentials = Credentials(
@@ -154,12 +171,13 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                      limiter=RateLimiter(cfg.auth.rateLimit.requestsPerMinute, cfg.auth.rateLimit.burst),
                      reload=reloader.areload, engine_ok=engine_ok, credentials=credentials, audit=audit,
                      metrics=metrics, verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
-                     zones=zones.zones, max_body_bytes=cfg.limits.maxRequestBytes,
+                     zones=zones.zones, pool=pool.state if pool is not None else None,
+                     max_body_bytes=cfg.limits.maxRequestBytes,
                      authenticator=Authenticator(credentials.tokens, credentials.apikeys), clock=clock)
     if cfg.lockout.enabled:
         _lockout(api, jobs, cfg, clock)
     parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
-                  checkpointer=checkpointers[0], rotation=rotation, store=store, zones=zones, jobs=jobs,
+                  checkpointer=checkpointers[0], rotation=rotation, store=store, zones=zones, pool=pool, jobs=jobs,
                   policy=policy, reloader=reloader, shipper=shippers[0], api=api, kernel_log=kernel_log)
     _gauges_and_schedules(parts, clock)
     return parts
@@ -175,6 +193,28 @@ def _lockout(api: ApiContext, jobs: JobService, config: DaemonConfig, clock: Clo
         await strike(api, record.principal, f"blocked syscall {name or 'unknown'}")
 
     jobs.on_blocked_syscall = blocked
+
+
+def _warm_pool(cfg: DaemonConfig, runtime: Runtime, staging: Path, state_dir: Path, audit: AuditLog, clock: Clock,
+               jobs_waiting: Callable[[], int]) -> WarmPool | None:
+    """The warm pool, when the host allows slots and the backend has them. Slot history goes to the trail."""
+    slots = warm_slots_of(runtime)
+    if slots is None or cfg.pool.maxContainers == 0:
+        return None
+    nodes = NodeStore(state_dir / "nodes")
+
+    def node_source(snapshot: Snapshot, node: str) -> str | None:
+        info = snapshot.nodes[node]
+        return str(nodes.materialize(info)) if info.has_source else None
+
+    def on_event(type_: str, data: dict[str, Any], digest: str) -> None:
+        try:
+            audit.append(type_, "onexd", "success", data, digest)
+        except AuditUnavailable:
+            log.error("pool event not audited", extra={"event": type_, "slot": data.get("slot")})
+
+    return WarmPool(slots, runtime, cfg.pool, staging, node_source, clock=clock, audit_slot=on_event,
+                    jobs_waiting=jobs_waiting)
 
 
 def _egress_refused(audit: AuditLog, metrics: Metrics) -> Callable[[dict[str, Any]], None]:
@@ -198,3 +238,21 @@ def _gauges_and_schedules(parts: Parts, clock: Clock) -> None:
     parts.rotation.every(cfg.audit.checkpoint.everySeconds, "audit checkpoint", parts.checkpointer.write, "interval")
     parts.rotation.every(2, "egress refusals", parts.zones.collect)
     # shipping is not scheduled here: the shipper runs one worker per sink (started by the daemon)
+    if parts.pool is not None:
+        _pool_gauges(metrics, parts.pool)
+
+
+def _pool_gauges(metrics: Metrics, pool: WarmPool) -> None:
+    """Pool size, claims, misses, refills and the oldest idle slot's age, per target (node:x, profile:y)."""
+    def by_target(field: str) -> Callable[[], dict[str, float]]:
+        return lambda: {s["target"]: float(s[field]) for s in pool.state()}
+
+    metrics.add_gauge("onexd_pool_idle_slots", "Warm slots waiting, per target.", "target", by_target("idle"))
+    metrics.add_gauge("onexd_pool_size", "Warm slots wanted, per target.", "target", by_target("size"))
+    metrics.add_gauge("onexd_pool_claims", "Jobs that ran in a warm slot, per target.", "target",
+                      by_target("claims"))
+    metrics.add_gauge("onexd_pool_misses", "Jobs of a pooled target that found no warm slot.", "target",
+                      by_target("misses"))
+    metrics.add_gauge("onexd_pool_refills", "Warm slots created, per target.", "target", by_target("refills"))
+    metrics.add_gauge("onexd_pool_oldest_slot_age_seconds", "Age of the oldest idle slot, per target.", "target",
+                      lambda: {s["target"]: max(s["ages"], default=0.0) for s in pool.state()})

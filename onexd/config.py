@@ -20,11 +20,36 @@ class SocketConfig(Model):
     group: str | SkipJsonSchema[None] = Field(default=None, description="Group owning the socket.")
 
 
+class KubernetesConfig(Model):
+    """Where the kubernetes backend runs jobs (docs/kubernetes.md)."""
+
+    namespace: Name = Field(default="onexd", description="Namespace of every object onexd creates; its Role "
+                                                         "is limited to it.")
+    kubeconfig: AbsPath | SkipJsonSchema[None] = Field(
+        default=None, description="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
+    inCluster: bool = Field(default=False, description="Use the pod's service account (onexd runs in the "
+                                                       "cluster); excludes kubeconfig.")
+    context: str | SkipJsonSchema[None] = Field(default=None, description="Kubeconfig context (default: current).")
+    seccompDir: str = Field(default="onexd", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+                            description="Directory of custom seccomp profiles under the kubelet's seccomp root "
+                                        "(`operator/NAMESPACE` with the Security Profiles Operator).")
+    requestTimeoutSeconds: int = Field(default=30, ge=1, le=600, description="Timeout of one API request.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubernetesConfig:
+        if self.inCluster and self.kubeconfig is not None:
+            raise ValueError("give kubeconfig or inCluster, not both")
+        return self
+
+
 class RuntimeConfig(Model):
-    backend: Literal["docker", "fake"] = Field(
-        default="docker", description="`docker`; `fake` runs no containers (API tests and benchmarks only).")
+    backend: Literal["docker", "fake", "kubernetes"] = Field(
+        default="docker", description="`docker`; `kubernetes` (Pods in one namespace, see `kubernetes`); `fake` "
+                                      "runs no containers (API tests and benchmarks only).")
     dockerHost: str = Field(default="unix:///var/run/docker.sock", description="Docker engine address.")
     egressNetwork: str = Field(default="bridge", description="Network egress proxies reach out through.")
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig,
+                                         description="Settings of the kubernetes backend.")
 
 
 class TrustConfig(Model):
@@ -253,6 +278,14 @@ class ConcurrencyConfig(Model):
     maxJobsPerPrincipal: int = Field(default=8, ge=1, description="Running + queued jobs per principal.")
 
 
+class PoolConfig(Model):
+    """The host's ceiling on warm-pool slots (sizes themselves are policy: Node/SandboxProfile warmPool)."""
+
+    maxContainers: int = Field(default=16, ge=0, le=1024, description="Idle warm slots on this host, all keys "
+                                                                     "together; 0 turns the pool off.")
+    maxIdleSeconds: int = Field(default=600, ge=1, description="An idle slot older than this is replaced.")
+
+
 class LockoutConfig(Model):
     """Incident response: suspend a principal's submissions after repeated denials or blocked system calls."""
 
@@ -279,6 +312,7 @@ class DaemonConfig(Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     lockout: LockoutConfig = Field(default_factory=LockoutConfig)
 
     @model_validator(mode="after")

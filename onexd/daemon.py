@@ -83,6 +83,8 @@ class Daemon:
         first = await asyncio.to_thread(parts.reloader.reload, "startup")
         if parts.policy.state.degraded:
             log.warning("started degraded: some bundles are rejected", extra={"digest": first.digest})
+        if parts.pool is not None:  # the first reload configured it; slots fill in the background
+            parts.pool.start()
         passed = systemd.listen_socket()
         server = ApiServer(parts.api, Path(cfg.socket.path), int(cfg.socket.mode, 8), cfg.socket.group, passed)
         await server.start()
@@ -136,6 +138,8 @@ class Daemon:
     async def _shutdown(self, parts: Parts, server: ApiServer) -> None:
         """Jobs finish (or are cancelled), zones go, the socket closes, the trail is finalized, files close."""
         await parts.jobs.shutdown(SHUTDOWN_GRACE_S)
+        if parts.pool is not None:  # no slot outlives the daemon
+            await asyncio.to_thread(parts.pool.stop)
         try:
             await asyncio.to_thread(parts.zones.collect)
             await asyncio.to_thread(parts.zones.stop)

@@ -38,6 +38,8 @@
     │   ├── StorageUnavailable    the job database cannot be written
     │   ├── NotConfigured         this daemon was built without the part (no audit, no keys, no metrics)
     │   └── RuntimeFailure        the container engine failed (not the job: the engine)
+    │       ├── SlotLost          a warm-pool slot was gone before its job was handed over (nothing ran)
+    │       └── KubernetesUnsupported  a job the kubernetes backend refuses (it cannot lock it down as asked)
     ├── DaemonUnreachable         onexctl: the daemon's socket does not answer (or may not be opened)
     └── ApiFailure                onexctl: the daemon answered with an error (carries status and body)
 
@@ -249,6 +251,10 @@ class RuntimeFailure(ServiceUnavailable):
     """The container engine failed (as opposed to the job failing)."""
 
 
+class SlotLost(RuntimeFailure):
+    """A warm-pool slot was gone before its job was handed over: nothing ran, the cold path may take the job."""
+
+
 class DaemonUnreachable(OnexdError):
     """onexctl: the daemon's socket does not answer, or the caller may not open it."""
 
@@ -260,3 +266,8 @@ class ApiFailure(OnexdError):
         error = body.get("error", {}) if isinstance(body, dict) else {}
         super().__init__(error.get("message", f"HTTP {status}"))
         self.status, self.body, self.error = status, body, error
+
+
+class KubernetesUnsupported(RuntimeFailure):
+    """A setting the kubernetes backend cannot give a Pod without weakening it (e.g. a capability add that
+    Pod Security "restricted" forbids): the job is refused, never run with the setting dropped."""

@@ -10,6 +10,8 @@ JOB_LABEL = "onexd.job"
 POLICY_LABEL = "onexd.policy"
 NODE_MOUNT = "/app/node"
 SECRETS_MOUNT = "/run/secrets"
+POOL_LABEL = "onexd.pool"  # on warm-pool slots: the slot's key; a claimed slot is renamed to its job's name
+LAUNCHER_PATH = "/usr/lib/onexd/launch"  # baked into every runner image (runtime/images.py)
 
 
 @dataclass(frozen=True, slots=True)

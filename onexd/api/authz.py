@@ -1,5 +1,5 @@
 """Authorization at the HTTP boundary: every decision is counted and, before the answer goes out, durable in
-the trail (except an allowed read of the trail itself: require_unrecorded). Each takes the one snapshot its
+the trail (routine reads in aggregate: see onexd.audit.sampling). Each takes the one snapshot its
 handler read, so the decision and its audit record name the same policy."""
 
 from __future__ import annotations
@@ -25,20 +25,9 @@ async def require(ctx: ApiContext, snapshot: Snapshot, principal: Principal, per
                                                     f"{permission}"}])
 
 
-async def require_unrecorded(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str) -> None:
-    """As require(), but an allowed decision is only counted, not written to the trail (a denial is audited
-    as always): for reads of the trail itself, which would otherwise feed what they read."""
-    if not allowed(snapshot, principal, permission):
-        await require(ctx, snapshot, principal, permission)  # audits the denial and raises PermissionDenied
-        return
-    resource, _, action = permission.partition(":")
-    if ctx.metrics is not None:
-        ctx.metrics.authorization.labels(resource, action, "allowed").inc()
-
-
 async def record_decision(ctx: ApiContext, snapshot: Snapshot, principal: Principal, permission: str,
                           allowed: bool, data: dict[str, Any]) -> None:
-    """Count the decision and audit it (allowed monitoring reads in aggregate: see onexd.audit.sampling)."""
+    """Count the decision and audit it (allowed monitoring and audit reads in aggregate: onexd.audit.sampling)."""
     resource, _, action = permission.partition(":")
     result = "allowed" if allowed else "denied"
     if ctx.metrics is not None:

@@ -49,6 +49,7 @@ class ApiContext:
     metrics: Metrics | None = None
     verify_audit: Callable[[], dict[str, Any]] | None = None
     zones: Callable[[], dict[str, bool]] | None = None
+    pool: Callable[[], list[dict[str, Any]]] | None = None  # warm-pool state per key; None: no pool
     max_body_bytes: int = 1024 * 1024
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
     # Failed authentications per peer uid, checked before credentials are looked at (see middleware.py).

@@ -45,6 +45,10 @@ CATALOGUE: dict[str, EventType] = {t.name: t for t in (
     _t("job.started", "a job started running", *_JOB),
     _t("job.finished", "a job ended (outcome success only when it succeeded)", *_JOB, "status", "exitCode",
        "reason", "usage", "blockedSyscall"),
+    _t("pool.slot.created", "a warm-pool slot was created and started (policy: the digest it was made from)",
+       "slot", "key", "target", "image"),
+    _t("pool.slot.removed", "a warm-pool slot was removed: after its one job (job), or drained, too old, lost or "
+       "at stop (why)", "slot", "key", "target", "why", "job"),
     _t("secret.accessed", "a job's secret was read from its source", "job", "secret", "source"),
     _t("egress.refused", "an egress proxy refused a connection (outcome denied)", "job", "zone", "destination",
        "why"),

@@ -1,8 +1,9 @@
 """Aggregated auditing of routine reads: a Prometheus scrape every 15 s must not add 5,760 fsynced events a day
 to the trail (and keep every sink's lag above 0), yet who reads metrics stays on record.
 
-Allowed `monitoring:read` decisions are audited for a principal's first read and then at most once per window,
-each audited event carrying how many reads it stands for (`reads`). Denials are always audited, one by one.
+Allowed `monitoring:read` and `audit:read` decisions are audited for a principal's first read and then at most
+once per window, each audited event carrying how many reads it stands for (`reads`). Denials are always audited,
+one by one. For `audit:read` this also keeps `onexctl audit tail -f` from feeding the trail it follows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-SAMPLED_PERMISSIONS = frozenset({"monitoring:read"})
+SAMPLED_PERMISSIONS = frozenset({"monitoring:read", "audit:read"})
 WINDOW_S = 3600.0
 
 

@@ -14,55 +14,17 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from rich.markup import escape
-from rich.table import Table
 
 from onexd import __version__
 from onexd.cli.client import DEFAULT_SOCKET as DEFAULT_SOCKET
 from onexd.cli.client import Client as Client
 from onexd.cli.client import client_for, global_options
+from onexd.cli.ctl_output import emit_entry, listing, show
 from onexd.cli.exits import EXIT_DENIED, EXIT_ERROR, EXIT_OK, exit_code_for
 from onexd.cli.options import add_global_options
-from onexd.cli.output import cell, console, explain_text, print_json, print_yaml, short_id
+from onexd.cli.output import cell, console, explain_text, short_id
 from onexd.errors import ApiFailure as ApiFailure
 from onexd.errors import DaemonUnreachable, OnexdError, UsageError
-from onexd.policy.yamlsafe import dump_yaml
-
-
-def _show(data: Any, fmt: str, columns: Sequence[str] | None = None) -> None:
-    if fmt == "json":
-        print_json(data)
-    elif fmt == "yaml":
-        print_yaml(data)
-    elif columns is not None and isinstance(data, list):
-        table = Table(*columns)
-        for row in data:
-            table.add_row(*(escape(cell(row.get(c))) for c in columns))
-        console().print(table)
-    elif isinstance(data, dict):
-        table = Table(show_header=False)
-        for key, value in data.items():
-            table.add_row(key, escape(cell(value)))
-        console().print(table)
-    else:
-        print_json(data)
-
-
-def _listing(data: dict[str, Any], fmt: str, key: str, columns: Sequence[str]) -> None:
-    """A list answer: the rows under `key` as a table, or the whole answer as JSON/YAML."""
-    if fmt == "table":
-        _show(data[key], fmt, columns)
-    else:
-        _show(data, fmt)
-
-
-def _emit_entry(entry: dict[str, Any], fmt: str) -> None:
-    """One item of a stream in JSON (one object a line) or YAML (one list item each, so the whole is a list)."""
-    if fmt == "json":
-        sys.stdout.write(json.dumps(entry) + "\n")
-    else:
-        text = dump_yaml([entry])
-        sys.stdout.write(text)
-    sys.stdout.flush()
 
 
 def _read_input(args: argparse.Namespace) -> Any:
@@ -123,7 +85,7 @@ def _version(args: argparse.Namespace) -> int:
         out.print(f"Server: onexd {escape(server['version'])} (API {escape(server['apiVersion'])})" if server
                   else "Server: unreachable")
     else:
-        _show(data, args.output)
+        show(data, args.output)
     if failure is not None:
         raise failure
     return EXIT_OK
@@ -147,7 +109,7 @@ def _audit_tail(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"{event['seq']:>8} {event['ts']} {event['type']:<18} {event['outcome']:<8} "
                                  f"{event.get('principal') or '-'} {cell(event.get('data'))}\n")
             else:
-                _emit_entry(event, fmt)
+                emit_entry(event, fmt)
         sys.stdout.flush()
         since = page["next"]
         if not args.follow:
@@ -160,7 +122,7 @@ def _job_logs(args: argparse.Namespace) -> int:
     path = f"/v1/jobs/{quote(args.id)}/logs" + ("?follow=true" if args.follow else "")
     for entry in client.stream(path):
         if fmt != "table":
-            _emit_entry(entry, fmt)
+            emit_entry(entry, fmt)
         elif "line" in entry:
             (sys.stdout if entry["stream"] == "stdout" else sys.stderr).write(entry["line"] + "\n")
         elif entry.get("event") == "end":
@@ -180,19 +142,19 @@ def _policy_explain(args: argparse.Namespace) -> int:
     if args.output == "table":
         explain_text(data)
     else:
-        _show(data, args.output)
+        show(data, args.output)
     return EXIT_OK if data["allowed"] and not data.get("inputErrors") else EXIT_DENIED
 
 
 def _jwks(args: argparse.Namespace) -> int:
     data = client_for(args).call("GET", "/v1/keys/jwks")
-    _listing(data, args.output, "keys", ("kid", "kty", "alg", "crv", "use"))
+    listing(data, args.output, "keys", ("kid", "kty", "alg", "crv", "use"))
     return EXIT_OK
 
 
 def _health(args: argparse.Namespace) -> int:
     data = client_for(args).call("GET", "/v1/health")
-    _show(data, args.output)
+    show(data, args.output)
     return EXIT_OK if data.get("status") == "ok" else EXIT_ERROR
 
 
@@ -200,11 +162,11 @@ def _job_run(args: argparse.Namespace) -> int:
     body = _job_body(args)
     record = client_for(args, waits=args.wait).call("POST", "/v1/jobs" + ("?wait=true" if args.wait else ""), body)
     if args.wait and args.output == "table":  # the record, then the output as the job printed it (once)
-        _show({k: v for k, v in record.items() if k not in ("stdout", "stderr")}, args.output)
+        show({k: v for k, v in record.items() if k not in ("stdout", "stderr")}, args.output)
         sys.stdout.write(record.get("stdout") or "")
         sys.stderr.write(record.get("stderr") or "")
     else:
-        _show(record, args.output)
+        show(record, args.output)
     return EXIT_OK if not args.wait or record.get("status") == "succeeded" else EXIT_ERROR
 
 
@@ -216,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     cmd = (args.group, getattr(args, "action", None))
     client = client_for(args)
     if cmd == ("job", "get"):
-        _show(client.call("GET", f"/v1/jobs/{quote(args.id)}"), fmt)
+        show(client.call("GET", f"/v1/jobs/{quote(args.id)}"), fmt)
     elif cmd == ("job", "list"):
         query = {"limit": str(args.limit)}
         if args.all:
@@ -224,26 +186,26 @@ def run(args: argparse.Namespace) -> int:
         if args.status:
             query["status"] = args.status
         data = client.call("GET", "/v1/jobs?" + urlencode(query))
-        _listing(_job_rows(data, args.no_trunc) if fmt == "table" else data, fmt, "jobs", JOB_COLUMNS)
+        listing(_job_rows(data, args.no_trunc) if fmt == "table" else data, fmt, "jobs", JOB_COLUMNS)
     elif cmd == ("job", "cancel"):
-        _show(client.call("DELETE", f"/v1/jobs/{quote(args.id)}"), fmt)
+        show(client.call("DELETE", f"/v1/jobs/{quote(args.id)}"), fmt)
     elif cmd == ("policy", "status"):
         data = client.call("GET", "/v1/policy")
         if fmt == "table":
             rows = [{**b, "digest": b["digest"][:12]} for b in data["bundles"]]
-            _show(rows, fmt, ("name", "version", "digest", "directory", "activatedAt"))
+            show(rows, fmt, ("name", "version", "digest", "directory", "activatedAt"))
             for r in data["rejections"]:
                 console().print(f"[red]rejected[/red] {escape(r['bundle'])} {escape(r['version'])}: "
                                 f"{len(r['problems'])} problems in {escape(', '.join(r['files']))}")
         else:
-            _show(data, fmt)
+            show(data, fmt)
     elif cmd == ("policy", "reload"):
-        _show(client.call("POST", "/v1/policy/reload", {"allowRollback": args.rollback}), fmt)
+        show(client.call("POST", "/v1/policy/reload", {"allowRollback": args.rollback}), fmt)
     elif cmd == ("keys", "list"):
-        _listing(client.call("GET", "/v1/keys"), fmt, "keys",
+        listing(client.call("GET", "/v1/keys"), fmt, "keys",
                  ("kid", "algorithm", "state", "createdAt", "activatedAt", "graceUntil"))
     elif cmd == ("keys", "rotate"):
-        _show(client.call("POST", "/v1/keys/rotate", {"target": "secrets" if args.secrets else "signing"}), fmt)
+        show(client.call("POST", "/v1/keys/rotate", {"target": "secrets" if args.secrets else "signing"}), fmt)
     elif cmd == ("token", "issue"):
         body: dict[str, Any] = {"subject": args.subject}
         if args.ttl:
@@ -252,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         if fmt == "table":
             sys.stdout.write(data["token"] + "\n")
         else:
-            _show(data, fmt)
+            show(data, fmt)
     elif cmd == ("apikey", "create"):
         body = {"name": args.name}
         if args.ttl:
@@ -262,20 +224,23 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(data["key"] + "\n")
             console(stderr=True).print("[yellow]shown once: onexd keeps only its hash[/yellow]")
         else:
-            _show(data, fmt)
+            show(data, fmt)
     elif cmd == ("apikey", "list"):
-        _listing(client.call("GET", "/v1/apikeys"), fmt, "apikeys",
+        listing(client.call("GET", "/v1/apikeys"), fmt, "apikeys",
                  ("name", "keyId", "state", "createdAt", "expiresAt", "revokedAt"))
     elif cmd == ("apikey", "revoke"):
-        _show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
+        show(client.call("DELETE", f"/v1/apikeys/{quote(args.name)}"), fmt)
     elif cmd == ("zone", "list"):
-        _listing(client.call("GET", "/v1/zones"), fmt, "zones", ("name", "mode", "network", "proxy", "egress"))
+        listing(client.call("GET", "/v1/zones"), fmt, "zones", ("name", "mode", "network", "proxy", "egress"))
+    elif cmd == ("pool", "list"):
+        listing(client.call("GET", "/v1/pool"), fmt, "keys",
+                ("target", "size", "idle", "ages", "claims", "misses", "refills", "policy", "key"))
     elif cmd == ("audit", "verify"):
         data = client.call("GET", "/v1/audit/verify")
-        _show(data, fmt)
+        show(data, fmt)
         return EXIT_OK if data["ok"] else EXIT_DENIED
     elif cmd == ("principal", "unlock"):  # incident response: lift a lockout (users:write)
-        _show(client.call("POST", f"/v1/principals/{quote(args.name, safe='')}/unlock"), fmt)
+        show(client.call("POST", f"/v1/principals/{quote(args.name, safe='')}/unlock"), fmt)
     return EXIT_OK
 
 
@@ -348,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     zone = sub.add_parser("zone", help="network zones").add_subparsers(dest="action", required=True,
                                                                        metavar="ACTION")
     zone.add_parser("list", help="zones, their mode, network, proxy state and allowlist (policy:read)")
+    pool = sub.add_parser("pool", help="the warm pool").add_subparsers(dest="action", required=True,
+                                                                     metavar="ACTION")
+    pool.add_parser("list", help="pool keys: target, wanted size, idle slots and their ages (monitoring:read)")
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True,
                                                                            metavar="ACTION")
     p = audit.add_parser("tail", help="recent events (audit:read)")

@@ -43,6 +43,8 @@ class JobRecord:
     # "unknown" (killed by SIGSYS, no kernel record to tie), or None (seccomp stopped nothing we know of).
     usage: Mapping[str, int | None] | None = None
     blocked_syscall: Mapping[str, Any] | str | None = None
+    # A pooled job: the slot it ran in and the policy digest and key the slot was created with.
+    pool: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def forensics(self) -> dict[str, Any]:
@@ -61,4 +63,5 @@ class JobRecord:
             "usage": dict(self.usage) if self.usage is not None else None,
             "blockedSyscall": (dict(self.blocked_syscall) if isinstance(self.blocked_syscall, Mapping)
                                else self.blocked_syscall),
+            "pool": dict(self.pool) or None,
         }

@@ -17,6 +17,7 @@ from onexd.audit.events import NewEvent
 from onexd.audit.trail import AuditLog
 from onexd.engine.translate import zone_network_name
 from onexd.errors import RuntimeFailure
+from onexd.jobs.pool import WarmPool
 from onexd.jobs.zones import EgressZones
 from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager, ReloadResult
@@ -27,8 +28,9 @@ log = logging.getLogger("onexd.daemon")
 
 class PolicyReloader:
     def __init__(self, policy: PolicyManager, audit: AuditLog, metrics: Metrics, zones: EgressZones,
-                 runtime: ZoneNetworks) -> None:
+                 runtime: ZoneNetworks, pool: WarmPool | None = None) -> None:
         self.policy, self.audit, self.metrics, self.zones, self.runtime = policy, audit, metrics, zones, runtime
+        self.pool = pool
 
     def reload(self, reason: str, rollback: frozenset[str] = frozenset()) -> ReloadResult:
         """Reload (blocking: call it off the event loop) and apply its effects."""
@@ -40,6 +42,8 @@ class PolicyReloader:
             self.audit.append_many(events)
         if result.changed or result.removed:
             self._follow_zones(set(zones_before))
+        if self.pool is not None:  # keys whose shape changed drain; the new ones fill behind
+            self.pool.configure(self.policy.state.snapshot)
         return result
 
     async def areload(self, reason: str, rollback: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from onexd.engine.translate import HostPaths, translate
 from onexd.errors import InvalidInput as InvalidInput
 from onexd.errors import RuntimeFailure
 from onexd.identity.principal import Principal
+from onexd.jobs.pool import WarmPool
 from onexd.jobs.records import JobRecord, new_job_id
 from onexd.jobs.zones import EgressZones
 from onexd.policy.schema import InputValidator
@@ -151,8 +152,10 @@ class JobRunner:
                  secret_cache: SecretCache | None = None, release_networks: bool = False,
                  secret_store: EncryptedBackend | None = None,
                  on_secret_access: Callable[[str, str, str], object] | None = None,
-                 zones: EgressZones | None = None, syscall_evidence: SyscallEvidence | None = None) -> None:
+                 zones: EgressZones | None = None, syscall_evidence: SyscallEvidence | None = None,
+                 pool: WarmPool | None = None) -> None:
         self.runtime = runtime
+        self.pool = pool
         self.nodes = NodeStore(state_dir / "nodes")
         self.staging_dir = staging_dir
         self.environ = os.environ if environ is None else environ
@@ -185,7 +188,7 @@ class JobRunner:
 
     @contextlib.contextmanager
     def _prepared(self, snapshot: Snapshot, decision: Decision, request: JobRequest, job_id: str
-                  ) -> Iterator[tuple[HostPaths, list[bytes]]]:
+                  ) -> Iterator[tuple[HostPaths, dict[str, bytes]]]:
         assert decision.sandbox is not None
         if snapshot.zones[decision.sandbox.zone].mode == "egress":
             if self.zones is None:  # fail closed: no proxy, no egress
@@ -197,11 +200,11 @@ class JobRunner:
             node_dir = str(self.nodes.materialize(snapshot.nodes[request.node]))
         values = self._secret_values(snapshot, decision.sandbox.secrets, job_id)
         if not values:
-            yield HostPaths(node_source=node_dir), []
+            yield HostPaths(node_source=node_dir), {}
             return
         uid, gid = (int(x) for x in decision.sandbox.user.split(":"))
         with staged_secrets(self.staging_dir, job_id, values, uid, gid) as secrets_dir:
-            yield HostPaths(node_source=node_dir, secrets_dir=str(secrets_dir)), list(values.values())
+            yield HostPaths(node_source=node_dir, secrets_dir=str(secrets_dir)), values
 
     def admit(self, snapshot: Snapshot, principal: Principal, request: JobRequest) -> Admission:
         """Decide, and for an allowed node job check its input. Raises InvalidInput; a denial is a value."""
@@ -226,12 +229,20 @@ class JobRunner:
         goes to on_output only for jobs without secrets: masking needs the whole output."""
         decision, job_id = admission.decision, base.id
         secret_values: list[bytes] = []
+        pool: dict[str, str] = {}
         try:
-            with self._prepared(snapshot, decision, request, job_id) as (paths, secret_values):
+            with self._prepared(snapshot, decision, request, job_id) as (paths, secrets):
+                secret_values = list(secrets.values())
                 spec = translate(snapshot, decision, request, job_id, paths)
                 try:
                     live = on_output if not secret_values else None
-                    result = self.runtime.run(spec, admission.stdin, cancel, live)
+                    # A warm slot of exactly this spec's shape if one waits; otherwise the cold path, at once.
+                    pooled = self.pool.run(spec, secrets, admission.stdin, cancel, live) if self.pool else None
+                    if pooled is not None:
+                        result, slot = pooled
+                        pool = {"slot": slot.name, "key": slot.key, "digest": slot.digest}
+                    else:
+                        result = self.runtime.run(spec, admission.stdin, cancel, live)
                 finally:
                     if self.release_networks and spec.network.network_name:
                         self.runtime.release_network(spec.network.network_name)
@@ -258,7 +269,8 @@ class JobRunner:
             truncated=result.truncated, duration_ms=result.duration_ms, started_at=result.started_at,
             finished_at=result.finished_at, reason=reason,
             usage=result.usage.as_dict() if result.usage is not None else None,
-            blocked_syscall=blocked.as_dict() if blocked is not None and not isinstance(blocked, str) else blocked)
+            blocked_syscall=blocked.as_dict() if blocked is not None and not isinstance(blocked, str) else blocked,
+            pool=pool)
 
     def run(self, snapshot: Snapshot, principal: Principal, request: JobRequest,
             cancel: threading.Event | None = None, job_id: str | None = None) -> JobOutcome:

@@ -36,14 +36,15 @@ CREATE TABLE IF NOT EXISTS jobs (
   started_at REAL, finished_at REAL,
   reason TEXT NOT NULL DEFAULT '',
   usage TEXT,
-  blocked_syscall TEXT
+  blocked_syscall TEXT,
+  pool TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_principal ON jobs (principal, id);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
 # Columns added after the first release, with their type: databases of older versions gain them at open.
-_ADDED_COLUMNS = {"usage": "TEXT", "blocked_syscall": "TEXT"}
-_JSON_COLUMNS = ("usage", "blocked_syscall")
+_ADDED_COLUMNS = {"usage": "TEXT", "blocked_syscall": "TEXT", "pool": "TEXT"}
+_JSON_COLUMNS = ("usage", "blocked_syscall", "pool")
 _COLUMNS = [f.name for f in fields(JobRecord) if f.name != "extra"]
 
 
@@ -64,6 +65,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
     data["truncated"] = bool(data["truncated"])
     for column in _JSON_COLUMNS:
         data[column] = None if data.get(column) is None else json.loads(data[column])
+    data["pool"] = data["pool"] or {}  # not pooled (or written before the pool)
     return JobRecord(**data)
 
 

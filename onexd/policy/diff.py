@@ -72,6 +72,7 @@ def _views(s: Snapshot) -> dict[str, dict[str, dict[str, Any]]]:
         flat = _plain(p)
         flat.update({f"resources.{k}": v for k, v in flat.pop("resources").items()})
         flat["capabilities.add"] = flat.pop("capabilities").get("add", [])
+        _flatten_pool(flat)
         profiles[name] = flat
     bindings: dict[str, dict[str, Any]] = {}
     for (kind, subject), grants in s.bindings.items():
@@ -87,8 +88,14 @@ def _views(s: Snapshot) -> dict[str, dict[str, dict[str, Any]]]:
         "NetworkZone": {n: _plain(z) for n, z in s.zones.items()},
         "SecretSource": {n: _plain(x) for n, x in s.secret_sources.items()},
         "Secret": {n: _plain(x) for n, x in s.secrets.items()},
-        "Node": {n: _plain(x.spec) for n, x in s.nodes.items()},
+        "Node": {n: _flatten_pool(_plain(x.spec)) for n, x in s.nodes.items()},
     }
+
+
+def _flatten_pool(flat: dict[str, Any]) -> dict[str, Any]:
+    if "warmPool" in flat:
+        flat["warmPool.size"] = flat.pop("warmPool").get("size", 0)
+    return flat
 
 
 def _field_changes(kind: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> Iterator[Change]:
@@ -104,6 +111,8 @@ def _field_changes(kind: str, name: str, old: dict[str, Any], new: dict[str, Any
                 yield Change(kind, name, key, "added", None, after[k], "narrows" if narrowing else "widens")
             for k in sorted(before.keys() - after.keys()):
                 yield Change(kind, name, key, "removed", before[k], None, "widens" if narrowing else "narrows")
+        elif key == "warmPool.size":  # how many containers wait, not what a job may do
+            yield Change(kind, name, key, "changed", a, b, "changes")
         elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
             raised = b > a
             yield Change(kind, name, key, "raised" if raised else "lowered", a, b,

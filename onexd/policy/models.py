@@ -7,19 +7,15 @@ fails when they drift.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
-
-from onexd import fields
 
 # Shared with the daemon config; re-exported here because the policy format is where readers look for them.
 from onexd.fields import ABS_PATH_MAX as ABS_PATH_MAX
@@ -32,46 +28,19 @@ from onexd.fields import Size as Size
 from onexd.fields import parse_size as parse_size
 from onexd.policy import limits as lim
 from onexd.policy.limits import ID_MAX, ID_MIN, MemorySize, OutputSize, TmpfsSize
-
-# semver.org's recommended regular expression.
-SEMVER_PATTERN = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-PERMISSION_PATTERN = r"^(\*|[a-z][a-z-]*:(\*|[a-z][a-z-]*))$"
-CAPABILITY_PATTERN = r"^[A-Z][A-Z0-9_]*$"
-REL_PATH_PATTERN = r"^[A-Za-z0-9._/-]{1,1024}$"  # escapes (.., absolute) are a semantic rule
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-LABEL_KEY_PATTERN = r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+from onexd.policy.patterns import CAPABILITY_PATTERN as CAPABILITY_PATTERN
+from onexd.policy.patterns import ENV_NAME_PATTERN as ENV_NAME_PATTERN
+from onexd.policy.patterns import LABEL_KEY_PATTERN as LABEL_KEY_PATTERN
+from onexd.policy.patterns import PATTERN_WORDS as PATTERN_WORDS
+from onexd.policy.patterns import PERMISSION_PATTERN as PERMISSION_PATTERN
+from onexd.policy.patterns import REL_PATH_PATTERN as REL_PATH_PATTERN
+from onexd.policy.patterns import SEMVER_PATTERN as SEMVER_PATTERN
+from onexd.policy.patterns import Permission as Permission
+from onexd.policy.patterns import SemVer as SemVer
+from onexd.policy.patterns import error_message as error_message
+from onexd.policy.patterns import first_error as first_error
 
 API_VERSION = "onexd/v1"
-
-
-SemVer = Annotated[str, StringConstraints(pattern=SEMVER_PATTERN)]
-
-Permission = Annotated[str, StringConstraints(pattern=PERMISSION_PATTERN)]
-
-# What each pattern accepts, in words: a message never shows a raw regular expression.
-PATTERN_WORDS: dict[str, str] = {
-    **fields.PATTERN_WORDS,
-    SEMVER_PATTERN: "a semantic version like 1.2.3",
-    PERMISSION_PATTERN: "resource:action, like jobs:read or nodes:*, or *",
-    CAPABILITY_PATTERN: "an upper-case Linux capability name like NET_BIND_SERVICE",
-    REL_PATH_PATTERN: "a relative path of letters, digits and . _ / -",
-    ENV_NAME_PATTERN: "letters, digits and _, not starting with a digit",
-    LABEL_KEY_PATTERN: "an optional DNS prefix and /, then letters, digits and . _ - (at most 63)",
-}
-
-
-def error_message(err: Mapping[str, Any]) -> str:
-    """One pydantic error in words (the policy format's patterns included), never a regular expression."""
-    return fields.error_message(err, PATTERN_WORDS)
-
-
-def first_error(exc: ValidationError, top: str) -> tuple[str, str]:
-    """(dotted field, message) of the first error of a failed validation, for messages that name the field."""
-    return fields.first_error(exc, top, PATTERN_WORDS)
 
 
 class Metadata(Model):
@@ -110,19 +79,8 @@ class Subject(Model):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,256}$")] = Field(
         description="User/group name or numeric id, token subject, or API key name.")
     issuer: Annotated[str, StringConstraints(pattern=r"^https?://[^\s#]{1,2000}$")] | SkipJsonSchema[None] = Field(
-        default=None, description="Token only: the external issuer (`iss`, as configured in auth.jwksIssuers) "
-                                  "whose `sub` this is. Without it a Token subject is one onexd itself issued.")
-
-    @model_validator(mode="after")
-    def _issuer_for_tokens(self) -> Subject:
-        if self.issuer is not None and self.kind != "Token":
-            raise ValueError("`issuer` is only for subjects of kind Token")
-        return self
-
-    @property
-    def key(self) -> str:
-        """The name a principal must have to match: the subject, namespaced by its issuer when external."""
-        return self.name if self.issuer is None else f"{self.issuer}#{self.name}"
+        default=None, description="Token only: the external issuer (`iss`, from auth.jwksIssuers) whose `sub` this is; "
+                                  "without it, a subject of a token onexd issued. Matched as `ISSUER#NAME`.")
 
 
 class RoleBindingSpec(Model):
@@ -166,6 +124,11 @@ class Resources(Model):
                                                 "buffered in the daemon's memory).")
 
 
+class WarmPool(Model):
+    size: int = Field(default=0, ge=0, le=64, description="Containers kept created and started, waiting for a "
+                                                          "job (never reused; the host ceiling still applies).")
+
+
 class SandboxProfileSpec(Model):
     image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")] = Field(
         description="Container image (built locally: `onexd/runner-python`, `onexd/runner-busybox`).")
@@ -184,6 +147,8 @@ class SandboxProfileSpec(Model):
     env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)],
               Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, description="Static, non-secret environment variables.")
+    warmPool: WarmPool | SkipJsonSchema[None] = Field(
+        default=None, description="Warm pool for ad-hoc jobs with this profile.")
 
 
 class SyscallArg(Model):
@@ -324,6 +289,8 @@ class NodeSpec(Model):
     zone: Name | SkipJsonSchema[None] = Field(default=None, description="Overrides the profile's zone.")
     timeoutSeconds: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=86400,
                                                        description="At most the profile's timeout.")
+    warmPool: WarmPool | SkipJsonSchema[None] = Field(
+        default=None, description="Warm pool: containers for this node created and started ahead of time.")
 
 
 # --- documents ---------------------------------------------------------------------------------------

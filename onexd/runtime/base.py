@@ -6,8 +6,9 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from onexd.errors import SlotLost as SlotLost
 from onexd.runtime.cgroups import Usage
 from onexd.spec import ContainerSpec
 
@@ -94,9 +95,29 @@ class Reaper(Protocol):
         """Remove every onexd-managed container, and managed networks no container uses; return their names."""
 
 
+@runtime_checkable
+class WarmSlots(Protocol):
+    """Warm-pool slots (a backend may not have them: the pool is then off). A slot is a started container whose
+    launcher waits for exactly one job; it is removed when that job ends, never reused."""
+
+    def create_slot(self, spec: ContainerSpec) -> str:
+        """Create and start a slot from spec (its command is the launcher); return its name."""
+
+    def run_slot(self, name: str, job: ContainerSpec, line: bytes, stdin: bytes,
+                 cancel: threading.Event | None = None, on_output: OutputSink | None = None) -> RunResult:
+        """Hand the job (the launcher's line, then stdin) to a waiting slot and run it like run(): job's timeout
+        and output limit from now; the container is always removed. Raises SlotLost when nothing ran."""
+
+    def remove_slot(self, name: str) -> None:
+        """Remove a slot that will not get a job."""
+
+    def settle(self) -> None:
+        """Wait for removals under way."""
+
+
 class Runtime(JobRuntime, ZoneNetworks, Images, Reaper, Protocol):
-    """A container engine in every role onexd uses. Implementations: DockerRuntime, FakeRuntime; each role is
-    checked against both by tests/runtime/test_contract.py."""
+    """A container engine in every role onexd uses. Implementations: DockerRuntime, FakeRuntime,
+    KubernetesRuntime; each role is checked against all three by tests/runtime/test_contract.py."""
 
 
 def describe_exit(exit_code: int) -> str:

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -18,67 +18,31 @@ import requests
 from docker.errors import APIError, DockerException, NotFound
 
 from onexd.errors import RuntimeFailure
-from onexd.runtime.base import EXIT_SIGNAL_BASE, ImageInfo, OutputSink, RunResult, describe_exit, status_for
-from onexd.runtime.cgroups import CgroupProbe
-from onexd.spec import MANAGED_LABEL, ContainerSpec
+from onexd.runtime.attach import OutputReader, close_attach
+from onexd.runtime.base import (
+    EXIT_SIGNAL_BASE,
+    ImageInfo,
+    OutputSink,
+    RunResult,
+    SlotLost,
+    describe_exit,
+    status_for,
+)
+from onexd.runtime.cgroups import CgroupProbe, Usage
+from onexd.runtime.engine_request import engine_request as engine_request
+from onexd.spec import JOB_LABEL, MANAGED_LABEL, ContainerSpec
 
 ZONE_LABEL = "onexd.zone"
-# Jobs yield CPU to the daemon and everything else (CIS 5.12 wants a non-default share).
-CPU_SHARES = 512
-# The OOM killer should pick a job before onexd or dockerd.
-OOM_SCORE_ADJ = 500
 KILL_GRACE_S = 10
+RENAME_AFTER_S = 0.2
+REMOVE_AFTER_S = 0.1
 
 
-def engine_request(spec: ContainerSpec) -> dict[str, Any]:
-    """Keyword arguments for APIClient.create_container. Every security setting is explicit, none defaulted."""
-    security_opt = ["no-new-privileges:true"]
-    if spec.seccomp.profile_json is not None:
-        security_opt.append(f"seccomp={spec.seccomp.profile_json}")
-    limits = spec.limits
-    host_config: dict[str, Any] = {
-        "Privileged": False,
-        "ReadonlyRootfs": spec.read_only_rootfs,
-        "CapDrop": list(spec.cap_drop),
-        "CapAdd": list(spec.cap_add),
-        "SecurityOpt": security_opt,
-        "Memory": limits.memory_bytes,
-        "MemorySwap": limits.memory_swap_bytes,
-        "NanoCpus": limits.nano_cpus,
-        "CpuShares": CPU_SHARES,
-        "PidsLimit": limits.pids_limit,
-        "Ulimits": [{"Name": "nofile", "Soft": limits.nofile_limit, "Hard": limits.nofile_limit}],
-        "OomScoreAdj": OOM_SCORE_ADJ,
-        "NetworkMode": spec.network.network_name or "none",
-        "Tmpfs": {t.target: t.options for t in spec.tmpfs},
-        "Mounts": [{"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only,
-                    "BindOptions": {"Propagation": "rprivate"}} for m in spec.mounts],
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-        "IpcMode": "private",
-        "CgroupnsMode": "private",
-        "PublishAllPorts": False,
-        "PortBindings": {},
-        "Devices": [],
-        # Output goes to onexd through the attach stream only: nothing (no secret) lands in engine log files.
-        "LogConfig": {"Type": "none", "Config": {}},
-    }
-    return {
-        "image": spec.image,
-        # The argv is authoritative: an image ENTRYPOINT must not wrap it.
-        "entrypoint": list(spec.command[:1]),
-        "command": list(spec.command[1:]),
-        "user": spec.user,
-        "environment": [f"{k}={v}" for k, v in spec.env],
-        "working_dir": spec.working_dir,
-        "labels": dict(spec.labels),
-        "name": spec.name,
-        "hostname": "job",
-        "stdin_open": True,
-        "tty": False,
-        "detach": False,  # with stdin_open: attach stdin once, so EOF on our side is EOF for the job
-        "host_config": host_config,
-        "use_config_proxy": False,  # never inject the client's proxy settings into a job
-    }
+def since(usage: Usage | None, cpu_before_ms: int) -> Usage | None:
+    """Usage with the CPU spent before a point (a slot's launcher, before the claim) left out."""
+    if usage is None or usage.cpu_ms is None or not cpu_before_ms:
+        return usage
+    return dataclasses.replace(usage, cpu_ms=max(usage.cpu_ms - cpu_before_ms, 0))
 
 
 @contextlib.contextmanager
@@ -93,60 +57,6 @@ def _engine_errors(action: str) -> Iterator[None]:
         raise RuntimeFailure(f"{action}: the Docker engine is unreachable ({exc})") from None
 
 
-class _OutputReader(threading.Thread):
-    """Demultiplexes the attach stream, keeping at most `limit` bytes of stdout+stderr, draining the rest."""
-
-    def __init__(self, sock: socket.socket, limit: int, on_output: OutputSink | None = None) -> None:
-        super().__init__(name="onexd-output", daemon=True)
-        self.sock, self.limit, self.on_output = sock, limit, on_output
-        self.out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
-        self.truncated = False
-        self.kept = 0
-        self.seen = 0  # every byte the job wrote, kept or cut (usage.outputBytes)
-
-    def _read_exactly(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return bytes(buf)
-
-    def run(self) -> None:
-        try:
-            while True:
-                header = self._read_exactly(8)
-                stream, size = header[0], struct.unpack(">I", header[4:])[0]
-                remaining = size
-                while remaining:
-                    chunk = self.sock.recv(min(remaining, 65536))
-                    if not chunk:
-                        raise EOFError
-                    remaining -= len(chunk)
-                    self.seen += len(chunk)
-                    room = self.limit - self.kept
-                    if len(chunk) > room:
-                        self.truncated = True
-                        chunk = chunk[:max(room, 0)]
-                    if chunk and stream in self.out:
-                        self.out[stream] += chunk
-                        self.kept += len(chunk)
-                        if self.on_output is not None:
-                            self.on_output(stream, chunk)
-        except (EOFError, OSError):
-            return
-
-
-def _close_attach(attached: Any) -> None:
-    """Close the hijacked attach connection in the order that leaves no half-closed object for the GC:
-    the HTTP response first (it flushes through the socket), then the file object, then the socket."""
-    for closeable in (getattr(attached, "_response", None), attached, getattr(attached, "_sock", None)):
-        if closeable is not None:
-            with contextlib.suppress(Exception):
-                closeable.close()
-
-
 class DockerRuntime:
     """Runs ContainerSpecs on a Docker engine through the SDK's low-level API."""
 
@@ -156,6 +66,10 @@ class DockerRuntime:
         self._api = self._client.api
         self._network_lock = threading.Lock()
         self._addresses: dict[str, str] = {}
+        self._slot_lock = threading.Lock()
+        # Waiting slots: name -> (container id, attach stream, the sampler of its cgroup).
+        self._slots: dict[str, tuple[str, Any, CgroupProbe | None]] = {}
+        self._removals: list[threading.Thread] = []
 
     def close(self) -> None:
         self._client.close()
@@ -281,14 +195,15 @@ class DockerRuntime:
         """The job whose container had this address on a zone network (kept from when it started)."""
         return self._addresses.get(address)
 
-    def _remember_address(self, cid: str, network: str) -> None:
+    def _remember_address(self, cid: str, network: str, job: str | None = None) -> None:
         with contextlib.suppress(DockerException, requests.RequestException, OSError, KeyError):
             info = self._api.inspect_container(cid)
             address = info["NetworkSettings"]["Networks"][network]["IPAddress"]
             if address:
                 if len(self._addresses) > 10_000:
                     self._addresses.clear()
-                self._addresses[address] = info["Config"]["Labels"].get("onexd.job", "")
+                # A slot has no job label (it had no job when created): the claim says which job it is.
+                self._addresses[address] = job if job is not None else info["Config"]["Labels"].get(JOB_LABEL, "")
 
     def run(self, spec: ContainerSpec, stdin: bytes, cancel: threading.Event | None = None,
             on_output: OutputSink | None = None) -> RunResult:
@@ -303,7 +218,7 @@ class DockerRuntime:
                 cid = self._api.create_container(**engine_request(spec))["Id"]
                 attached = self._api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             raw: socket.socket = getattr(attached, "_sock", attached)
-            reader = _OutputReader(raw, spec.limits.output_limit_bytes, on_output)
+            reader = OutputReader(raw, spec.limits.output_limit_bytes, on_output)
             reader.start()
             started = time.time()
             with _engine_errors(f"starting container {spec.name}"):
@@ -312,42 +227,132 @@ class DockerRuntime:
                 self._remember_address(cid, spec.network.network_name)
             probe = CgroupProbe.attach(self._init_pid(cid), cid)  # before the input: a job reading it is still there
             self._feed(raw, stdin)
-            timed_out = cancelled = False
-            deadline = time.monotonic() + spec.limits.timeout_s
-            while reader.is_alive():
-                reader.join(0.05)
-                probe.sample()
-                if not (timed_out or cancelled):
-                    if cancel is not None and cancel.is_set():
-                        cancelled = True
-                    elif time.monotonic() >= deadline:
-                        timed_out = True
-                    if timed_out or cancelled:
-                        self._kill(cid)
-            with _engine_errors(f"waiting for container {spec.name}"):
-                exit_code = int(self._api.wait(cid, timeout=KILL_GRACE_S + 30)["StatusCode"])
-                finished = time.time()
-                state = self._api.inspect_container(cid)["State"]
-            _close_attach(attached)
-            # The kernel's own count in the job's cgroup is evidence too (the engine's flag can be missed).
-            oom = bool(state.get("OOMKilled")) or bool(probe.tracker.oom_kills)
-            if not oom and exit_code == EXIT_SIGNAL_BASE + 9 and not (timed_out or cancelled):
-                oom = self._oom_event(cid, started - 1)
-            status = status_for(exit_code, oom, timed_out, cancelled)
-            reason = {"timed_out": f"killed after the {spec.limits.timeout_s}s timeout",
-                      "cancelled": "cancelled", "oom_killed": "killed by the OOM killer at the memory limit"
-                      }.get(status, describe_exit(exit_code))
-            return RunResult(status=status, exit_code=exit_code, stdout=bytes(reader.out[1]),
-                             stderr=bytes(reader.out[2]), truncated=reader.truncated,
-                             duration_ms=round((finished - started) * 1000), started_at=started,
-                             finished_at=finished, reason=reason,
-                             usage=probe.usage(reader.seen, round((finished - started) * 1000)),
-                             processes=probe.processes)
+            return self._drive(cid, spec, attached, reader, started, cancel, probe)
         finally:
             if attached is not None:
-                _close_attach(attached)
+                close_attach(attached)
             # By id when we have it; by name when creation was interrupted before we learned the id.
             self._remove(cid or spec.name)
+
+    def _drive(self, cid: str, spec: ContainerSpec, attached: Any, reader: OutputReader, started: float,
+               cancel: threading.Event | None, probe: CgroupProbe, cpu_before_ms: int = 0) -> RunResult:
+        """From a started, fed container to its result: the timeout counts from `started`, usage is sampled (and
+        its CPU counted from cpu_before_ms: a slot's launcher is not the job's)."""
+        timed_out = cancelled = False
+        deadline = time.monotonic() + spec.limits.timeout_s - (time.time() - started)
+        while reader.is_alive():
+            reader.join(0.05)
+            probe.sample()
+            if not (timed_out or cancelled):
+                if cancel is not None and cancel.is_set():
+                    cancelled = True
+                elif time.monotonic() >= deadline:
+                    timed_out = True
+                if timed_out or cancelled:
+                    self._kill(cid)
+        with _engine_errors(f"waiting for container {spec.name}"):
+            exit_code = int(self._api.wait(cid, timeout=KILL_GRACE_S + 30)["StatusCode"])
+            finished = time.time()
+            # Only a SIGKILL can be the OOM killer's: other exits need no second round trip to the engine.
+            killed = exit_code == EXIT_SIGNAL_BASE + 9
+            state = self._api.inspect_container(cid)["State"] if killed else {}
+        close_attach(attached)
+        # The kernel's own count in the job's cgroup is evidence too (the engine's flag can be missed).
+        oom = bool(state.get("OOMKilled")) or bool(probe.tracker.oom_kills)
+        if not oom and killed and not (timed_out or cancelled):
+            oom = self._oom_event(cid, started - 1)
+        status = status_for(exit_code, oom, timed_out, cancelled)
+        usage = probe.usage(reader.seen, round((finished - started) * 1000))
+        reason = {"timed_out": f"killed after the {spec.limits.timeout_s}s timeout",
+                  "cancelled": "cancelled", "oom_killed": "killed by the OOM killer at the memory limit"
+                  }.get(status, describe_exit(exit_code))
+        return RunResult(status=status, exit_code=exit_code, stdout=bytes(reader.out[1]),
+                         stderr=bytes(reader.out[2]), truncated=reader.truncated,
+                         duration_ms=round((finished - started) * 1000), started_at=started,
+                         finished_at=finished, reason=reason, usage=since(usage, cpu_before_ms),
+                         processes=probe.processes)
+
+    # --- warm-pool slots ---------------------------------------------------------------------------------
+
+    def create_slot(self, spec: ContainerSpec) -> str:
+        """Create, attach to and start a slot (its command is the launcher, which waits on stdin)."""
+        if spec.network.network_name is not None:
+            self.ensure_network(spec.network.network_name, spec.network.zone)
+        cid: str | None = None
+        attached: Any = None
+        try:
+            with _engine_errors(f"creating slot {spec.name}"):
+                cid = str(self._api.create_container(**engine_request(spec))["Id"])
+                attached = self._api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                self._api.start(cid)
+        except BaseException:
+            if attached is not None:
+                close_attach(attached)
+            self._remove(cid or spec.name)
+            raise
+        with self._slot_lock:
+            # The job's cgroup is found now, off the claim's path; the claim only reads its counters.
+            self._slots[spec.name] = (cid, attached, CgroupProbe.attach(self._init_pid(cid), cid))
+        return spec.name
+
+    def run_slot(self, name: str, job: ContainerSpec, line: bytes, stdin: bytes,
+                 cancel: threading.Event | None = None, on_output: OutputSink | None = None) -> RunResult:
+        """Hand a job to a waiting slot; the timeout and output limit count from here. The container is renamed to
+        the job's name (how users and the reaper find a job's container) and always removed afterwards."""
+        with self._slot_lock:
+            slot = self._slots.pop(name, None)
+            if slot is None:
+                raise SlotLost(f"slot {name} is not waiting")
+            cid, attached, found = slot
+            probe = found or CgroupProbe.attach(None, cid)
+            done = threading.Event()
+            aftercare = threading.Thread(target=self._aftercare, args=(cid, job.name, done), daemon=True)
+            self._removals = [t for t in self._removals if t.is_alive()] + [aftercare]
+        aftercare.start()
+        raw: socket.socket = getattr(attached, "_sock", attached)
+        try:
+            # Usage from the claim: the launcher's own start-up CPU is read here and left out.
+            probe.sample()
+            cpu_before = (probe.tracker.cpu_ns or 0) // 1_000_000
+            reader = OutputReader(raw, job.limits.output_limit_bytes, on_output)
+            reader.start()
+            started = time.time()
+            try:
+                raw.sendall(line)
+            except OSError:  # the launcher is gone: nothing ran, the caller may take the cold path
+                raise SlotLost(f"slot {name} died while waiting") from None
+            if job.network.mode == "egress" and job.network.network_name:
+                self._remember_address(cid, job.network.network_name, dict(job.labels).get(JOB_LABEL, ""))
+            self._feed(raw, stdin)
+            return self._drive(cid, job, attached, reader, started, cancel, probe, cpu_before)
+        finally:
+            close_attach(attached)
+            done.set()
+
+    def _aftercare(self, cid: str, name: str, done: threading.Event) -> None:
+        """Beside the job: a job still running after RENAME_AFTER_S gets its container renamed to the job's name
+        (a rename costs the engine up to tens of milliseconds, which a short job would wait for at its exit; its
+        record names the slot either way); once the job ended, the removal, off the path of its result."""
+        if not done.wait(RENAME_AFTER_S):
+            with contextlib.suppress(DockerException, requests.RequestException, OSError):
+                self._api.rename(cid, name)
+            done.wait()
+        time.sleep(REMOVE_AFTER_S)  # the exited container waits while the daemon hands out the job's result
+        self._remove(cid)
+
+    def remove_slot(self, name: str) -> None:
+        with self._slot_lock:
+            cid, attached, _ = self._slots.pop(name, (name, None, None))
+        if attached is not None:
+            close_attach(attached)
+        self._remove(cid)
+
+    def settle(self) -> None:
+        """Wait for removals still under way (before the daemon stops)."""
+        with self._slot_lock:
+            pending = list(self._removals)
+        for thread in pending:
+            thread.join(KILL_GRACE_S + 30)
 
     def _init_pid(self, cid: str) -> int | None:
         """The host pid of the container's first process (0 once it has exited), for usage and forensics."""

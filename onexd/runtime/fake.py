@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onexd.errors import SlotLost
 from onexd.runtime.base import ImageInfo, OutputSink, RunResult
 from onexd.spec import ContainerSpec
 
@@ -33,6 +35,8 @@ class FakeRuntime:
     seen_files: list[dict[str, bytes]] = field(default_factory=list)
     services: dict[str, tuple[ContainerSpec, list[tuple[str, str]]]] = field(default_factory=dict)
     service_output: dict[str, list[str]] = field(default_factory=dict)
+    slots: dict[str, ContainerSpec] = field(default_factory=dict)  # waiting slots by name
+    slot_runs: list[tuple[str, ContainerSpec, bytes]] = field(default_factory=list)  # (slot, job, line + stdin)
 
     def ping(self) -> None:
         return None
@@ -62,6 +66,29 @@ class FakeRuntime:
         finally:
             self.live.discard(spec.name)
 
+    # --- warm-pool slots: a slot is a spec waiting; claiming plays the job like run() and removes the slot ---
+
+    def create_slot(self, spec: ContainerSpec) -> str:
+        if spec.network.network_name is not None:
+            self.ensure_network(spec.network.network_name, spec.network.zone)
+        self.slots[spec.name] = spec
+        return spec.name
+
+    def run_slot(self, name: str, job: ContainerSpec, line: bytes, stdin: bytes,
+                 cancel: threading.Event | None = None, on_output: OutputSink | None = None) -> RunResult:
+        slot = self.slots.pop(name, None)
+        if slot is None:
+            raise SlotLost(f"slot {name} is not waiting")
+        self.slot_runs.append((name, job, line + stdin))
+        # The job sees the slot's mounts (its secrets directory), not paths it would have had cold.
+        return self.run(dataclasses.replace(job, mounts=slot.mounts), stdin, cancel, on_output)
+
+    def remove_slot(self, name: str) -> None:
+        self.slots.pop(name, None)
+
+    def settle(self) -> None:
+        return None
+
     def ensure_network(self, name: str, zone: str) -> None:
         self.networks.add(name)
 
@@ -85,8 +112,9 @@ class FakeRuntime:
         return None
 
     def reap(self) -> list[str]:
-        removed = sorted(self.live | self.networks)
+        removed = sorted(self.live | self.networks | set(self.slots))
         self.live.clear()
+        self.slots.clear()
         self.networks.clear()
         return removed
 

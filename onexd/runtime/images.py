@@ -24,6 +24,7 @@ from typing import Protocol
 
 from onexd.errors import OnexdError, UsageError
 from onexd.runtime.base import ImageInfo
+from onexd.spec import LAUNCHER_PATH
 
 # Containers inherit image labels; this one stays outside the `onexd.*` names that mark job containers.
 RECIPE_LABEL = "org.onexd.image.recipe"
@@ -33,6 +34,24 @@ Report = Callable[[str], None]
 _PASSWD = (  # /etc/passwd content, no password
     "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n")  # noqa: S105
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
+
+# The warm-pool launcher (LAUNCHER_PATH in every runner image). A pool slot is started running it as the job's
+# own uid, with the job's capabilities (none), seccomp and limits; it waits for one line on stdin and `exec`s
+# it, so the job's process then is the container's process.
+# Why stdin (the engine's attach stream) carries the job: it is the channel onexd already owns for the job's
+# input, private between the daemon and this one container (no host file, no extra mount, nothing left on
+# disk), ordered (the job line comes before the job's stdin on the same stream), and it closes with the
+# container. `read` takes bytes one at a time from a pipe (dash and busybox alike), so everything after the
+# line is left unread for the job. The line is written by the daemon only (shell-quoted `export`s and
+# `exec argv`; a newline inside an argument travels as "$onexd_nl", which is not exported); a slot that gets
+# no line (EOF) exits without running anything.
+LAUNCHER_SCRIPT = """#!/bin/sh
+onexd_nl='
+'
+IFS= read -r onexd_job || exit 97
+eval "$onexd_job"
+exit 97
+"""
 
 
 class ImageStore(Protocol):
@@ -46,7 +65,7 @@ class BusyboxRecipe:
     name: str = "onexd/runner-busybox"
     binary: str = "/bin/busybox"
     package: str = "busybox-static"
-    version: int = 1
+    version: int = 2  # 2: the warm-pool launcher
     changes: tuple[str, ...] = ('ENV PATH="/usr/bin:/bin:/usr/sbin:/sbin"', "WORKDIR /")
 
     def digest(self) -> str:
@@ -54,7 +73,7 @@ class BusyboxRecipe:
         if not path.is_file():
             raise OnexdError(f"{self.binary} not found: install Debian's {self.package} (apt-get install "
                              f"{self.package})")
-        h = hashlib.sha256(f"busybox-recipe-v{self.version}|{self.changes}".encode())
+        h = hashlib.sha256(f"busybox-recipe-v{self.version}|{self.changes}|{LAUNCHER_SCRIPT}".encode())
         h.update(path.read_bytes())
         return h.hexdigest()
 
@@ -66,7 +85,8 @@ class BusyboxRecipe:
         with tarfile.open(tarball, "w") as tar:
             for d, mode in (("bin", 0o755), ("sbin", 0o755), ("usr", 0o755), ("usr/bin", 0o755),
                             ("usr/sbin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("proc", 0o555),
-                            ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("app", 0o755), ("root", 0o700)):
+                            ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("app", 0o755), ("root", 0o700),
+                            ("usr/lib", 0o755), ("usr/lib/onexd", 0o755)):
                 info = tarfile.TarInfo(d)
                 info.type, info.mode = tarfile.DIRTYPE, mode
                 tar.addfile(info)
@@ -77,10 +97,11 @@ class BusyboxRecipe:
                 info = tarfile.TarInfo(link)
                 info.type, info.linkname = tarfile.SYMTYPE, "/bin/busybox"
                 tar.addfile(info)
-            for name, text in (("etc/passwd", _PASSWD), ("etc/group", _GROUP)):
+            for name, text, mode in (("etc/passwd", _PASSWD, 0o644), ("etc/group", _GROUP, 0o644),
+                                     (LAUNCHER_PATH.lstrip("/"), LAUNCHER_SCRIPT, 0o755)):
                 data = text.encode()
                 info = tarfile.TarInfo(name)
-                info.size, info.mode = len(data), 0o644
+                info.size, info.mode = len(data), mode
                 tar.addfile(info, io.BytesIO(data))
         return tarball
 
@@ -97,6 +118,7 @@ class DebianRecipe:
     excludes: tuple[str, ...] = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
     version: int = 1
     changes: tuple[str, ...] = ('ENV PATH="/usr/local/bin:/usr/bin:/bin"', "ENV LANG=C.UTF-8", "WORKDIR /")
+    launcher: bool = True  # the warm-pool launcher at LAUNCHER_PATH (not in test images)
     hooks: tuple[str, ...] = field(default=(
         # Defence in depth beside no-new-privileges: nothing in the image can gain privileges.
         'find "$1" -xdev -perm /6000 -type f -exec chmod a-s {} +',
@@ -106,15 +128,24 @@ class DebianRecipe:
     def digest(self) -> str:
         recipe = {"v": self.version, "suite": self.suite, "mirror": self.mirror, "variant": self.variant,
                   "packages": self.packages, "excludes": self.excludes, "changes": self.changes, "hooks": self.hooks}
+        if self.launcher:  # only when present, so images without it keep their digest
+            recipe["launcher"] = LAUNCHER_SCRIPT
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
     def build(self, workdir: Path, report: Report) -> Path:
         if shutil.which("mmdebstrap") is None:
             raise OnexdError("mmdebstrap not found: install it (apt-get install mmdebstrap)")
         tarball = workdir / "rootfs.tar"
+        hooks = list(self.hooks)
+        if self.launcher:
+            launcher = workdir / "launch"
+            launcher.write_text(LAUNCHER_SCRIPT)
+            launcher.chmod(0o755)
+            hooks += [f'mkdir -p "$1"{Path(LAUNCHER_PATH).parent}',
+                      f'install -m 0755 {launcher} "$1"{LAUNCHER_PATH}']
         cmd = ["mmdebstrap", f"--variant={self.variant}", f"--include={','.join(self.packages)}", "--mode=root",
                "--format=tar", *(f"--dpkgopt=path-exclude={p}" for p in self.excludes),
-               *(f"--customize-hook={h}" for h in self.hooks), self.suite, str(tarball), self.mirror]
+               *(f"--customize-hook={h}" for h in hooks), self.suite, str(tarball), self.mirror]
         report(f"mmdebstrap {self.suite} + {', '.join(self.packages)} from {self.mirror}")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
@@ -136,7 +167,7 @@ RECIPES: tuple[Recipe, ...] = (BusyboxRecipe(), DebianRecipe())
 # `make install` and the unit run as an operator would have them. Built by name only: `onexd image build --only
 # onexd/test-systemd` (make test does, and the systemd test's fixture when it is missing or stale).
 TEST_SYSTEMD = DebianRecipe(
-    name="onexd/test-systemd",
+    name="onexd/test-systemd", launcher=False,
     packages=("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "make", "passwd", "procps", "curl",
               "busybox-static"),
     changes=('ENV PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"', "ENV LANG=C.UTF-8",

@@ -9,7 +9,7 @@ from onexd.api.bodies import depth as _depth
 from onexd.api.errors import error_response
 from onexd.api.openapi import document
 from onexd.api.ratelimit import RateLimiter
-from onexd.errors import PermissionDenied, RuntimeFailure
+from onexd.errors import KubernetesUnsupported, PermissionDenied, RuntimeFailure
 from onexd.jobs.runner import InvalidInput
 from onexd.jobs.service import TooManyJobs
 
@@ -47,6 +47,7 @@ def test_error_table_maps_exceptions_to_statuses_without_internals() -> None:
     """Known errors get their status and code; unknown ones a 500 that says nothing internal."""
     cases = [(InvalidInput(["/x: bad"]), 400, "invalid-input"), (TooManyJobs("full", 3), 429, "too-many-jobs"),
              (RuntimeFailure("engine down"), 503, "engine-unavailable"),
+             (KubernetesUnsupported("caps"), 503, "engine-unavailable"),  # by its base class, RuntimeFailure
              (PermissionDenied("no", reasons=[{"code": "c", "message": "m"}]), 403, "denied"),
              (KeyError("/etc/secret/path"), 500, "internal")]
     for exc, status, code in cases:

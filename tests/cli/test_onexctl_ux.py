@@ -248,8 +248,9 @@ def test_policy_explain_renders_like_onexd(fake: Daemon) -> None:
 
 
 def test_audit_tail_follow_does_not_feed_itself(fake: Daemon) -> None:
-    """Reading GET /v1/audit (also with a token) writes nothing to the trail; tail -f long-polls and prints a
-    job's events as they happen, and none of its own reads."""
+    """Reading GET /v1/audit is audited in aggregate (a principal's first read, then at most hourly), so repeated
+    reads add nothing to the trail; tail -f long-polls and prints a job's events as they happen, and none of its
+    own reads."""
     sock = str(fake.socket)
     token = _ctl("token", "issue", "--subject", "auditor", "--socket", sock).stdout.strip()
     last = fake.curl("GET", "/v1/audit?limit=1")[1]["lastSeq"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -247,8 +248,11 @@ def test_secret_canary_reaches_only_the_job(daemons: Callable[..., Daemon], tmp_
     d.env["CANARY_CANARY"] = value
     _canary_bundle(d, files_dir, url, token_file)
     if kind == "enc":
+        # Offline commands never create key material: the store is written under the key the daemon will use.
+        d.env["ONEXD_MASTER_KEY"] = uuid.uuid4().hex + uuid.uuid4().hex
+        d.state_dir.mkdir(parents=True, mode=0o700)
         subprocess.run([ONEXD, "secret", "set", "c-enc", "CANARY", "--state-dir", str(d.state_dir)],
-                       input=value.encode(), check=True, capture_output=True)
+                       input=value.encode(), check=True, capture_output=True, env={**os.environ, **d.env})
     d.start()
     code, job = _curl(d, "/v1/jobs", method="POST", body={"node": f"canary-{kind}", "input": None})[:2]
     assert code == 202, job

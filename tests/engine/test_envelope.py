@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from onexd.engine.decide import decide
+from onexd.engine.pool import pool_key, slot_spec
 from onexd.engine.request import JobRequest
 from onexd.engine.translate import HostPaths, translate
 from onexd.identity.principal import parse_subject
@@ -283,6 +284,9 @@ def test_every_policy_that_validates_yields_a_request_inside_the_envelope(docs: 
                                                                         secrets_dir=SECRETS_DIR))
         problems = inside_envelope(engine_request(spec))
         assert problems == [], (problems, docs)
+        # The pooled path: a warm slot made for this job's key is inside the same envelope.
+        slot = slot_spec(spec, "onexd-slot-0", pool_key(spec, "image-id"))
+        assert inside_envelope(engine_request(slot)) == [], docs
 
 
 def test_envelope_check_catches_each_kind_of_escape() -> None:

@@ -65,3 +65,20 @@ def test_invalid_side_is_an_error_above_1(tmp_path: Path, capsys: pytest.Capture
     _edit(new / "hello" / "sandbox.yaml", 'user: "10001:10001"', 'user: "0:0"')
     code, _, _ = run_cli(["policy", "diff", str(EXAMPLES), str(new)], capsys)
     assert code > 1
+
+
+def test_warm_pool_sizes_are_shown_as_changes_not_widenings(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """A node's or profile's warmPool size appears in the diff as `warmPool.size`, a change (it keeps containers
+    waiting; it grants no job anything)."""
+    new = _copy(tmp_path, "new")
+    _edit(new / "hello" / "bundle.yaml", "version: 1.0.0", "version: 1.1.0")
+    _edit(new / "hello" / "sandbox.yaml", "  resources: {memory: 32Mi",
+          "  warmPool: {size: 4}\n  resources: {memory: 32Mi")
+    _edit(new / "hello" / "nodes.yaml", "  command: [python3, /app/node/main.py]",
+          "  command: [python3, /app/node/main.py]\n  warmPool: {size: 2}")
+    code, out, _ = run_cli(["policy", "diff", str(EXAMPLES), str(new), "-o", "json"], capsys)
+    changes = {(c["kind"], c["name"], c["field"], c["change"], c["new"], c["effect"]) for c in json.loads(out)}
+    assert code == 1
+    assert ("SandboxProfile", "busybox-tiny", "warmPool.size", "changed", 4, "changes") in changes
+    assert ("Node", "hello", "warmPool.size", "changed", 2, "changes") in changes

@@ -178,7 +178,7 @@ def test_install_layout_and_master_key_credential(box: Box) -> None:
 def test_socket_activation_by_a_group_member_and_refusal_of_others(box: Box) -> None:
     """The first onexctl call by a member of group onexd starts onexd.service and succeeds; a user outside the
     group is refused by the socket's mode."""
-    assert box.ctl("version")["apiVersion"] == "onexd/v1"
+    assert box.ctl("version")["server"]["apiVersion"] == "onexd/v1"
     assert box.sh("systemctl is-active onexd.service").stdout.strip() == "active"
     bob = box.ctl("version", user="bob", check=False)
     assert bob.returncode != 0

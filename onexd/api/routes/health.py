@@ -22,10 +22,20 @@ async def health(request: web.Request) -> web.Response:
     state = ctx.policy.state
     engine = "ok" if ctx.engine_ok() else "unreachable"
     status = "ok" if not state.degraded and engine == "ok" else "degraded"
+    keys = ctx.pool() if ctx.pool is not None else []
+    pool = {"enabled": ctx.pool is not None, "keys": len(keys), "idle": sum(k["idle"] for k in keys),
+            "wanted": sum(k["size"] for k in keys)}
     return json_response({"status": status, "engine": engine, "jobs": ctx.jobs.counts(),
                           "policy": {"digest": state.snapshot.digest, "degraded": state.degraded,
                                      "rejected": sorted(r.name for r in state.rejections.values())},
-                          **lockout_health(ctx)})
+                          "pool": pool, **lockout_health(ctx)})
+
+
+async def pool(request: web.Request) -> web.Response:
+    """Warm-pool keys: target, policy digest, image, wanted size, idle slots and their ages, counters."""
+    ctx = context(request)
+    await require(ctx, ctx.policy.state.snapshot, principal_of(request), "monitoring:read")
+    return json_response({"enabled": ctx.pool is not None, "keys": ctx.pool() if ctx.pool is not None else []})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -45,5 +55,6 @@ ROUTES = [
     ("GET", "/version", version),
     ("GET", "/v1/health", health),
     ("GET", "/metrics", metrics),
+    ("GET", "/v1/pool", pool),
     ("GET", "/openapi.json", openapi),
 ]
