@@ -110,7 +110,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._spawn, lambda: self._hup_reload(parts))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        engine_task = loop.create_task(self._watch_engine(parts.runtime))
+        engine_task = loop.create_task(self._watch_engine(parts.runtime, lambda: not any(parts.jobs.counts().values())))
         parts.rotation.start()
         parts.shipper.start(cfg.audit.shipEverySeconds)  # one worker per sink: a slow sink never delays another
         log.info("onexd ready", extra={"policy": parts.policy.state.snapshot.digest,
@@ -221,13 +221,20 @@ class Daemon:
 
         self._reload_timer = loop.call_later(delay, fire)
 
-    async def _watch_engine(self, runtime: Runtime) -> None:
+    async def _watch_engine(self, runtime: Runtime, idle: Callable[[], bool] = lambda: True) -> None:
+        reap_due = False
         while True:
             await asyncio.sleep(ENGINE_CHECK_S)
             try:
                 await asyncio.to_thread(runtime.ping)
                 if not self._engine_ok:
                     log.info("container engine reachable again")
+                    reap_due = True  # containers of jobs the engine dropped could not be removed while it was away
+                if reap_due and idle():  # no job is live: every managed container is a leftover
+                    reaped = await asyncio.to_thread(runtime.reap)
+                    reap_due = False
+                    if reaped:
+                        log.warning("reaped leftovers of the engine's absence", extra={"count": len(reaped)})
                 self._engine_ok = True
             except RuntimeFailure:
                 if self._engine_ok:

@@ -4,7 +4,8 @@
     ├── UsageError                a command line or request that cannot be understood
     │   ├── InvalidInput          a job's input does not match its node's inputSchema (carries the errors)
     │   ├── RequestError          an HTTP request body or header that cannot be read (carries its stable code)
-    │   │   └── BodyTooLarge      a request body over the configured limit
+    │   │   ├── BodyTooLarge      a request body over the configured limit
+    │   │   └── BodyTimeout       a request body not received in time (408)
     │   └── AmbiguousJobId        a job id prefix that matches more than one job
     ├── ConfigError               the daemon configuration is invalid
     │   └── MasterKeyMissing      no master key anywhere, and an offline command may not create one
@@ -84,6 +85,13 @@ class BodyTooLarge(RequestError):
 
     def __init__(self, message: str) -> None:
         super().__init__("body-too-large", message)
+
+
+class BodyTimeout(RequestError):
+    """A request body that was not received in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("body-timeout", message)
 
 
 class AmbiguousJobId(UsageError):

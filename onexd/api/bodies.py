@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import Field, ValidationError
 
 from onexd.engine.request import JobRequest
-from onexd.errors import BodyTooLarge, RequestError
+from onexd.errors import BodyTimeout, BodyTooLarge, RequestError
 from onexd.fields import NAME_PATTERN, Model, first_error
 
 MAX_JSON_DEPTH = 64
+BODY_READ_TIMEOUT_S = 10.0  # a body not received in this time is a 408 (and the connection is closed after it)
 M = TypeVar("M", bound=Model)
 
 
@@ -39,8 +42,17 @@ class RotateBody(Model):
     target: Literal["signing", "secrets"] = "signing"
 
 
+async def read_raw(request: web.Request, timeout_s: float = BODY_READ_TIMEOUT_S) -> bytes:
+    """The body, read within timeout_s (a stalled sender cannot hold a handler forever)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout(f"request body not received within {timeout_s:g} seconds") from None
+
+
 async def json_body(request: web.Request, max_bytes: int) -> Any:
-    raw = await request.read()
+    raw = await read_raw(request)
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"request body over {max_bytes} bytes")
     try:
@@ -50,14 +62,51 @@ async def json_body(request: web.Request, max_bytes: int) -> Any:
     if depth(text) > MAX_JSON_DEPTH:
         raise RequestError("too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise RequestError("invalid-json", f"body is not JSON: {exc}") from None
+    check_strings(value)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    """NaN, Infinity and -Infinity are not JSON (Python's parser accepts them by default)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A number too large for a double (1e400) is refused, not turned into infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def check_strings(value: Any) -> None:
+    """Every string and key must be encodable as UTF-8: a lone surrogate escape (`"\\ud800"`) is refused."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            strings: list[str] = [item]
+        elif isinstance(item, dict):
+            strings = list(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+            continue
+        else:
+            continue
+        for s in strings:
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RequestError("invalid-string", "a string holds a lone surrogate (not valid Unicode)") from None
 
 
 async def read_body(request: web.Request, model: type[M], max_bytes: int, empty_ok: bool = False) -> M:
     """The body as a model; with empty_ok an empty body is the model's defaults."""
-    if empty_ok and not (await request.read()).strip():
+    if empty_ok and not (await read_raw(request)).strip():
         return parse(model, {})
     return parse(model, await json_body(request, max_bytes))
 
@@ -90,6 +139,8 @@ def depth(text: str) -> int:
 def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
+    except TypeError:  # a constraint pydantic could not apply: the field's value is of the wrong kind
+        raise RequestError("invalid-request", "a field has a value of the wrong type") from None
     except ValidationError as exc:
         where, message = first_error(exc, "body")
         raise RequestError("invalid-request", f"{where}: {message}",

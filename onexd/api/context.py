@@ -22,6 +22,9 @@ from onexd.keys.keystore import Keystore
 from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager
 
+AUTH_FAILURE_BURST = 10  # failed authentications one peer uid may have at once ...
+AUTH_FAILURES_PER_MINUTE = 30  # ... and then per minute; past that its credentials are not even looked at (429)
+
 
 @dataclass
 class Credentials:
@@ -50,6 +53,8 @@ class ApiContext:
     max_body_bytes: int = 1024 * 1024
     backend: str = "docker"  # the runtime backend's name: health says `engine: fake` when no containers run
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
+    # Failed authentications per peer uid, checked before credentials are looked at (see middleware.py).
+    failures: RateLimiter = field(default_factory=lambda: RateLimiter(AUTH_FAILURES_PER_MINUTE, AUTH_FAILURE_BURST))
     # Job forensics: the principal lockout (None when disabled) and the clock audit searches measure ages by.
     lockout: LockoutTracker | None = None
     clock: Callable[[], float] = time.time

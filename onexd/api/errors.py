@@ -12,6 +12,7 @@ from onexd.errors import (
     ApiKeyExists,
     AuditUnavailable,
     AuthenticationError,
+    BodyTimeout,
     BodyTooLarge,
     ConfigError,
     DeliveryError,
@@ -39,6 +40,7 @@ log = logging.getLogger("onexd.api")
 ERROR_TABLE: tuple[tuple[type[OnexdError], int, str | None], ...] = (
     (InvalidInput, 400, "invalid-input"),
     (BodyTooLarge, 413, None),
+    (BodyTimeout, 408, None),
     (RequestError, 400, None),
     (AuthenticationError, 401, None),
     (LockedOut, 403, "locked-out"),

@@ -1,8 +1,16 @@
 """Every request: a correlation id, the caller's identity (credentials or SO_PEERCRED), a per-principal rate
-limit; every error is `{"error": {"code", "message", "correlationId"}}` from one table, never a stack trace."""
+limit; every error is `{"error": {"code", "message", "correlationId"}}` from one table, never a stack trace.
+
+Credentials are rate-limited by peer before they are looked at: each failed authentication spends one of the
+peer uid's tokens (ApiContext.failures), and a peer without tokens is answered 429 without an attempt (and
+without an audit event: the failures that emptied its bucket are each in the trail). A bearer token of an
+external issuer whose keys are being fetched waits for them at most JWKS_WAIT_S, off the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -17,6 +25,7 @@ from onexd.errors import AuthenticationError, RateLimited
 from onexd.identity.authn import method_of
 from onexd.identity.peer import peer_credentials
 from onexd.identity.principal import Principal
+from onexd.identity.tokens import JWKS_WAIT_S
 from onexd.logs import correlation_id
 
 log = logging.getLogger("onexd.api")
@@ -29,6 +38,11 @@ UNLIMITED_PATHS = frozenset({"/v1/health"})
 UNRECORDED_SUCCESS_PATHS = frozenset({"/v1/audit"})
 
 
+def _printable(text: str) -> str:
+    """Text safe for the trail: a lone surrogate (from a hostile header or token) is written escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 async def authenticate(ctx: ApiContext, request: web.Request) -> Principal:
     """The caller, counted and audited: failures always, token and API key successes too (a Unix peer's
     identity is the kernel's, and every decision event names it)."""
@@ -39,14 +53,31 @@ async def authenticate(ctx: ApiContext, request: web.Request) -> Principal:
         transport = request.transport
         return peer_credentials(transport.get_extra_info("socket") if transport is not None else None)
 
+    peer_key = ""
+    if method != "peer":
+        try:
+            peer_key = f"uid:{peer()[1]}"
+        except AuthenticationError:
+            peer_key = "uid:unknown"
+        wait = ctx.failures.waiting(peer_key)
+        if wait is not None:
+            if ctx.metrics is not None:
+                ctx.metrics.authentication.labels(method, "limited").inc()
+            raise RateLimited("too many failed authentications from this peer", max(1, round(wait)))
+        pending = ctx.authenticator.keys_pending(authorization)
+        if pending is not None:  # an external issuer's keys, fetched on their own thread: wait a bounded time
+            with contextlib.suppress(TimeoutError):  # then authenticate() answers that the keys are unavailable
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), JWKS_WAIT_S)
     try:
         found = ctx.authenticator.authenticate(authorization, api_key, peer)
     except AuthenticationError as exc:
+        if peer_key:
+            ctx.failures.check(peer_key)  # the failure spends one of the peer's tokens
         if ctx.metrics is not None:
             ctx.metrics.authentication.labels(method, "failure").inc()
         if ctx.audit is not None:
             await ctx.audit.aappend("auth.failure", None, "failure", {"method": method, "code": exc.code,
-                                                                      "reason": str(exc)})
+                                                                      "reason": _printable(str(exc))[:500]})
         raise
     if ctx.metrics is not None:
         ctx.metrics.authentication.labels(method, "success").inc()

@@ -13,6 +13,13 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    def waiting(self, key: str) -> float | None:
+        """Like check, without taking a token: None when a request would be allowed now."""
+        now = self.clock()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        return None if tokens >= 1 else (1 - tokens) / self.rate
+
     def check(self, key: str) -> float | None:
         """None when allowed (a token is taken), else the seconds until a token is available."""
         now = self.clock()

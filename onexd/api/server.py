@@ -1,18 +1,92 @@
-"""The HTTP server: the Unix socket it listens on (bound here, or passed by systemd) and aiohttp's runner."""
+"""The HTTP server: the Unix socket it listens on (bound here, or passed by systemd) and aiohttp's runner.
+
+Connections are bounded: at most MAX_CONNECTIONS at once (one more is answered 503 and closed), a request's
+line and headers must arrive within HEADER_TIMEOUT_S of the connection opening or of the previous answer (a
+stalled or idle connection is closed; bodies have their own timeout in bodies.py), and a request line or
+header over MAX_LINE_BYTES is answered with the error shape every other error has, never aiohttp's text page.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import grp
+import json
+import logging
 import os
 import socket
 import stat
+import uuid
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from onexd.api.app import build_app
 from onexd.api.context import ApiContext
 from onexd.errors import ConfigError
+
+log = logging.getLogger("onexd.api")
+MAX_CONNECTIONS = 256
+HEADER_TIMEOUT_S = 10.0
+MAX_LINE_BYTES = 8190
+# The protocol handler's options: also given to the runner, so aiohttp's own server uses the same.
+HANDLER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_TIMEOUT_S, "max_line_size": MAX_LINE_BYTES,
+                                   "max_field_size": MAX_LINE_BYTES, "max_headers": 128}
+_CODES = {400: "bad-request", 408: "request-timeout", 413: "body-too-large", 414: "request-line-too-long",
+          431: "headers-too-large", 500: "internal", 503: "too-many-connections"}
+
+
+def error_bytes(status: int, message: str) -> bytes:
+    """A complete HTTP/1.1 error answer in the API's error shape (for answers given outside the app)."""
+    cid = uuid.uuid4().hex
+    body = json.dumps({"error": {"code": _CODES.get(status, "bad-request"), "message": message,
+                                 "correlationId": cid}}).encode()
+    reason = {400: "Bad Request", 503: "Service Unavailable"}.get(status, "Error")
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Correlation-Id: {cid}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp's protocol handler, answering what it refuses itself (a malformed request, an over-long request
+    line or header) in the API's error shape."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # part of an answer went out: the connection is broken
+            raise ConnectionError("response already started; cannot send an error answer")
+        cid = uuid.uuid4().hex
+        if status >= 500:
+            log.error("request failed outside the application", extra={"correlationId": cid},
+                      exc_info=exc)
+            text = "internal error; see the daemon log for this correlation id"
+        else:
+            text = (message or getattr(exc, "message", None) or "malformed request").splitlines()[0][:200]
+        body = {"error": {"code": _CODES.get(status, "bad-request"), "message": text, "correlationId": cid}}
+        response = web.Response(status=status, text=json.dumps(body), content_type="application/json",
+                                headers={"X-Correlation-Id": cid})
+        response.force_close()
+        return response
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection over MAX_CONNECTIONS: answered 503 at once and closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(error_bytes(503, f"the daemon serves at most {MAX_CONNECTIONS} connections at once"))
+        transport.close()
+
+
+def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS) -> Any:
+    """Connections for server: our handler while fewer than max_connections are open, else a refusal."""
+    loop = asyncio.get_running_loop()
+
+    def make() -> asyncio.Protocol:
+        if len(server.connections) >= max_connections:
+            return _Refuse()
+        return _Handler(server, loop=loop, **HANDLER_OPTIONS)
+
+    return make
 
 
 def socket_gid(group: str | None) -> int:
@@ -62,18 +136,26 @@ class ApiServer:
     """Serves the API on a socket: bound at `path` (removed again at stop) or one systemd passed (left alone)."""
 
     def __init__(self, ctx: ApiContext, path: Path, mode: int, group: str | None,
-                 passed: socket.socket | None = None) -> None:
+                 passed: socket.socket | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
         self.ctx, self.path, self.mode, self.group, self.passed = ctx, path, mode, group, passed
+        self.max_connections = max_connections
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False)
+        runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False, **HANDLER_OPTIONS)
         await runner.setup()
         self._runner = runner
+        assert runner.server is not None
         sock = self.passed if self.passed is not None else bind_socket(self.path, self.mode, self.group)
-        await web.SockSite(runner, sock).start()
+        # As aiohttp's SockSite does, with our protocol factory (connection cap, error shape).
+        self._listener = await asyncio.get_running_loop().create_unix_server(
+            protocol_factory(runner.server, self.max_connections), sock=sock, backlog=256)
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

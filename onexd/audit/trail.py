@@ -206,7 +206,7 @@ class AuditLog:
                 data = b"".join(p.line for p in batch)
                 if self._segment_bytes and self._segment_bytes + len(data) > self.max_segment_bytes:
                     self._rotate(batch[0].seq)
-                self._file.write(data)
+                _write_all(self._file, data)
                 os.fsync(self._file.fileno())
                 self._segment_bytes += len(data)
             except Exception as exc:  # the writer must outlive any failure, or every later append waits forever
@@ -289,3 +289,13 @@ class AuditLog:
         self._writer.join(timeout=10)
         self._file.close()
 
+
+def _write_all(file: Any, data: bytes) -> None:
+    """Write all of data to an unbuffered file. A raw write may be short (a disk filling up writes part of a
+    record without an error); the rest is written, and an error then lets _repair cut the partial batch."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(28, "no space left on device (short write)")
+        view = view[written:]

@@ -16,11 +16,23 @@ class JobRequest(Model):
     node: Name | SkipJsonSchema[None] = Field(default=None, description="Node to run.")
     input: Any = Field(default=None, description="JSON input, validated against the node's inputSchema.")
     profile: Name | SkipJsonSchema[None] = Field(default=None, description="Ad-hoc: the profile to use.")
+    # Constraints sit on the non-null type: on the union, an explicit null would meet `ge`/`min_length` (a
+    # TypeError inside pydantic, once a 500).
     command: Annotated[tuple[Annotated[str, StringConstraints(min_length=1, max_length=4096)], ...],
                        Field(min_length=1, max_length=256)] | SkipJsonSchema[None] = Field(
         default=None, description="Ad-hoc: argv list.")
     timeoutSeconds: Annotated[int, Field(ge=1, le=86400)] | SkipJsonSchema[None] = Field(
         default=None, description="Tighter timeout (never above policy).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """A field is given or left out; an explicit null (which the schema does not allow) is refused."""
+        if isinstance(data, dict):
+            for key in ("node", "profile", "command", "timeoutSeconds"):
+                if key in data and data[key] is None:
+                    raise ValueError(f"`{key}` may be left out, but not null")
+        return data
 
     @model_validator(mode="after")
     def _one_shape(self) -> JobRequest:

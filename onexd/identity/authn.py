@@ -6,8 +6,10 @@ Bad credentials are refused (AuthenticationError), never a silent fall-back to t
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from onexd.errors import ApiKeyRejected, AuthenticationError, TokenRejected
@@ -17,6 +19,7 @@ from onexd.identity.tokens import TokenService
 
 log = logging.getLogger("onexd.api")
 PEER_CACHE_S = 10.0  # group membership changes are picked up within this time
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]{0,16384}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class Authenticator:
             raise AuthenticationError("this daemon accepts no tokens or API keys", "unsupported-credentials")
         if authorization is not None and api_key is not None:
             raise AuthenticationError("send a bearer token or an API key, not both", "ambiguous-credentials")
+        if not _PRINTABLE_ASCII.match(authorization if authorization is not None else api_key or ""):
+            raise AuthenticationError("credentials must be printable ASCII", "invalid-credentials")
         warning = None
         if authorization is not None:
             principal = self._token(authorization)
@@ -63,6 +68,14 @@ class Authenticator:
                 warning = f"API key {principal.name} expires in {left / 86400:.1f} days; rotate it"
         log.info("authenticated", extra={"method": principal.kind, "principal": principal.display})
         return Authenticated(principal, method, warning)
+
+    def keys_pending(self, authorization: str | None) -> Future[None] | None:
+        """What to wait for (bounded by the caller, off the event loop) before a bearer token of an external
+        issuer can be checked: its issuer's keys being fetched. None when nothing is to be fetched."""
+        if self.tokens is None or authorization is None or not _PRINTABLE_ASCII.match(authorization):
+            return None
+        scheme, _, token = authorization.partition(" ")
+        return self.tokens.keys_pending(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
 
     def _token(self, authorization: str) -> Principal:
         assert self.tokens is not None

@@ -15,7 +15,11 @@ SUBJECT_KINDS = ("UnixUser", "UnixGroup", "Token", "ApiKey")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A Unix peer (with its groups), a token subject, or an API key name."""
+    """A Unix peer (with its groups), a token subject, or an API key name.
+
+    A token of an external issuer is namespaced by it: `sub: ci-bot` from https://idp.example is
+    `Token:https://idp.example#ci-bot`, never onexd's own `Token:ci-bot` (subjects onexd issues cannot hold `#`).
+    """
 
     kind: Literal["unix", "token", "apikey", "group"]
     name: str
@@ -24,11 +28,17 @@ class Principal:
     user_name: str | None = None
     group_names: tuple[str, ...] = ()
     pid: int | None = None
+    issuer: str | None = None  # tokens of an external issuer only
+
+    @property
+    def qualified(self) -> str:
+        """The name bindings match: a token subject of an external issuer carries the issuer."""
+        return self.name if self.issuer is None else f"{self.issuer}#{self.name}"
 
     def subjects(self) -> tuple[tuple[str, str], ...]:
         """The (kind, name) RoleBinding subjects this principal matches."""
         if self.kind == "token":
-            return (("Token", self.name),)
+            return (("Token", self.qualified),)
         if self.kind == "apikey":
             return (("ApiKey", self.name),)
         out: list[tuple[str, str]] = []
@@ -46,7 +56,7 @@ class Principal:
             return f"UnixUser:{self.user_name or self.uid}"
         if self.kind == "group":
             return f"UnixGroup:{self.name}"
-        return f"{'Token' if self.kind == 'token' else 'ApiKey'}:{self.name}"
+        return f"{'Token' if self.kind == 'token' else 'ApiKey'}:{self.qualified}"
 
 
 def unix_principal(uid: int, gid: int, pid: int | None = None) -> Principal:
@@ -73,8 +83,10 @@ def parse_subject(text: str, label: str = "--as") -> Principal:
     kind, sep, name = text.partition(":")
     if not sep or not name or kind not in SUBJECT_KINDS:
         raise UsageError(f"{label} {text!r}: expected KIND:NAME with KIND one of {', '.join(SUBJECT_KINDS)}")
-    if kind == "Token":
-        return Principal(kind="token", name=name)
+    if kind == "Token":  # `Token:NAME` (onexd's own) or `Token:ISSUER#NAME` (an external issuer's)
+        issuer, hash_, sub = name.rpartition("#")
+        return Principal(kind="token", name=sub, issuer=issuer) if hash_ and issuer and sub else \
+            Principal(kind="token", name=name)
     if kind == "ApiKey":
         return Principal(kind="apikey", name=name)
     if kind == "UnixGroup":

@@ -78,6 +78,9 @@ class Subject(Model):
                                           "uid/gid); Token matches a JWT `sub`; ApiKey an API key's name.")
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,256}$")] = Field(
         description="User/group name or numeric id, token subject, or API key name.")
+    issuer: Annotated[str, StringConstraints(pattern=r"^https?://[^\s#]{1,2000}$")] | SkipJsonSchema[None] = Field(
+        default=None, description="Token only: the external issuer (`iss`, from auth.jwksIssuers) whose `sub` this is; "
+                                  "without it, a subject of a token onexd issued. Matched as `ISSUER#NAME`.")
 
 
 class RoleBindingSpec(Model):

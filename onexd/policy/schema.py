@@ -14,12 +14,13 @@ from typing import Any
 
 import jsonschema
 import referencing
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from onexd.config import DaemonConfig
+from onexd.errors import PolicyError
 from onexd.fields import standard_schema
-from onexd.policy import models
+from onexd.policy import inputschema, models, regex
 from onexd.policy.models import KINDS, Model
 from onexd.policy.problems import Problem, problem
 from onexd.policy.yamlsafe import YamlDocument, escape_pointer
@@ -204,7 +205,8 @@ def check_json_schema(schema: Any) -> str | None:
     refs = [v for v in _walk_refs(schema) if not v.startswith("#")]
     if refs:
         return f"remote $ref {refs[0]!r} is not allowed (never fetched)"
-    return None
+    found = inputschema.problems(schema)
+    return found[0] if found else None
 
 
 def _walk_refs(node: Any) -> Iterable[str]:
@@ -219,17 +221,71 @@ def _walk_refs(node: Any) -> Iterable[str]:
             yield from _walk_refs(item)
 
 
+# Job input is checked with every regular expression run by RE2 (linear time): `pattern`, `patternProperties`
+# (and `additionalProperties`, which consults it) and the `regex` format. Python's `re` backtracks: 28
+# characters against `^(a+)+$` held the event loop for seconds.
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterable[ValidationError]:
+    if validator.is_type(instance, "string") and not regex.search(pattern, instance):
+        yield ValidationError(f"{instance[:100]!r} does not match {pattern[:100]!r}")
+
+
+def _matching(schema: Any, key: str) -> bool:
+    patterns = schema.get("patternProperties", {}) if isinstance(schema, dict) else {}
+    return any(regex.search(p, key) for p in patterns)
+
+
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any,
+                        ) -> Iterable[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if regex.search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, additional: Any, instance: Any, schema: Any,
+                           ) -> Iterable[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    known = schema.get("properties", {})
+    extras = sorted(k for k in instance if k not in known and not _matching(schema, k))
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif additional is False and extras:
+        yield ValidationError(f"additional properties are not allowed ({', '.join(repr(e) for e in extras[:10])})")
+
+
+_FORMATS = jsonschema.FormatChecker()
+_FORMATS.checkers = dict(Draft202012Validator.FORMAT_CHECKER.checkers)
+
+
+@_FORMATS.checks("regex", raises=PolicyError)
+def _is_regex(instance: object) -> bool:
+    return not isinstance(instance, str) or regex.why_refused(instance) is None
+
+
+_InputDraft = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {
+    "pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties,
+})
+
+
 class InputValidator:
-    """Validates job input against a node's inputSchema (checked by check_json_schema at load)."""
+    """Validates job input against a node's inputSchema (checked by check_json_schema at load), in time linear
+    in the input for every regular expression."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        self._validator = Draft202012Validator(schema, registry=referencing.Registry(),
-                                               format_checker=Draft202012Validator.FORMAT_CHECKER)
+        self._validator = _InputDraft(schema, registry=referencing.Registry(), format_checker=_FORMATS)
 
     def errors(self, instance: Any, limit: int = 20) -> list[str]:
         out = []
-        for error in self._validator.iter_errors(instance):
-            out.append(f"{_pointer(error.absolute_path) or '/'}: {error.message}")
-            if len(out) >= limit:
-                break
+        try:
+            for error in self._validator.iter_errors(instance):
+                out.append(f"{_pointer(error.absolute_path) or '/'}: {error.message}")
+                if len(out) >= limit:
+                    break
+        except RecursionError:  # the load check refuses reference loops; input nested past the stack is refused
+            out.append("/: input nested too deeply for its schema")
         return out

@@ -147,7 +147,8 @@ def build_snapshot(bundles: Sequence[ParsedBundle], defs: Definitions) -> Snapsh
         assert isinstance(model, RoleBindingDoc)
         for subject in model.spec.subjects:
             for role in model.spec.roles:
-                bindings.setdefault((subject.kind, subject.name), []).append(Grant(role, name))
+                key = subject.name if subject.issuer is None else f"{subject.issuer}#{subject.name}"  # see Principal
+                bindings.setdefault((subject.kind, key), []).append(Grant(role, name))
     capabilities: dict[str, CapabilitySpec] = specs("Capability")
     nodes = {name: _node_info(name, d) for name, d in defs.get("Node", {}).items()}
     node_caps = {node: frozenset(c for c, spec in capabilities.items()

@@ -6,10 +6,11 @@ import json
 
 from aiohttp import web
 
-from onexd.api.authz import allowed, require
+from onexd.api.authz import allowed, record_decision, require
 from onexd.api.bodies import bool_query, int_query, json_body, json_response, parse
 from onexd.api.context import ApiContext, context, principal_of
 from onexd.api.lockout import refuse_if_locked, strike
+from onexd.engine.decide import permissions_for
 from onexd.engine.request import JobRequest
 from onexd.errors import NotFound, PermissionDenied, RequestError
 from onexd.identity.principal import Principal
@@ -37,15 +38,36 @@ async def submit_job(request: web.Request) -> web.Response:
     return json_response(record.as_dict(), 202, headers={"Location": f"/v1/jobs/{record.id}"})
 
 
-def visible(snapshot: Snapshot, principal: Principal, record: JobRecord | None, own: str, other: str) -> JobRecord:
+async def visible(ctx: ApiContext, snapshot: Snapshot, principal: Principal, full_id: str, own: str,
+                  other: str) -> JobRecord:
     """The record if the caller may see it (own jobs with `own`, anyone's with `other`); else NotFound, so a
-    caller cannot tell another's job from no job."""
-    if record is not None:
-        if record.principal == principal.display and allowed(snapshot, principal, own):
-            return record
-        if allowed(snapshot, principal, other):
-            return record
-    raise NotFound("no such job (or not yours to see)")
+    caller cannot tell another's job from no job. The decision is audited either way, naming the permission
+    that decided it."""
+    record = ctx.jobs.get(full_id)
+    mine = record is not None and record.principal == principal.display
+    granted_own, roles = permissions_for(snapshot, principal, own)
+    granted_other = permissions_for(snapshot, principal, other)[0]
+    if mine and granted_own:
+        permission, granted = own, True
+    elif granted_other:
+        permission, granted = other, True
+    else:
+        permission, granted = (own if mine or record is None else other), False
+    target = "job " + full_id[:64].encode("utf-8", "backslashreplace").decode()
+    await record_decision(ctx, snapshot, principal, permission, granted, {"roles": list(roles), "target": target})
+    if record is None or not granted:
+        raise NotFound("no such job (or not yours to see)")
+    return record
+
+
+def _may(snapshot: Snapshot, principal: Principal, record: JobRecord | None, own: str, other: str) -> bool:
+    """Whether the caller holds the permission for this record (own jobs with `own`, anyone's with `other`),
+    decided without an audit record: the caller audits the decision it acts on."""
+    if record is None:
+        return False
+    mine = record.principal == principal.display
+    return bool((mine and permissions_for(snapshot, principal, own)[0])
+                or permissions_for(snapshot, principal, other)[0])
 
 
 def job_id(ctx: ApiContext, snapshot: Snapshot, request: web.Request, other: str) -> str:
@@ -61,7 +83,7 @@ async def get_job(request: web.Request) -> web.Response:
     ctx = context(request)
     snapshot = ctx.policy.state.snapshot
     full_id = job_id(ctx, snapshot, request, "jobs:read-all")
-    record = visible(snapshot, principal_of(request), ctx.jobs.get(full_id), "jobs:read", "jobs:read-all")
+    record = await visible(ctx, snapshot, principal_of(request), full_id, "jobs:read", "jobs:read-all")
     return json_response(record.as_dict())
 
 
@@ -85,7 +107,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     snapshot = ctx.policy.state.snapshot
     full_id = job_id(ctx, snapshot, request, "jobs:read-all")
-    record = visible(snapshot, principal_of(request), ctx.jobs.get(full_id), "jobs:read", "jobs:read-all")
+    record = await visible(ctx, snapshot, principal_of(request), full_id, "jobs:read", "jobs:read-all")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     streamed = 0
@@ -114,13 +136,13 @@ async def cancel_job(request: web.Request) -> web.Response:
     ctx = context(request)
     snapshot, principal = ctx.policy.state.snapshot, principal_of(request)
     full_id = job_id(ctx, snapshot, request, "jobs:cancel-all")
-    try:
-        visible(snapshot, principal, ctx.jobs.get(full_id), "jobs:cancel", "jobs:cancel-all")
-    except NotFound:
-        full_id = job_id(ctx, snapshot, request, "jobs:read-all")
-        readable = visible(snapshot, principal, ctx.jobs.get(full_id), "jobs:read", "jobs:read-all")
-        await require(ctx, snapshot, principal, "jobs:cancel-all" if readable.principal != principal.display
-                      else "jobs:cancel")
+    if not _may(snapshot, principal, ctx.jobs.get(full_id), "jobs:cancel", "jobs:cancel-all"):
+        readable = ctx.jobs.get(job_id(ctx, snapshot, request, "jobs:read-all"))
+        if readable is not None and _may(snapshot, principal, readable, "jobs:read", "jobs:read-all"):
+            # It may see the job, so the job's existence is no secret: an audited 403, not a 404.
+            await require(ctx, snapshot, principal, "jobs:cancel-all" if readable.principal != principal.display
+                          else "jobs:cancel")
+    await visible(ctx, snapshot, principal, full_id, "jobs:cancel", "jobs:cancel-all")  # audited; 404 if unseen
     record = ctx.jobs.cancel(full_id)
     assert record is not None
     return json_response(record.as_dict(), 202 if not ctx.jobs.is_final(record) else 200)

@@ -1,0 +1,347 @@
+"""Issue 12, identity and API findings 11–16, through a real daemon on the fake runtime (curl over the socket)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onexd.crypto import generate_ed25519, jwt_sign, key_id, to_jwk
+from tests.conftest import doc, write_bundle
+from tests.daemon.conftest import Daemon
+
+IDP = "https://idp.example"
+
+
+def _raw(d: Daemon, *headers: str, path: str = "/v1/health", method: str = "GET",
+         data: bytes | None = None) -> tuple[int, Any]:
+    cmd = ["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", str(d.socket), "-X", method]
+    for header in headers:
+        cmd += ["-H", header]
+    if data is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+    out = subprocess.run([*cmd, f"http://onexd{path}"], input=data, capture_output=True, timeout=60,
+                         check=False).stdout
+    text, _, code = out.decode(errors="replace").rpartition("\n")
+    return int(code), json.loads(text) if text.strip().startswith("{") else text
+
+
+def _events(d: Daemon, type_: str) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((d.state_dir / "audit").glob("audit-*.jsonl")):
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event["type"] == type_:
+                out.append(event)
+    return out
+
+
+@pytest.fixture
+def silent_jwks() -> Iterator[str]:
+    """A loopback HTTP server that accepts connections and never answers: a JWKS URL that hangs."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/jwks.json"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def _external_token(key: Any, kid: str, sub: str, issuer: str = IDP) -> str:
+    now = int(time.time())
+    return jwt_sign({"iss": issuer, "aud": "onexd", "sub": sub, "iat": now, "exp": now + 300, "jti": f"j-{sub}"},
+                    key, kid)
+
+
+def test_finding_11_unanswered_jwks_does_not_freeze_the_daemon(daemons: Callable[..., Daemon],
+                                                               silent_jwks: str) -> None:
+    """Three tokens claiming an issuer whose JWKS URL never answers: each gets a 401 within the bounded wait;
+    meanwhile /version and a Unix peer's requests answer within 0.5 s; a later token is refused at once
+    (the failed fetch is remembered, with backoff)."""
+    d = daemons(backend="fake", extra={"auth": {"jwksIssuers": [
+        {"issuer": IDP, "audience": "onexd", "jwksUrl": silent_jwks}]}})
+    d.start()
+    key = generate_ed25519()
+    token = _external_token(key, key_id(key.public_key()), "ci-bot")
+    with ThreadPoolExecutor(3) as pool:
+        started = time.monotonic()
+        hostile = [pool.submit(_raw, d, f"Authorization: Bearer {token}") for _ in range(3)]
+        time.sleep(0.3)  # the three requests are waiting for the issuer's keys
+        for path in ("/version", "/v1/health"):
+            t0 = time.monotonic()
+            assert d.curl("GET", path)[0] == 200
+            assert time.monotonic() - t0 < 0.5, path
+        answers = [f.result() for f in hostile]
+        assert time.monotonic() - started < 8  # the fetch times out at 5 s; the wait per request is bounded
+    assert all(code == 401 and body["error"]["code"] == "invalid-token" for code, body in answers), answers
+    t0 = time.monotonic()
+    assert _raw(d, f"Authorization: Bearer {token}")[0] == 401
+    assert time.monotonic() - t0 < 0.5  # negative caching: no second wait while the backoff holds
+
+
+def test_finding_12_failed_authentications_are_rate_limited_by_peer(daemons: Callable[..., Daemon]) -> None:
+    """Bad API keys from one uid: each refused with 401 and an auth.failure event until the peer's budget is
+    spent, then 429 without even looking at the key; another uid is unaffected."""
+    d = daemons(backend="fake", with_testers=True)
+    d.start()
+    codes = [_raw(d, f"X-API-Key: onexd_nope{i}")[0] for i in range(40)]
+    assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}, codes
+    assert len(_events(d, "auth.failure")) == 10
+    other = subprocess.run(["setpriv", "--reuid=4242", "--regid=4242", "--groups=4243", "curl", "-s", "-o",
+                            "/dev/null", "-w", "%{http_code}", "-H", "X-API-Key: onexd_bad", "--unix-socket",
+                            str(d.socket), "http://onexd/v1/health"], capture_output=True, text=True,
+                           check=False).stdout
+    assert other == "401"
+    assert d.curl("GET", "/v1/health")[0] == 200  # the peer itself, without credentials, is still served
+
+
+def test_finding_12_non_ascii_authorization_is_401_and_audited(daemons: Callable[..., Daemon]) -> None:
+    """A non-ASCII Authorization or X-API-Key header is a 401 with an auth.failure event, never a 500; so is a
+    token whose header holds a lone surrogate."""
+    d = daemons(backend="fake")
+    d.start()
+    head = "eyJhbGciOiJcdWQ4MDAiLCJraWQiOiJ4In0"  # {"alg":"\ud800","kid":"x"}
+    for header in (b"Authorization: Bearer t\xe9st", "X-API-Key: k\u00ff\u00fe".encode(),
+                   f"Authorization: Bearer {head}.e30.AAAA".encode(), b"Authorization: Bearer \xed\xa0\x80"):
+        out = subprocess.run([b"curl", b"-s", b"-w", b"\n%{http_code}", b"-H", header, b"--unix-socket",
+                              str(d.socket).encode(), b"http://onexd/v1/health"], capture_output=True,
+                             check=False).stdout
+        assert out.endswith(b"401"), out
+    failures = _events(d, "auth.failure")
+    assert len(failures) == 4 and all(e["outcome"] == "failure" for e in failures)
+
+
+def test_finding_13_external_subjects_are_namespaced_by_issuer(daemons: Callable[..., Daemon],
+                                                                tmp_path: Path) -> None:
+    """An external token with sub ci-bot is Token:https://idp.example#ci-bot: it does not get the roles bound
+    to onexd's own Token:ci-bot, and does get those of a binding that names its issuer."""
+    key = generate_ed25519()
+    kid = key_id(key.public_key())
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [to_jwk(key.public_key(), kid)]}))
+    d = daemons(backend="fake", extra={"auth": {"jwksIssuers": [
+        {"issuer": IDP, "audience": "onexd", "jwksFile": str(jwks)}]}})
+    write_bundle(d.policy_dir, "bots", [
+        doc("Role", "runner", {"permissions": ["nodes:execute", "jobs:read"], "capabilities": ["run-hello"]}),
+        doc("RoleBinding", "own-bot", {"roles": ["runner"], "subjects": [{"kind": "Token", "name": "ci-bot"}]}),
+    ])
+    d.start()
+    job = {"node": "hello", "input": {"name": "x"}}
+    own = subprocess.run([str(Path(sys.executable).parent / "onexctl"), "--socket", str(d.socket), "token", "issue",
+                          "--subject", "ci-bot", "--ttl", "10m"], capture_output=True, text=True, check=True)
+    code, record = _raw(d, f"Authorization: Bearer {own.stdout.strip()}", path="/v1/jobs?wait=true",
+                        method="POST", data=json.dumps(job).encode())
+    assert code == 200 and record["principal"] == "Token:ci-bot", record  # onexd's own ci-bot is bound
+    token = _external_token(key, kid, "ci-bot")
+    code, answer = _raw(d, f"Authorization: Bearer {token}", path="/v1/jobs?wait=true", method="POST",
+                        data=json.dumps(job).encode())
+    assert code == 403, answer
+    assert f"Token:{IDP}#ci-bot" in answer["error"]["message"]
+    write_bundle(d.policy_dir, "bots", [
+        doc("Role", "runner", {"permissions": ["nodes:execute", "jobs:read"], "capabilities": ["run-hello"]}),
+        doc("RoleBinding", "idp-bot", {"roles": ["runner"],
+                                       "subjects": [{"kind": "Token", "name": "ci-bot", "issuer": IDP}]}),
+    ], version="1.0.1")
+    assert d.curl("POST", "/v1/policy/reload")[0] == 200
+    code, record = _raw(d, f"Authorization: Bearer {token}", path="/v1/jobs?wait=true", method="POST",
+                        data=json.dumps(job).encode())
+    assert code == 200 and record["principal"] == f"Token:{IDP}#ci-bot", record
+
+
+HOSTILE_BODIES = [
+    ("/v1/jobs", b'{"node":"hello","input":"\\ud800"}'),
+    ("/v1/jobs", b'{"node":"hello","input":{"\\udfff":1}}'),
+    ("/v1/jobs", b'{"node":"hello","input":{"name":"x"},"timeoutSeconds":null}'),
+    ("/v1/jobs", b'{"profile":"busybox","command":null}'),
+    ("/v1/jobs", b'{"node":"hello","input":{"name":NaN}}'),
+    ("/v1/jobs", b'{"node":"hello","input":{"name":Infinity}}'),
+    ("/v1/jobs", b'{"node":"hello","input":{"name":-Infinity}}'),
+    ("/v1/jobs", b'{"node":"hello","input":{"name":1e400}}'),
+    ("/v1/policy/reload", b'{"allowRollback":["\\ud800"]}'),
+    ("/v1/policy/explain", b'{"request":{"node":"hello","input":"\\ud800"}}'),
+]
+
+
+def test_finding_14_hostile_bodies_are_400(daemons: Callable[..., Daemon]) -> None:
+    """Lone surrogates, explicit nulls, NaN/Infinity and numbers beyond a double are each a 400 in the error
+    shape, never a 500; the daemon keeps answering."""
+    d = daemons(backend="fake")
+    d.start()
+    for path, body in HOSTILE_BODIES:
+        code, answer = d.curl("POST", path, raw=body)
+        assert code == 400 and answer["error"]["code"] in ("invalid-json", "invalid-string", "invalid-request"), \
+            (body, answer)
+    assert d.curl("GET", "/version")[0] == 200
+
+
+def _node_with_schema(d: Daemon, schema: dict[str, Any], version: str = "1.0.0") -> None:
+    write_bundle(d.policy_dir, "schemas", [
+        doc("Node", "schema-node", {"version": "1.0.0", "profile": "python-small", "command": ["true"],
+                                    "source": {"path": "nodes/x"}, "inputSchema": schema}),
+    ], version=version, files={"nodes/x/main.py": "print(1)\n"})
+
+
+@pytest.mark.parametrize("schema", [{"$ref": "#"}, {"$ref": "#/$defs/missing"},
+                                    {"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"},
+                                    {"type": "string", "pattern": "^(a)\\1$"}],
+                         ids=["self-ref", "dangling", "loop", "backreference"])
+def test_finding_14_input_schemas_that_break_submit_are_rejected_at_load(daemons: Callable[..., Daemon],
+                                                                         schema: dict[str, Any]) -> None:
+    """A node inputSchema with a dangling or looping $ref, or a pattern RE2 cannot run, rejects its bundle at
+    load (the node does not exist); submit and explain answer 4xx, never 500."""
+    d = daemons(backend="fake")
+    _node_with_schema(d, schema)
+    d.start()
+    status = d.curl("GET", "/v1/policy")[1]
+    assert "schemas" not in [b["name"] for b in status["bundles"]]
+    assert "inputSchema" in json.dumps(status["rejections"]), status
+    body = {"node": "schema-node", "input": "a"}
+    assert d.curl("POST", "/v1/jobs", body)[0] in (403, 404, 400)
+    assert d.curl("POST", "/v1/policy/explain", {"request": body})[0] == 200
+
+
+def test_finding_14_catastrophic_pattern_does_not_stall_the_loop(daemons: Callable[..., Daemon]) -> None:
+    """An inputSchema pattern `^(a+)+$` (catastrophic for a backtracking engine) against 28 characters and a
+    bang: the submission is a prompt 400 and /version answers within 0.5 s meanwhile."""
+    d = daemons(backend="fake")
+    _node_with_schema(d, {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}},
+                          "patternProperties": {"^(b+)+$": {"type": "string"}}})
+    write_bundle(d.policy_dir, "schema-access", [
+        doc("Capability", "run-schema", {"nodes": ["schema-node"], "profiles": ["python-small"]}),
+        doc("Role", "schema-runner", {"permissions": ["nodes:execute"], "capabilities": ["run-schema"]}),
+        doc("RoleBinding", "root-schema", {"roles": ["schema-runner"],
+                                           "subjects": [{"kind": "UnixUser", "name": "root"}]}),
+    ])
+    d.start()
+    hostile = {"node": "schema-node", "input": {"s": "a" * 28 + "!", "b" * 28 + "!": 1}}
+    with ThreadPoolExecutor(2) as pool:
+        t0 = time.monotonic()
+        submit = pool.submit(d.curl, "POST", "/v1/jobs", hostile)
+        assert d.curl("GET", "/version")[0] == 200
+        assert time.monotonic() - t0 < 0.5
+        code, answer = submit.result()
+    assert code == 400 and answer["error"]["code"] == "invalid-input", answer
+    assert time.monotonic() - t0 < 2
+
+
+def test_finding_15_stalled_connections_are_closed(daemons: Callable[..., Daemon]) -> None:
+    """Half-sent request headers and a stalled body are closed within the timeouts (10 s each; the body with
+    a 408 in the error shape), and an over-long request line is answered in the error shape."""
+    d = daemons(backend="fake")
+    d.start()
+    stalled = []
+    for _ in range(50):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(d.socket))
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: onexd\r\nX-Half: ")
+        stalled.append(s)
+    long_line = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    long_line.connect(str(d.socket))
+    long_line.sendall(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: onexd\r\n\r\n")
+    long_line.settimeout(5)
+    answer = long_line.recv(65536)
+    long_line.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] in (b"400", b"414"), head
+    assert b"application/json" in head and json.loads(body)["error"]["correlationId"], answer
+    assert d.curl("GET", "/version")[0] == 200  # the stalled connections do not stop others
+    deadline = time.monotonic() + 20
+    for s in stalled:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        assert s.recv(1024) == b""  # closed by the daemon (a timeout here raises and fails the test)
+        s.close()
+    assert time.monotonic() < deadline
+    body_stall = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    body_stall.connect(str(d.socket))
+    body_stall.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 100\r\n\r\n{\"node\":")
+    body_stall.settimeout(20)
+    answer = body_stall.recv(65536)
+    body_stall.close()
+    assert answer.startswith(b"HTTP/1.1 408") and b"body-timeout" in answer, answer
+
+
+def test_finding_15_connection_cap(daemons: Callable[..., Daemon]) -> None:
+    """Past the connection cap a new connection is answered 503 in the error shape and closed; once others
+    close, new connections are served again."""
+    d = daemons(backend="fake")
+    d.start()
+    held = []
+    for _ in range(256):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(d.socket))
+        held.append(s)
+    time.sleep(0.2)  # the daemon has accepted them
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.connect(str(d.socket))
+    extra.settimeout(5)
+    answer = extra.recv(65536)
+    extra.close()
+    assert answer.startswith(b"HTTP/1.1 503") and b"too-many-connections" in answer, answer
+    for s in held:
+        s.close()
+    deadline = time.monotonic() + 5
+    while d.curl("GET", "/version")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_finding_16_reading_cancelling_and_logs_are_audited(daemons: Callable[..., Daemon]) -> None:
+    """GET /v1/jobs/{id}, its logs, and DELETE each write an authz.decision event (allowed for the owner;
+    denied for another uid, who gets 404)."""
+    d = daemons(backend="fake", with_testers=True)
+    d.start()
+    code, record = d.curl("POST", "/v1/jobs?wait=true", {"node": "hello", "input": {"name": "a"}})
+    assert code == 200
+    job = record["id"]
+    before = len(_events(d, "authz.decision"))
+    assert d.curl("GET", f"/v1/jobs/{job}")[0] == 200
+    assert d.curl("GET", f"/v1/jobs/{job}/logs")[0] == 200
+    assert d.curl("DELETE", f"/v1/jobs/{job}")[0] == 200
+    assert d.curl("GET", f"/v1/jobs/{job}", uid=4242)[0] == 404
+    decisions = _events(d, "authz.decision")[before:]
+    assert len(decisions) == 4 and all(e["data"]["target"] == f"job {job}" for e in decisions)
+    assert [e["outcome"] for e in decisions] == ["allowed", "allowed", "allowed", "denied"]
+
+
+def test_finding_16_audit_tail_follow_does_not_feed_itself(daemons: Callable[..., Daemon]) -> None:
+    """`onexctl audit tail -f` for 4 s writes at most one event per poll, not a busy loop of reading its own
+    previous poll's event (105 events in 6 s before)."""
+    d = daemons(backend="fake")
+    d.start()
+    onexctl = str(Path(sys.executable).parent / "onexctl")
+    before = len(_events(d, "authz.decision"))
+    proc = subprocess.Popen([onexctl, "--socket", str(d.socket), "audit", "tail", "-f", "-n", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(4)
+    assert proc.poll() is None, proc.communicate()  # still following
+    proc.terminate()
+    out, err = proc.communicate(timeout=10)
+    written = len(_events(d, "authz.decision")) - before
+    assert written <= 8, (written, err)  # at most one per poll (none: reads of the trail are not recorded)
+    assert out.count(b"authz.decision") <= 1, out  # the follower does not print its own polls back
