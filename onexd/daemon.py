@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -27,7 +26,8 @@ from onexd.composition import RUNTIMES as RUNTIMES
 from onexd.composition import Clock, Parts, build_sinks, compose
 from onexd.config import DaemonConfig
 from onexd.engine.translate import zone_network_name
-from onexd.errors import ConfigError, RuntimeFailure
+from onexd.errors import RuntimeFailure
+from onexd.fsutil import lock_state_dir
 from onexd.policy.manager import PolicyManager
 from onexd.policy.watcher import PolicyWatcher
 from onexd.runtime.base import Runtime
@@ -38,27 +38,6 @@ log = logging.getLogger("onexd.daemon")
 SHUTDOWN_GRACE_S = 30.0
 MAX_RELOAD_DELAY_S = 2.0
 ENGINE_CHECK_S = 10.0
-
-
-def lock_state_dir(state_dir: Path) -> int:
-    """An exclusive lock held for the daemon's life: a second instance on the same state dir is refused.
-    From here on everything the daemon writes is private to it (umask 077; what jobs or the socket's group must
-    read is given its mode explicitly), and the state directory is tightened to 0700 if an operator created it
-    wider: its keys, job records and trail are for onexd alone."""
-    os.umask(0o077)
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if state_dir.stat().st_mode & 0o077:
-        log.warning("tightened the state directory to 0700", extra={"was": oct(state_dir.stat().st_mode & 0o777)})
-        os.chmod(state_dir, 0o700)
-    fd = os.open(state_dir / "onexd.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(f"another onexd is running with state directory {state_dir}") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
 
 
 class Daemon:
