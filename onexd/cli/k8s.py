@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,11 @@ from rich.markup import escape
 
 from onexd.cli.exits import EXIT_INVALID, EXIT_OK
 from onexd.cli.output import console
+from onexd.cli.policy_cmds import parse_request, request_body, valid_snapshot
 from onexd.engine.decide import decide
-from onexd.engine.request import JobRequest
-from onexd.errors import UsageError
 from onexd.identity.principal import parse_subject, unix_principal
 from onexd.jobs.records import new_job_id
 from onexd.policy.schema import InputValidator
-from onexd.policy.snapshot import Snapshot
 from onexd.policy.yamlsafe import dump_yaml
 from onexd.runtime.k8s_render import render_job, seccomp_files, seccomp_spo
 
@@ -32,19 +29,9 @@ def manifests_yaml(objects: list[dict[str, Any]]) -> str:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    if args.profile:
-        if not args.target:
-            raise UsageError("--profile needs a command: onexd k8s render --profile P -- CMD [ARG...]")
-        body: dict[str, Any] = {"profile": args.profile, "command": args.target}
-    else:
-        if len(args.target) != 1:
-            raise UsageError("give exactly one NODE (or --profile P -- CMD... for an ad-hoc command)")
-        try:
-            body = {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
-        except ValueError as exc:
-            raise UsageError(f"--input is not JSON: {exc}") from None
-    request = args.parse_request(body, "request")
-    snapshot = args.valid_snapshot(args.policy_dir)
+    body = request_body(args, "onexd k8s render")
+    request = parse_request(body, "request")
+    snapshot = valid_snapshot(args.policy_dir)
     principal = parse_subject(args.subject) if args.subject else unix_principal(os.getuid(), os.getgid())
     decision = decide(snapshot, principal, request)
     errors: list[str] = []
@@ -68,7 +55,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_seccomp(args: argparse.Namespace) -> int:
-    snapshot = args.valid_snapshot(args.policy_dir)
+    snapshot = valid_snapshot(args.policy_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -87,10 +74,8 @@ def cmd_seccomp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: Any, valid_snapshot: Callable[[str], Snapshot], parse_request: Callable[[Any, str], JobRequest]
-             ) -> None:
-    """Add `onexd k8s ...` to the top-level subcommands. The onexd command passes in how it loads a valid policy
-    directory and reads a job request (so this module does not import it back)."""
+def register(sub: Any) -> None:
+    """Add `onexd k8s ...` to the top-level subcommands."""
     k8s = sub.add_parser("k8s", help="the Kubernetes backend: render a job's objects, export seccomp profiles")
     ksub = k8s.add_subparsers(dest="k8s_command", required=True, metavar="SUBCOMMAND")
     p = ksub.add_parser("render", help="print every object a job would create as YAML (0 allowed, 3 denied)")
@@ -104,11 +89,11 @@ def register(sub: Any, valid_snapshot: Callable[[str], Snapshot], parse_request:
                    help="directory of custom profiles under the kubelet's seccomp root (with the Security "
                         "Profiles Operator: operator/NAMESPACE)")
     p.add_argument("target", nargs="*", metavar="NODE | -- CMD ARG...")
-    p.set_defaults(func=cmd_render, valid_snapshot=valid_snapshot, parse_request=parse_request)
+    p.set_defaults(func=cmd_render)
     p = ksub.add_parser("seccomp", help="write the custom seccomp profiles for the nodes' kubelet directory")
     p.add_argument("--policy-dir", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--format", choices=("json", "spo"), default="json",
                    help="json: files for /var/lib/kubelet/seccomp/onexd/; spo: SeccompProfile objects")
     p.add_argument("--namespace", default="onexd", metavar="NS", help="namespace of the SeccompProfile objects")
-    p.set_defaults(func=cmd_seccomp, valid_snapshot=valid_snapshot)
+    p.set_defaults(func=cmd_seccomp)

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from onexd.cli.k8s import register as register_k8s  # here: the client is loaded only by `onexd k8s`
 
-    register_k8s(sub, policy_cmds.valid_snapshot, parse_request)
+    register_k8s(sub)
     return parser
 
 

@@ -99,6 +99,20 @@ def parse_request(data: Any, source: str) -> JobRequest:
         raise UsageError(f"{source}: {where}: {message}") from None
 
 
+def request_body(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The job request a command line names: `NODE [--input JSON]` or `--profile P -- CMD [ARG...]`."""
+    if args.profile:
+        if not args.target:
+            raise UsageError(f"--profile needs a command: {command} --profile P -- CMD [ARG...]")
+        return {"profile": args.profile, "command": args.target}
+    if len(args.target) != 1:
+        raise UsageError("give exactly one NODE (or --profile P -- CMD... for an ad-hoc command)")
+    try:
+        return {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
+    except ValueError as exc:
+        raise UsageError(f"--input is not JSON: {exc}") from None
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     snapshot = valid_snapshot(args.policy_dir)
     principal = parse_subject(args.subject)

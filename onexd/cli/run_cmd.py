@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -15,9 +14,8 @@ from rich.markup import escape
 
 from onexd.cli.exits import EXIT_ERROR, EXIT_INVALID, EXIT_OK
 from onexd.cli.output import console, explain_text
-from onexd.cli.policy_cmds import emit, parse_request, valid_snapshot
+from onexd.cli.policy_cmds import emit, parse_request, request_body, valid_snapshot
 from onexd.cli.state_cmds import open_secret_store
-from onexd.errors import UsageError
 from onexd.identity.principal import parse_subject, unix_principal
 from onexd.jobs.runner import InvalidInput, JobRunner
 from onexd.jobs.zones import EgressZones
@@ -47,17 +45,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.profile:
-        if not args.target:
-            raise UsageError("--profile needs a command: onexd run --profile P -- CMD [ARG...]")
-        body: dict[str, Any] = {"profile": args.profile, "command": args.target}
-    else:
-        if len(args.target) != 1:
-            raise UsageError("give exactly one NODE (or --profile P -- CMD... for an ad-hoc command)")
-        try:
-            body = {"node": args.target[0], "input": json.loads(args.input) if args.input else None}
-        except ValueError as exc:
-            raise UsageError(f"--input is not JSON: {exc}") from None
+    body = request_body(args, "onexd run")
     if args.timeout is not None:
         body["timeoutSeconds"] = args.timeout
     request = parse_request(body, "request")
