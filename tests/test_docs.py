@@ -11,11 +11,11 @@ from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-URL = re.compile(r"\b(?:https?|ftp)://[^\s)`'\"]+")
+URL = re.compile(r"\b(?:https?|ftp)://[^\s)`'\"}]+")
 # Hosts that are no page to read: single-label names (the socket's `onexd`, localhost, in-cluster services),
 # loopback, and the names RFC 2606 reserves for examples.
-LOCAL_URL = re.compile(r"^https?://(?:[^/.:\s]+|127\.0\.0\.1|\[::1\]|(?:[a-z0-9-]+\.)*example\.(?:org|com|net))"
-                       r"(?:[:/]|$)")
+LOCAL_URL = re.compile(r"^https?://(?:[^/.:\s]+|127\.0\.0\.1|\[::1\]|(?:[a-z0-9-]+\.)*example(?:\.(?:org|com|net))?)"
+                       r"(?:[:/#?]|$)")
 
 
 def test_issue_13_18_docs_link_only_inside_the_repository() -> None:

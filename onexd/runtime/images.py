@@ -168,8 +168,9 @@ RECIPES: tuple[Recipe, ...] = (BusyboxRecipe(), DebianRecipe())
 # onexd/test-systemd` (make test does, and the systemd test's fixture when it is missing or stale).
 TEST_SYSTEMD = DebianRecipe(
     name="onexd/test-systemd", launcher=False,
-    packages=("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "make", "passwd", "procps", "curl",
-              "busybox-static"),
+    # libstdc++6: google-re2's extension (linear-time input-schema patterns) links against it.
+    packages=("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "libstdc++6", "make", "passwd",
+              "procps", "curl", "busybox-static"),
     changes=('ENV PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"', "ENV LANG=C.UTF-8",
              "ENV container=docker", 'CMD ["/sbin/init"]', "WORKDIR /"),
     hooks=(
