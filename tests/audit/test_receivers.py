@@ -246,7 +246,7 @@ def _webhook(url: str, **fields: Any) -> AuditSink:
     return AuditSink.model_validate({"name": "w", "type": "webhook", "url": url, **fields})
 
 
-def test_a_redirecting_webhook_is_a_counted_failure_then_gets_every_event(tmp_path: Path) -> None:
+def test_finding_10_a_redirecting_webhook_is_a_counted_failure_then_gets_every_event(tmp_path: Path) -> None:
     """A 302 is not followed (no GET, nothing counted delivered); once it stops redirecting, every event
     arrives, with an idempotency key naming the batch's seq range."""
     trail = _trail(tmp_path, 1200)

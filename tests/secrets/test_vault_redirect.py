@@ -56,7 +56,7 @@ def servers() -> Iterator[tuple[_Server, _Server]]:
     elsewhere.close()
 
 
-def test_vault_redirect_is_an_error_and_the_token_stays_home(tmp_path: Path,
+def test_finding_10_vault_redirect_is_an_error_and_the_token_stays_home(tmp_path: Path,
                                                              servers: tuple[_Server, _Server]) -> None:
     """A Vault answering 307 yields SecretError naming the status; the redirect target never sees the token."""
     vault, elsewhere = servers
