@@ -27,6 +27,7 @@ from onexd.engine.translate import HostPaths, translate
 from onexd.errors import OnexdError, RuntimeFailure, SlotLost
 from onexd.policy.snapshot import Snapshot
 from onexd.runtime.base import Images, OutputSink, RunResult, WarmSlots
+from onexd.secrets.staging import write_secret_files
 from onexd.spec import JOB_LABEL, POLICY_LABEL, ContainerSpec
 
 log = logging.getLogger("onexd.pool")
@@ -194,16 +195,7 @@ class WarmPool:
             yield
             return
         uid, gid = (int(x) for x in spec.user.split(":"))
-        directory = Path(slot.secrets_dir)
-        for name, value in values.items():
-            fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
-            try:
-                os.write(fd, value)
-                os.fchown(fd, uid, gid)
-            finally:
-                os.close(fd)
-        os.chown(directory, uid, gid)
-        os.chmod(directory, 0o500)
+        write_secret_files(Path(slot.secrets_dir), values, uid, gid)
         yield
 
     # --- refilling ---------------------------------------------------------------------------------------

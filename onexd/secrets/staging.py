@@ -64,15 +64,7 @@ def staged_secrets(root: Path, job_id: str, values: Mapping[str, bytes], uid: in
     job_dir = root / job_id
     job_dir.mkdir(mode=0o700)
     try:
-        for name, value in values.items():
-            fd = os.open(job_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
-            try:
-                os.write(fd, value)
-                os.fchown(fd, uid, gid)
-            finally:
-                os.close(fd)
-        os.chown(job_dir, uid, gid)
-        os.chmod(job_dir, 0o500)
+        write_secret_files(job_dir, values, uid, gid)
         yield job_dir
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
@@ -99,3 +91,17 @@ def mask(output: bytes, values: list[bytes]) -> bytes:
                 output = output[:-n] + MASK
                 break
     return output
+
+
+def write_secret_files(directory: Path, values: Mapping[str, bytes], uid: int, gid: int) -> None:
+    """One 0400 file per secret, owned by the job's uid (never following a planted link, never over an existing
+    file), then the directory handed to that uid read-only (0500)."""
+    for name, value in values.items():
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+        try:
+            os.write(fd, value)
+            os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
+    os.chown(directory, uid, gid)
+    os.chmod(directory, 0o500)
