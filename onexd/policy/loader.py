@@ -201,7 +201,7 @@ def parse_bundle(root: Path, display: str | None = None, schemas: SchemaSet | No
                  limits: LoadLimits | None = None) -> ParsedBundle:
     """Stages 1-2 for one bundle directory. Never raises for bad content."""
     limits = limits or LoadLimits()
-    schemas = schemas or SchemaSet()
+    schemas = schemas or SchemaSet.shared()
     display = display if display is not None else str(root)
     files, problems = _read_files(root, display, limits)
     parsed: list[tuple[str, YamlDocument]] = []

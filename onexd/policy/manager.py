@@ -73,7 +73,7 @@ class PolicyManager:
         self.store = store
         self.trust = trust or Trust()
         self.limits = limits or LoadLimits()
-        self.schemas = SchemaSet()
+        self.schemas = SchemaSet.shared()
         self._reload_lock = threading.Lock()
         persisted = store.load(self.schemas, self.limits, str(policy_dir))
         ev = evaluate(list(persisted.values()))

@@ -149,7 +149,7 @@ def load_directory(path: Path, display: str | None = None, *, trust: Trust | Non
     if not path.is_dir():
         return Evaluation(None, (), (), (problem(display, None, "", "bundle/missing-manifest",
                                                  "not a directory"),))
-    schemas = schemas or SchemaSet()
+    schemas = schemas or SchemaSet.shared()
     roots = find_bundles(path)
     if not roots:
         return Evaluation(None, (), (), (problem(display, None, "", "bundle/missing-manifest",
@@ -167,7 +167,7 @@ def load_paths(paths: Sequence[Path], displays: Sequence[str] | None = None, *, 
     A bundle directory given later replaces an earlier one of the same directory name, as a new version
     replaces the old one in the daemon's directory; the same directory given twice counts once."""
     shown = list(displays) if displays is not None else [str(p) for p in paths]
-    schemas = schemas or SchemaSet()
+    schemas = schemas or SchemaSet.shared()
     chosen: dict[str, tuple[Path, str]] = {}
     general: list[Problem] = []
     for path, display in zip(paths, shown, strict=True):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,13 @@ class SchemaSet:
                     code, message = "schema/shell-command", "command must be an argv list, not a shell string"
                 out.append(problem(file, doc.line_of(where), where, code, f"{kind}: {message}"))
         return _dedupe(out)
+
+    @staticmethod
+    @cache
+    def shared() -> SchemaSet:
+        """The validators for the built-in schemas, generated and compiled once per process: generating them
+        from the models takes ~50 ms, which every policy load used to pay again."""
+        return SchemaSet()
 
     def validate_data(self, kind: str, data: Any) -> list[str]:
         """Plain messages for non-policy data (daemon config, API bodies)."""
