@@ -7,7 +7,6 @@ import json
 import re
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -197,56 +196,85 @@ def test_udp_oversize_and_refused_datagrams_are_dropped_and_counted_never_wedgin
         trail.close()
 
 
-class _Slow:
-    def __init__(self, name: str, delay_s: float) -> None:
-        self.name, self.delay_s = name, delay_s
-        self.got: list[tuple[int, float]] = []
+class _Gated:
+    """A sink that records what it gets; with `stuck`, every batch waits for `release` (a receiver that hangs)."""
+
+    def __init__(self, name: str, stuck: bool = False) -> None:
+        self.name, self.stuck = name, stuck
+        self.release = threading.Event()
+        self.got: list[int] = []
+        self._changed = threading.Condition()
 
     def send(self, events: list[dict[str, Any]]) -> SendResult:
-        time.sleep(self.delay_s)
-        self.got += [(e["seq"], time.monotonic()) for e in events]
+        if self.stuck:
+            self.release.wait(30)
+        with self._changed:
+            self.got += [e["seq"] for e in events]
+            self._changed.notify_all()
         return SendResult(len(events))
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.got) >= count, timeout_s)
+
+
+class _Shipped:
+    """An observer that lets a test wait until a number of events have been shipped (cursor already moved)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self._changed = threading.Condition()
+
+    def shipped_events(self, sink: str, events: int) -> None:
+        with self._changed:
+            self.events += events
+            self._changed.notify_all()
+
+    def sink_failed(self, sink: str) -> None: ...
+    def sink_retried(self, sink: str) -> None: ...
+    def sink_dropped(self, sink: str, events: int) -> None: ...
+
+    def wait_for(self, events: int, timeout_s: float = 10.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.events >= events, timeout_s)
 
 
 def test_a_slow_sink_does_not_delay_another(tmp_path: Path) -> None:
-    """Workers run per sink: while one sink takes 3 s per batch, the other ships each new event at once."""
+    """Workers run per sink: while one sink hangs on its first batch, the other ships each new event at once
+    (woken, long before its 60 s tick)."""
     trail = _trail(tmp_path, 1)
-    slow, fast = _Slow("slow", 3.0), _Slow("fast", 0.0)
+    slow, fast = _Gated("slow", stuck=True), _Gated("fast")
     shipper = Shipper(trail, [slow, fast], tmp_path / "c.json")
     shipper.start(interval_s=60)
     try:
-        deadline = time.monotonic() + 5
-        while not fast.got and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert [s for s, _ in fast.got] == [1]
-        appended = time.monotonic()
+        assert fast.wait_for(1) and fast.got == [1]
         trail.append("next", None, "success", {})
         shipper.wake()
-        while len(fast.got) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert [s for s, _ in fast.got] == [1, 2] and fast.got[1][1] - appended < 1.0
-        assert len(slow.got) <= 1  # still busy with its first batch
+        assert fast.wait_for(2) and fast.got == [1, 2]
+        assert slow.got == []  # still held on its first batch
     finally:
+        slow.release.set()
         shipper.flush(10)
         shipper.stop()
         trail.close()
-    assert {s for s, _ in slow.got} == {1, 2}
+    assert set(slow.got) == {1, 2}
 
 
 def test_worker_wakes_on_new_events_so_lag_returns_to_zero(tmp_path: Path) -> None:
-    """A healthy sink reads lag 0 shortly after an event is written, long before its next tick."""
+    """A healthy sink reads lag 0 as soon as an event written after a wake() is shipped, long before its next
+    tick (60 s)."""
     trail = _trail(tmp_path, 3)
     sink = _Flaky()
     sink.up = True
-    shipper = Shipper(trail, [sink], tmp_path / "c.json")
+    shipped = _Shipped()
+    shipper = Shipper(trail, [sink], tmp_path / "c.json", observer=shipped)
     shipper.start(interval_s=60)
     try:
-        for _ in range(3):
+        assert shipped.wait_for(3)
+        for n in range(4, 7):
             trail.append("later", None, "success", {})
             shipper.wake()
-            deadline = time.monotonic() + 3
-            while shipper.lag()["flaky"] and time.monotonic() < deadline:
-                time.sleep(0.02)
+            assert shipped.wait_for(n)
             assert shipper.lag() == {"flaky": 0}
     finally:
         shipper.stop()
