@@ -82,7 +82,8 @@ def policies(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return [*zone_docs, *seccomp_docs, *profile_docs, *node_docs, *cap_docs, role, binding], request
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(policies())
 def test_container_spec_invariants_hold_for_any_valid_policy(case: tuple[list[dict[str, Any]], dict[str, Any]]
                                                             ) -> None:
