@@ -64,7 +64,7 @@ test-images: images
 	$(BIN)/onexd image build --only onexd/test-systemd
 
 test: lint images test-images receivers
-	$(BIN)/pytest
+	$(BIN)/pytest --integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check onexd tests bench

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytest_plugins = ["tests.suite", "pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "policies"
 BASELINE = ROOT / "policies"

@@ -57,6 +57,7 @@ def _assert_parsed(receiver: Rsyslog | SyslogNg, n: int) -> None:
     assert seen == set(range(1, n + 1)), sorted(set(range(1, n + 1)) - seen)[:10]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("framing", ["octet-counting", "lf"])
 def test_rsyslog_receives_every_event_parsed(tmp_path: Path, framing: str) -> None:
     """A few thousand events over TCP reach rsyslog, each once or more, parsed as RFC 5424, no seq missing."""
@@ -71,6 +72,7 @@ def test_rsyslog_receives_every_event_parsed(tmp_path: Path, framing: str) -> No
     trail.close()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("framing", ["octet-counting", "lf"])
 def test_syslog_ng_receives_every_event_parsed(tmp_path: Path, framing: str) -> None:
     """syslog-ng's syslog() (octet counting) and network() (LF) sources parse every event, no seq missing."""
@@ -86,6 +88,7 @@ def test_syslog_ng_receives_every_event_parsed(tmp_path: Path, framing: str) -> 
     trail.close()
 
 
+@pytest.mark.integration
 def test_local_socket_records_are_parsed_by_rsyslog_and_syslog_ng(tmp_path: Path) -> None:
     """unix:// (format local) is parsed by rsyslog's imuxsock and syslog-ng's unix-dgram() as program `onexd`
     with the event's JSON as the message: every seq arrives."""
@@ -106,6 +109,7 @@ def test_local_socket_records_are_parsed_by_rsyslog_and_syslog_ng(tmp_path: Path
     trail.close()
 
 
+@pytest.mark.integration
 def test_journald_gets_every_event_natively_and_over_its_syslog_socket(tmp_path: Path) -> None:
     """journald (private instance): format journal on its native socket stores each event with ONEXD_SEQ,
     ONEXD_TYPE, ONEXD_HASH and PRIORITY fields; format local on its /dev/log socket stores identifier and pid;
@@ -135,6 +139,7 @@ def _tls_sink(port: int, ca: CaFiles, host: str = "localhost") -> AuditSink:
     return _sink(address=f"tls://{host}:{port}", tls={"caFile": str(ca.ca_file)})
 
 
+@pytest.mark.integration
 def test_tls_to_rsyslog_and_syslog_ng_with_a_verified_ca(tmp_path: Path) -> None:
     """RFC 5425: both receivers get every event over TLS verified against the test's CA."""
     ca = make_ca(tmp_path / "pki", "good")
@@ -152,6 +157,7 @@ def test_tls_to_rsyslog_and_syslog_ng_with_a_verified_ca(tmp_path: Path) -> None
     trail.close()
 
 
+@pytest.mark.integration
 def test_tls_with_a_wrong_ca_or_to_a_plain_listener_delivers_nothing(tmp_path: Path) -> None:
     """A receiver whose certificate does not chain to the sink's CA or does not name the expected host, or one
     that does not speak TLS, gets no event; the batch fails, is counted, and stays to be retried."""
@@ -179,6 +185,7 @@ def test_tls_with_a_wrong_ca_or_to_a_plain_listener_delivers_nothing(tmp_path: P
     trail.close()
 
 
+@pytest.mark.integration
 def test_tls_client_certificate_for_a_receiver_that_requires_one(tmp_path: Path) -> None:
     """rsyslog requiring a client certificate (x509/certvalid) gets every event from a sink with certFile and
     keyFile, and nothing from one without."""
@@ -198,6 +205,7 @@ def test_tls_client_certificate_for_a_receiver_that_requires_one(tmp_path: Path)
     trail.close()
 
 
+@pytest.mark.integration
 def test_udp_best_effort_to_rsyslog_counts_sends(tmp_path: Path) -> None:
     """UDP ships as best-effort: an oversize event arrives as its marker, a burst of a few thousand is counted
     as sent (what arrives is parsed RFC 5424; loss is what best-effort means), and the cursor reaches the end."""
@@ -221,6 +229,7 @@ def test_udp_best_effort_to_rsyslog_counts_sends(tmp_path: Path) -> None:
     trail.close()
 
 
+@pytest.mark.integration
 def test_an_oversize_event_reaches_rsyslog_default_limit_as_one_record(tmp_path: Path) -> None:
     """Under rsyslog's default 8 KiB limit a 20 KB event arrives as one record (its marker), not split."""
     trail = AuditLog(tmp_path / "audit")
@@ -292,6 +301,7 @@ def test_the_authorization_header_arrives_and_is_never_logged(tmp_path: Path,
     trail.close()
 
 
+@pytest.mark.integration
 def test_debian_webhook_gets_every_event_only_with_the_right_authorization(tmp_path: Path) -> None:
     """Debian's `webhook` (the operator guide's configuration) refuses a wrong Authorization header (401: a
     counted failure, nothing stored), then stores every event once the header is right."""
@@ -328,6 +338,7 @@ def test_https_webhook_verifies_the_receiver(tmp_path: Path) -> None:
     trail.close()
 
 
+@pytest.mark.integration
 def test_a_slow_webhook_does_not_delay_syslog(tmp_path: Path) -> None:
     """While a webhook takes 12 s per batch, rsyslog receives each new event within 3 s of its write."""
     trail = _trail(tmp_path, 10)

@@ -81,6 +81,7 @@ def test_a_valid_config_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 0 and "valid" in out
 
 
+@pytest.mark.integration
 def test_onexd_config_naming_a_missing_file_is_an_error(tmp_path: Path) -> None:
     """ONEXD_CONFIG pointing nowhere fails validation (3) and serve (2); the defaults are not used silently."""
     env = {**os.environ, "ONEXD_CONFIG": str(tmp_path / "absent.yaml")}
@@ -91,6 +92,7 @@ def test_onexd_config_naming_a_missing_file_is_an_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no such file" in proc.stderr and not (tmp_path / "s").exists()
 
 
+@pytest.mark.integration
 def test_serve_refuses_a_bad_sink_before_writing_anything(tmp_path: Path) -> None:
     """`onexd serve` with a bad sink exits 2 naming every bad field; no state directory, socket or trail."""
     path = _write(tmp_path, [BAD_SINKS["no-scheme"][0], BAD_SINKS["bare-ipv6"][0].replace("a,", "b,")])
@@ -102,6 +104,7 @@ def test_serve_refuses_a_bad_sink_before_writing_anything(tmp_path: Path) -> Non
     assert "Traceback" not in proc.stderr and not state.exists() and not sock.parent.exists()
 
 
+@pytest.mark.integration
 def test_serve_refuses_a_tls_sink_whose_ca_cannot_be_loaded(tmp_path: Path) -> None:
     """A tls:// sink whose caFile is missing stops `onexd serve` (exit 2, naming the file) before the state
     directory is created: never a fallback to an unverified connection."""

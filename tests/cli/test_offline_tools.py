@@ -30,6 +30,7 @@ def _tree(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
 
+@pytest.mark.integration
 def test_secret_commands_without_a_master_key_write_nothing(tmp_path: Path) -> None:
     """secret set/list and audit verify without a master key stop with exit 2, say where the key is looked
     for, and write nothing (no master.key, no store, no keystore)."""
@@ -48,6 +49,7 @@ def test_secret_commands_without_a_master_key_write_nothing(tmp_path: Path) -> N
         assert _tree(state) == before
 
 
+@pytest.mark.integration
 def test_secret_commands_work_with_the_master_key(tmp_path: Path) -> None:
     """With ONEXD_MASTER_KEY, secret set stores the value (encrypted) and list names it; no key file appears."""
     state = tmp_path / "state"
@@ -59,6 +61,7 @@ def test_secret_commands_work_with_the_master_key(tmp_path: Path) -> None:
     assert not (state / "master.key").exists() and b"pw" not in (state / "secrets" / "store.json").read_bytes()
 
 
+@pytest.mark.integration
 def test_a_mistyped_state_dir_is_an_error(tmp_path: Path) -> None:
     """--state-dir naming a missing directory is exit 2 and creates nothing."""
     missing = tmp_path / "stat"
@@ -90,6 +93,7 @@ def _custom_bundle(root: Path) -> Path:
     ])
 
 
+@pytest.mark.integration
 def test_validate_merges_paths_like_the_daemon(tmp_path: Path) -> None:
     """A bundle reusing baseline roles and profiles is invalid alone but valid beside policies/baseline."""
     bundle = _custom_bundle(tmp_path)
@@ -102,6 +106,7 @@ def test_validate_merges_paths_like_the_daemon(tmp_path: Path) -> None:
     assert with_dir.returncode == 0 and json.loads(with_dir.stdout) == []
 
 
+@pytest.mark.integration
 def test_validate_and_explain_missing_paths_are_usage_errors(tmp_path: Path) -> None:
     """A path that does not exist is exit 2 (usage), not 3 (invalid policy)."""
     proc = _onexd("policy", "validate", str(BASELINE), str(tmp_path / "nope"))
@@ -111,6 +116,7 @@ def test_validate_and_explain_missing_paths_are_usage_errors(tmp_path: Path) -> 
     assert explain.returncode == 2
 
 
+@pytest.mark.integration
 def test_sign_validates_in_the_context_of_the_policy_dir(tmp_path: Path) -> None:
     """policy sign DIR --policy-dir D signs a bundle that is valid beside D; without D it refuses, writing nothing."""
     bundle = _custom_bundle(tmp_path / "work")
@@ -130,18 +136,21 @@ def test_sign_validates_in_the_context_of_the_policy_dir(tmp_path: Path) -> None
     assert _onexd("policy", "sign", str(tmp_path / "nope"), "--key", str(keys / "ops.pem")).returncode == 2
 
 
+@pytest.mark.integration
 def test_keygen_into_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     """keygen into a directory that does not exist: exit 2 and what to do, no traceback."""
     proc = _onexd("policy", "keygen", str(tmp_path / "secure" / "ops.pem"))
     assert proc.returncode == 2 and "no such directory" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.integration
 def test_run_with_bad_input_is_a_usage_error() -> None:
     """onexd run --input 'bad': exit 2 and a message naming --input, no traceback (checked before any engine)."""
     proc = _onexd("run", "--policy-dir", str(EXAMPLES), "hello", "--input", "bad")
     assert proc.returncode == 2 and "--input is not JSON" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.integration
 def test_explain_never_says_allowed_with_a_failing_exit() -> None:
     """An allowed target with input failing its schema prints INVALID INPUT (exit 3), never ALLOWED."""
     proc = _onexd("policy", "explain", "--policy-dir", str(EXAMPLES), "--as", "UnixUser:root",
@@ -150,6 +159,7 @@ def test_explain_never_says_allowed_with_a_failing_exit() -> None:
     assert "ALLOWED" not in proc.stdout and proc.stdout.startswith("INVALID INPUT")
 
 
+@pytest.mark.integration
 def test_schemas_without_out_print_instead_of_writing(tmp_path: Path) -> None:
     """policy schemas without --out prints every schema as JSON and writes nothing in the current directory."""
     proc = _onexd("policy", "schemas", cwd=tmp_path)
@@ -160,6 +170,7 @@ def test_schemas_without_out_print_instead_of_writing(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(schemas) and written.returncode == 0
 
 
+@pytest.mark.integration
 def test_version_is_fast() -> None:
     """onexd --version answers in under 0.2 s (best of three: it loads no library)."""
     best = float("inf")

@@ -8,8 +8,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.daemon.conftest import Daemon
+
+pytestmark = pytest.mark.integration
 
 ONEXCTL = str(Path(sys.executable).parent / "onexctl")
 

@@ -51,6 +51,7 @@ def fake(daemons: Callable[..., Daemon]) -> Daemon:
     return d
 
 
+@pytest.mark.integration
 def test_global_options_before_or_after_the_subcommand(fake: Daemon) -> None:
     """-o and --socket work before the subcommand, after it, and after a nested action; the last one wins."""
     sock = str(fake.socket)
@@ -64,6 +65,7 @@ def test_global_options_before_or_after_the_subcommand(fake: Daemon) -> None:
     assert env_socket.returncode == 0, env_socket.stderr
 
 
+@pytest.mark.integration
 def test_every_command_honours_output(fake: Daemon) -> None:
     """job logs -o yaml/json and keys jwks -o table/yaml render in the asked format, not always JSON."""
     sock = str(fake.socket)
@@ -78,6 +80,7 @@ def test_every_command_honours_output(fake: Daemon) -> None:
     assert yaml.safe_load(_ctl("keys", "jwks", "-o", "yaml", "--socket", sock).stdout)["keys"]
 
 
+@pytest.mark.integration
 def test_token_and_api_key_authenticate(fake: Daemon) -> None:
     """--token/ONEXD_TOKEN and --api-key/ONEXD_API_KEY act as their subject from an unbound uid; both is usage."""
     sock = str(fake.socket)
@@ -95,6 +98,7 @@ def test_token_and_api_key_authenticate(fake: Daemon) -> None:
     assert bad.returncode == 3 and "token rejected" in bad.stderr
 
 
+@pytest.mark.integration
 def test_job_input_from_a_file_and_stdin(fake: Daemon, tmp_path: Path) -> None:
     """--input-file F, --input-file - and --input - read the job input; giving both is a usage error."""
     sock = str(fake.socket)
@@ -142,6 +146,7 @@ def silent_socket() -> Iterator[str]:
     os.rmdir(directory)
 
 
+@pytest.mark.integration
 def test_request_timeout(silent_socket: str) -> None:
     """--request-timeout and ONEXD_REQUEST_TIMEOUT give up on a silent daemon with a clear error, exit 1."""
     started = time.monotonic()
@@ -156,6 +161,7 @@ def test_request_timeout(silent_socket: str) -> None:
     assert _ctl("health", "--socket", silent_socket, env={"ONEXD_REQUEST_TIMEOUT": "-1"}).returncode != 0
 
 
+@pytest.mark.integration
 def test_version_shows_client_and_server(fake: Daemon) -> None:
     """onexctl version names both sides; without a daemon it still shows the client and exits 1."""
     data = json.loads(_ctl("version", "-o", "json", "--socket", str(fake.socket)).stdout)
@@ -166,6 +172,7 @@ def test_version_shows_client_and_server(fake: Daemon) -> None:
     assert gone.returncode == 1 and "Client: onexctl" in gone.stdout and "Server: unreachable" in gone.stdout
 
 
+@pytest.mark.integration
 def test_short_ids_prefixes_and_no_trunc(fake: Daemon) -> None:
     """The job table shows 16-character ids (--no-trunc: full); any unique prefix of 8+ characters works for
     get, logs and cancel; a shorter one is not found."""
@@ -184,6 +191,7 @@ def test_short_ids_prefixes_and_no_trunc(fake: Daemon) -> None:
     assert too_short.returncode == 1 and "no such job" in too_short.stderr
 
 
+@pytest.mark.integration
 def test_ambiguous_prefix_is_400(fake: Daemon) -> None:
     """Two jobs sharing a prefix: that prefix is answered 400 with a message saying to give more characters."""
     sock = str(fake.socket)
@@ -223,6 +231,7 @@ def test_store_resolves_prefixes(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.integration
 def test_tables_render_nested_values_for_people(fake: Daemon) -> None:
     """A job's policy bundles and the zone allowlists show as key=value and lists, never as JSON."""
     sock = str(fake.socket)
@@ -234,6 +243,7 @@ def test_tables_render_nested_values_for_people(fake: Daemon) -> None:
     assert '["' not in zones and '{"' not in zones
 
 
+@pytest.mark.integration
 def test_policy_explain_renders_like_onexd(fake: Daemon) -> None:
     """onexctl policy explain prints the same readable text as onexd policy explain (verdict, sandbox table)."""
     request = str(ROOT / "examples/requests/hello.json")
@@ -247,6 +257,7 @@ def test_policy_explain_renders_like_onexd(fake: Daemon) -> None:
     assert remote.stdout.splitlines()[:-1] == local.stdout.splitlines()[:-1]
 
 
+@pytest.mark.integration
 def test_audit_tail_follow_does_not_feed_itself(fake: Daemon) -> None:
     """Reading GET /v1/audit is audited in aggregate (a principal's first read, then at most hourly), so repeated
     reads add nothing to the trail; tail -f long-polls and prints a job's events as they happen, and none of its
@@ -292,6 +303,7 @@ def test_audit_tail_follow_does_not_feed_itself(fake: Daemon) -> None:
             follower.stdout.close()
 
 
+@pytest.mark.integration
 def test_a_following_tail_does_not_hold_up_shutdown(fake: Daemon) -> None:
     """The daemon stops at once while audit tail -f long-polls (the poll answers on shutdown), and the follower
     then ends with a connection error rather than hanging."""
@@ -313,6 +325,7 @@ def test_a_following_tail_does_not_hold_up_shutdown(fake: Daemon) -> None:
             follower.stderr.close()
 
 
+@pytest.mark.integration
 def test_a_prefix_resolves_among_the_callers_own_jobs(fake: Daemon) -> None:
     """A caller who may read only its own jobs gets its job for a prefix another principal's job shares too
     (never a 400 that reveals the other job)."""
@@ -332,6 +345,7 @@ def test_a_prefix_resolves_among_the_callers_own_jobs(fake: Daemon) -> None:
     assert _ctl("job", "get", prefix, "--socket", sock).returncode == 3  # root reads everyone's: ambiguous
 
 
+@pytest.mark.integration
 def test_a_denied_read_of_the_trail_is_recorded(fake: Daemon) -> None:
     """Only an allowed read of GET /v1/audit is left out of the trail: a denied one is an authz.decision event."""
     sock = str(fake.socket)

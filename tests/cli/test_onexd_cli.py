@@ -84,6 +84,7 @@ def test_validate_text_names_file_line_and_code(policy_dir: Path, capsys: pytest
     assert "invalid" in err
 
 
+@pytest.mark.integration
 def test_validate_usage_errors_exit_2() -> None:
     """No PATH, or an unknown format, is a usage error (exit 2)."""
     for argv in (["policy", "validate"], ["policy", "validate", ".", "-o", "xml"]):
@@ -100,6 +101,7 @@ def test_validate_missing_directory_is_a_usage_error(tmp_path: Path, capsys: pyt
     assert code == 3 and "no bundle found" in json.loads(out)[0]["message"]
 
 
+@pytest.mark.integration
 def test_console_script_is_installed() -> None:
     """`onexd --version` works through the installed entry point."""
     exe = Path(sys.executable).parent / "onexd"
@@ -107,6 +109,7 @@ def test_console_script_is_installed() -> None:
     assert proc.stdout.startswith("onexd ")
 
 
+@pytest.mark.integration
 def test_bash_completion_completes_subcommands_and_options(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """`onexd completion bash` completes commands, subcommands, options and their values of onexd and onexctl,
@@ -139,6 +142,7 @@ def test_zsh_completion_is_a_zsh_script(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0 and one.startswith("#compdef onexd\n") and "_shtab_onexctl" not in one  # a file for fpath
 
 
+@pytest.mark.integration
 def test_onexctl_completion_prints_its_own_script() -> None:
     """`onexctl completion bash|zsh` exists (as documented) and prints onexctl's completion only."""
     exe = Path(sys.executable).parent / "onexctl"
@@ -147,6 +151,7 @@ def test_onexctl_completion_prints_its_own_script() -> None:
         assert "_shtab_onexctl" in proc.stdout and "_shtab_onexd_" not in proc.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_registers_both_programs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """In a real zsh, eval of `onexd completion zsh` after compinit registers completion for both programs."""

@@ -19,6 +19,8 @@ from schemathesis import GenerationMode
 
 from tests.daemon.conftest import Daemon, _finish, make_daemon
 
+pytestmark = pytest.mark.integration
+
 FUZZ_EXAMPLES = 100
 FUZZ_TIMEOUT_S = 10.0
 

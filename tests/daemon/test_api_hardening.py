@@ -19,6 +19,8 @@ from onexd.crypto import generate_ed25519, jwt_sign, key_id, to_jwk
 from tests.conftest import doc, write_bundle
 from tests.daemon.conftest import Daemon
 
+pytestmark = pytest.mark.integration
+
 IDP = "https://idp.example"
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from tests.daemon.conftest import Daemon
 
+pytestmark = pytest.mark.integration
+
 ONEXD = str(Path(sys.executable).parent / "onexd")
 
 

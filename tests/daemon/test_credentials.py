@@ -60,6 +60,7 @@ def _active(d: Daemon) -> str:
                 if k["state"] == "active")
 
 
+@pytest.mark.integration
 def test_token_works_as_its_subject_from_any_uid(daemons: Callable[..., Daemon]) -> None:
     """Root issues a token for ci-bot; an unbound uid presenting it acts as Token:ci-bot (and is allowed)."""
     d = daemons(backend="fake")
@@ -71,6 +72,7 @@ def test_token_works_as_its_subject_from_any_uid(daemons: Callable[..., Daemon])
     assert _curl(d, "/v1/jobs?wait=true", uid=4299, method="POST", body={"node": "hello", "input": {}})[0] == 403
 
 
+@pytest.mark.integration
 def test_every_bad_token_is_401(daemons: Callable[..., Daemon]) -> None:
     """Expired, early, wrong aud/iss, unknown kid, alg none, HS256 with the public key, tampered: all 401."""
     d = daemons(backend="fake")
@@ -101,6 +103,7 @@ def test_every_bad_token_is_401(daemons: Callable[..., Daemon]) -> None:
         assert token not in json.dumps(answer)
 
 
+@pytest.mark.integration
 def test_rotation_keeps_old_tokens_valid_through_grace(daemons: Callable[..., Daemon]) -> None:
     """After `onexctl keys rotate` the JWKS has old and new keys; an old token works until grace ends, then 401."""
     d = daemons(backend="fake", extra={"auth": {"tokens": {"ttlSeconds": 4}}, "rotation": {"graceSeconds": 4}})
@@ -118,6 +121,7 @@ def test_rotation_keeps_old_tokens_valid_through_grace(daemons: Callable[..., Da
     assert _curl(d, "/v1/health", f"Authorization: Bearer {token}")[0] == 401
 
 
+@pytest.mark.integration
 def test_short_interval_rotates_by_itself_and_overdue_rotation_runs_at_start(daemons: Callable[..., Daemon]
                                                                               ) -> None:
     """With a 2 s interval the active key changes without anyone asking; after a stop longer than the interval,
@@ -141,6 +145,7 @@ def test_short_interval_rotates_by_itself_and_overdue_rotation_runs_at_start(dae
     assert _active(d) != before_restart
 
 
+@pytest.mark.integration
 def test_api_key_lifecycle_and_no_plaintext_on_disk(daemons: Callable[..., Daemon]) -> None:
     """A new key works (as ApiKey:NAME), is stored only hashed, and is refused once revoked."""
     d = daemons(backend="fake")
@@ -161,6 +166,7 @@ def test_api_key_lifecycle_and_no_plaintext_on_disk(daemons: Callable[..., Daemo
     assert code == 401 and answer["error"]["code"] == "invalid-api-key"
 
 
+@pytest.mark.integration
 def test_expiring_api_key_carries_a_warning(daemons: Callable[..., Daemon]) -> None:
     """Inside the warning window, responses tell the caller to rotate the key."""
     d = daemons(backend="fake", extra={"auth": {"apiKeys": {"defaultTTLDays": 5, "warnDays": 14}}})
@@ -299,6 +305,7 @@ def _wait(d: Daemon, job_id: str) -> dict[str, Any]:
         time.sleep(0.1)
 
 
+@pytest.mark.integration
 def test_missing_secret_fails_the_job_naming_it_not_its_value(daemons: Callable[..., Daemon], tmp_path: Path,
                                                               vault: tuple[str, type[_Vault]]) -> None:
     """An unset secret: the job ends `error`, the reason names the secret and source, nothing ran."""

@@ -6,7 +6,11 @@ import subprocess
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.daemon.conftest import Daemon
+
+pytestmark = pytest.mark.integration
 
 
 def test_rate_limit_answers_429_with_retry_after(daemons: Callable[..., Daemon]) -> None:

@@ -23,6 +23,7 @@ ONEXD = str(Path(sys.executable).parent / "onexd")
 JOB = {"node": "hello", "input": {"name": "fault"}}
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root only)")
 def test_state_filesystem_full_is_503_and_nothing_half_written(daemons: Callable[..., Daemon]) -> None:
     """With the state directory on a 4 MiB tmpfs filled up, submissions are refused with 503 (never a 500 or a
@@ -56,6 +57,7 @@ def test_state_filesystem_full_is_503_and_nothing_half_written(daemons: Callable
         subprocess.run(["umount", str(d.state_dir)], check=False)
 
 
+@pytest.mark.integration
 def test_sigkill_during_reload_restarts_on_a_consistent_state(daemons: Callable[..., Daemon]) -> None:
     """SIGKILL at several points of a reload that activates a new bundle version: every restart comes up,
     with every bundle active (none lost or half-applied, no rejection), jobs run, and the audit chain verifies."""

@@ -25,6 +25,7 @@ def _responder_bundle(d: Daemon) -> None:
     ])
 
 
+@pytest.mark.integration
 def test_denials_lock_a_principal_out_until_unlocked(daemons: Callable[..., Daemon]) -> None:
     """Three denials lock; the next submit is a 403 naming the lockout; health lists it; unlock restores it;
     locked, refused and unlocked are all in the audit trail."""
@@ -58,6 +59,7 @@ def test_denials_lock_a_principal_out_until_unlocked(daemons: Callable[..., Daem
     assert code == 200 and [e["data"]["subject"] for e in found["events"]] == [locked[0]]
 
 
+@pytest.mark.integration
 def test_job_finished_event_and_metrics_carry_forensics(daemons: Callable[..., Daemon]) -> None:
     """job.finished names usage and blockedSyscall; /metrics has the usage histograms."""
     d = daemons(backend="fake")
@@ -74,6 +76,7 @@ def test_job_finished_event_and_metrics_carry_forensics(daemons: Callable[..., D
         assert f"# TYPE {name} histogram" in text
 
 
+@pytest.mark.integration
 def test_analyze_route_scores_the_active_policy(daemons: Callable[..., Daemon]) -> None:
     """GET /v1/policy/analyze (policy:read): a score per profile and node of the active snapshot."""
     d = daemons(backend="fake")

@@ -65,6 +65,7 @@ def _journal_env(d: Daemon) -> dict[str, str]:
     return {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
 
 
+@pytest.mark.integration
 def test_issue_13_4_nodes_are_listed_with_what_a_client_needs(daemons: Callable[..., Daemon]) -> None:
     """GET /v1/nodes and /v1/nodes/{name} (nodes:read) give name, version, bundle, profile, zone, secret names and
     input schema; an unknown node is 404; a caller without nodes:read is 403."""
@@ -101,6 +102,7 @@ def _check_answer(spec: dict[str, Any], method: str, template: str, status: int,
         assert errors == [], f"{method} {template} {status}: {errors[:3]}"
 
 
+@pytest.mark.integration
 def test_issue_13_12_openapi_is_valid_declares_security_and_matches_the_server(
         daemons: Callable[..., Daemon]) -> None:
     """/openapi.json passes openapi-spec-validator (3.1) and declares bearer and API-key schemes beside the Unix
@@ -172,6 +174,7 @@ def test_issue_13_12_openapi_is_valid_declares_security_and_matches_the_server(
     assert sent == documented
 
 
+@pytest.mark.integration
 def test_issue_13_13_http_semantics(daemons: Callable[..., Daemon]) -> None:
     """Bad query values and limit=0 are 400 naming the accepted values; 405 has Allow; 401 has WWW-Authenticate;
     health is never rate-limited; a job the caller may read but not cancel is 403 (one it may not read, 404);
@@ -208,6 +211,7 @@ def test_issue_13_13_http_semantics(daemons: Callable[..., Daemon]) -> None:
     assert not [m for m in messages if " --" in m or m.startswith("--")], messages
 
 
+@pytest.mark.integration
 def test_issue_13_14_fake_backend_says_so_in_health_and_warns_at_start(daemons: Callable[..., Daemon]) -> None:
     """With runtime.backend fake, /v1/health says engine: fake and the daemon logs a warning (journald priority
     4 under systemd) when it starts."""
@@ -221,6 +225,7 @@ def test_issue_13_14_fake_backend_says_so_in_health_and_warns_at_start(daemons: 
     assert warning and warning[0]["level"] == "warning"
 
 
+@pytest.mark.integration
 def test_issue_13_15_metrics_prefix_build_info_gauges_and_content_type(daemons: Callable[..., Daemon]) -> None:
     """Every series is onexd_*, build info and state gauges are there, no _created series, and the content type
     names the exposition format's version."""
@@ -246,6 +251,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.integration
 def test_issue_13_15_metrics_listener_serves_only_metrics_over_tcp(daemons: Callable[..., Daemon]) -> None:
     """metrics.listen on loopback: GET /metrics answers without credentials; other paths are 404, other methods
     405; without the setting no TCP port is opened."""
@@ -269,6 +275,7 @@ def test_issue_13_15_metrics_listener_serves_only_metrics_over_tcp(daemons: Call
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
+@pytest.mark.integration
 def test_issue_13_16_rejected_bundle_is_a_journald_warning_naming_its_problems(
         daemons: Callable[..., Daemon]) -> None:
     """A bundle rejected at start is logged at warning with its problems; under systemd (JOURNAL_STREAM is the
@@ -296,6 +303,7 @@ def _config(tmp_path: Path, staging: Path, **extra: Any) -> Any:
         **extra})
 
 
+@pytest.mark.integration
 def test_issue_13_18_an_unknown_socket_group_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     """`socket.group` naming a group the system does not have (the example config on a host where sysusers has
     not run) stops `onexd serve` with the field named, before the state directory exists (regression)."""

@@ -10,7 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.daemon.conftest import Daemon
+
+pytestmark = pytest.mark.integration
 
 
 def _metrics(d: Daemon) -> str:

@@ -247,6 +247,7 @@ def test_a_slot_is_the_translated_spec_but_for_the_job_parts(tmp_path: Path) -> 
         assert getattr(slot, field) == getattr(job, field), field
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("argv", [("cat",), ("sh", "-c", "echo 'it''s' \"$HOME\" `id` $(id) \\"),
                                   ("printf", "%s|", "a b", "", "'", "\\n", "*", "$ONEXD_JOB_ID"),
                                   ("sh", "-c", "echo one\n\necho 'two'\n", "x\n'\n")])

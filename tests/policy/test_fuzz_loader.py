@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -176,6 +177,7 @@ def test_mutated_bundles_exit_0_or_3_without_a_traceback(case: tuple[str, str, C
     assert elapsed < 5, f"{elapsed:.1f} s"  # a watchdog against super-linear input, not a benchmark
 
 
+@pytest.mark.integration
 @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations())
 def test_mutated_bundles_in_a_child_process(case: tuple[str, str, Callable[[Path], None]]) -> None:

@@ -48,6 +48,7 @@ def _validate_subprocess(path: Path) -> subprocess.CompletedProcess[str]:
 # --- 1: integers too large to convert or format, symbolic-link loops ------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("value", ["9" * 4400, "0x" + "f" * 3600, "-" + "1" * 5000, "9223372036854775808"])
 def test_finding_01_huge_integer_is_rejected_not_a_traceback(value: str, tmp_path: Path) -> None:
     """A decimal of >= 4301 digits or a hex above 10^4300 is `yaml/invalid-number`, exit 3, no traceback."""
@@ -60,6 +61,7 @@ def test_finding_01_huge_integer_is_rejected_not_a_traceback(value: str, tmp_pat
     assert "yaml/invalid-number" in proc.stdout
 
 
+@pytest.mark.integration
 def test_finding_01_symlink_loop_is_rejected_not_a_traceback(tmp_path: Path) -> None:
     """A symbolic-link loop inside a bundle is `ref/path-escape`, exit 3, no traceback."""
     bundle = write_bundle(tmp_path, "b", minimal_docs())

@@ -52,6 +52,7 @@ def baseline_rss(tmp_path_factory: pytest.TempPathFactory) -> int:
     return rss
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_file_is_rejected_in_a_child_process(name: str, tmp_path: Path, baseline_rss: int) -> None:
     """The hostile file yields exit 3 with a limit/syntax code, and under 100 MB beyond a trivial run."""

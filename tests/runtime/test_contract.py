@@ -51,7 +51,8 @@ K8S_BY_DESIGN = {
 }
 
 
-@pytest.fixture(params=["fake", pytest.param("docker", marks=pytest.mark.docker), "kubernetes"])
+@pytest.fixture(params=["fake", pytest.param("docker", marks=pytest.mark.docker),
+                        pytest.param("kubernetes", marks=pytest.mark.integration)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Runtime]]:
     if request.param == "fake":
         yield "fake", FakeRuntime()

@@ -13,6 +13,7 @@ from onexd.runtime.fake import FakeRuntime
 from onexd.runtime.images import RECIPE_LABEL, TEST_SYSTEMD, BusyboxRecipe, DebianRecipe, build_images
 
 
+@pytest.mark.integration
 def test_busybox_rootfs_has_the_applets_and_no_setuid(tmp_path: Path) -> None:
     """The tarball holds the static busybox, applet links to it, passwd/group and a sticky /tmp."""
     tarball = BusyboxRecipe().build(tmp_path, lambda _: None)
@@ -24,6 +25,7 @@ def test_busybox_rootfs_has_the_applets_and_no_setuid(tmp_path: Path) -> None:
     assert not any(m.mode & 0o6000 and m.isfile() for m in members.values())
 
 
+@pytest.mark.integration
 def test_build_skips_up_to_date_and_rebuilds_stale(tmp_path: Path) -> None:
     """Same recipe digest: skipped; a changed recipe (or --force): rebuilt."""
     store = FakeRuntime()
@@ -52,6 +54,7 @@ def test_unknown_image_name_is_a_usage_error() -> None:
         build_images(FakeRuntime(), only=["onexd/runner-ruby"])
 
 
+@pytest.mark.integration
 def test_the_systemd_test_image_is_built_only_by_name() -> None:
     """onexd/test-systemd is never part of the default build (operators get runner images only); by name it
     is known, and skipped while its recipe digest is unchanged."""

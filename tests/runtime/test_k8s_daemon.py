@@ -16,6 +16,8 @@ import pytest
 from tests.daemon.conftest import Daemon, _finish, make_daemon
 from tests.runtime.k8s_fake_server import FakeKubernetes, Outcome
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeKubernetes]:

@@ -49,6 +49,7 @@ def _master_key(tmp_path: Path, creds: str) -> subprocess.CompletedProcess[str]:
                           check=False, timeout=60)
 
 
+@pytest.mark.integration
 def test_without_systemd_creds_the_master_key_is_a_plain_0600_file_said_loudly(tmp_path: Path) -> None:
     """Without systemd-creds: a 0600 key file of 44 base64 characters, a drop-in that loads it with
     LoadCredential= (and clears LoadCredentialEncrypted=), and a WARNING; a second run keeps the key."""
@@ -66,6 +67,7 @@ def test_without_systemd_creds_the_master_key_is_a_plain_0600_file_said_loudly(t
     assert key.read_text() == before
 
 
+@pytest.mark.integration
 def test_with_systemd_creds_the_master_key_is_encrypted(tmp_path: Path) -> None:
     """With systemd-creds the key is written only as its encrypted credential, 0600, and no drop-in is made.
     (A stand-in records what systemd-creds was asked to do; the live systemd test decrypts a real one.)"""

@@ -21,6 +21,7 @@ UNITS = ROOT / "systemd"
 ONEXD = str(Path(sys.executable).parent / "onexd")
 
 
+@pytest.mark.integration
 def test_units_verify_without_a_word(tmp_path: Path) -> None:
     """`systemd-analyze verify` prints nothing for both units, with the executable staged at ExecStart's path."""
     root = tmp_path / "root"
@@ -38,6 +39,7 @@ def test_units_verify_without_a_word(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
 
 
+@pytest.mark.integration
 def test_service_exposure_is_at_most_2() -> None:
     """`systemd-analyze security --offline=yes` rates the service's exposure 2.0 or lower."""
     proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNITS / "onexd.service")],
@@ -47,6 +49,7 @@ def test_service_exposure_is_at_most_2() -> None:
     assert float(match.group(1)) <= 2.0
 
 
+@pytest.mark.integration
 def test_sysusers_and_tmpfiles_parse() -> None:
     """The sysusers and tmpfiles snippets are accepted by systemd's own tools (dry runs, nothing created)."""
     tmpfiles = subprocess.run(["systemd-tmpfiles", "--cat-config"], capture_output=True, text=True, check=False)
@@ -72,6 +75,7 @@ def _recv(sock: socket.socket, want: str, timeout_s: float) -> str:
     raise AssertionError(f"no {want!r} in {seen}")
 
 
+@pytest.mark.integration
 def test_sd_notify_ready_reloading_watchdog_stopping(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
     """With NOTIFY_SOCKET set: READY=1 at start, RELOADING=1 with MONOTONIC_USEC on SIGHUP (then READY=1),
     WATCHDOG=1 within the interval, STOPPING=1 on SIGTERM."""
@@ -97,6 +101,7 @@ def test_sd_notify_ready_reloading_watchdog_stopping(daemons: Callable[..., Daem
         sock.close()
 
 
+@pytest.mark.integration
 def test_socket_activation_serves_on_the_passed_socket(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
     """Under `systemd-socket-activate -l SOCKET onexd serve ...` the daemon answers on the socket it was given,
     and leaves that socket in place when it stops."""
@@ -138,6 +143,7 @@ def test_unit_directories_fill_in_what_the_config_leaves_unset(tmp_path: Path, v
     assert variable
 
 
+@pytest.mark.integration
 def test_make_install_puts_everything_where_a_distribution_would(tmp_path: Path) -> None:
     """`make install PREFIX DESTDIR`: the program in a private venv with bin/ links (shebangs rewritten to
     the final place), units, sysusers and tmpfiles snippets, a commented onexd.yaml and the baseline policy."""

@@ -1,0 +1,114 @@
+"""How the suite is split, and what a unit test may do (a pytest plugin, loaded by tests/conftest.py).
+
+Two kinds of tests share the tree, which mirrors the package:
+
+- **Unit tests** (unmarked): in-process, against the fake runtime and injected clocks. A unit test may not start a
+  process and may not sleep more than UNIT_SLEEP_BUDGET_S in total (time.sleep and asyncio.sleep, its own and the
+  code's under test, in any thread, during its fixtures too); the guard below fails it otherwise, naming what to
+  do. `pytest` and `pytest -m "not docker"` run these, property tests and in-process fuzzers at full budget.
+- **Integration tests**, marked `integration` (processes on this host: daemons on the fake runtime over their
+  socket, the CLIs as commands, real syslog/webhook receivers, a Kubernetes fake API server, `make install`) or
+  `docker` (the real engine). They run with `--integration`, which `make test` and CI pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+UNIT_SLEEP_BUDGET_S = 0.2
+INTEGRATION_MARKERS = ("integration", "docker")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--integration", action="store_true", default=False,
+                     help="also run the integration tests (marked integration or docker); `make test` and CI pass it")
+
+
+def is_integration(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) is not None for name in INTEGRATION_MARKERS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--integration"):
+        return
+    skip = pytest.mark.skip(reason="integration test: `make test` runs it (or pytest --integration)")
+    for item in items:
+        if is_integration(item):
+            item.add_marker(skip)
+
+
+class UnitTestViolation(AssertionError):
+    pass
+
+
+SLEPT = pytest.StashKey[list[float]]()
+
+
+@contextlib.contextmanager
+def _unit_test_guard(item: pytest.Item) -> Iterator[None]:
+    """While a unit test's phase runs (its fixtures included, module-scoped ones too): starting a process raises,
+    and the time spent in time.sleep and asyncio.sleep (any thread) is added to the test's account."""
+    slept = item.stash.setdefault(SLEPT, [0.0])
+    real_sleep, real_async_sleep, real_execute = time.sleep, asyncio.sleep, subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def sleep(seconds: float) -> None:
+        started = time.monotonic()
+        try:
+            real_sleep(seconds)
+        finally:
+            slept[0] += time.monotonic() - started
+
+    async def async_sleep(delay: float, result: Any = None) -> Any:
+        started = time.monotonic()
+        try:
+            return await real_async_sleep(delay, result)
+        finally:  # a sleep cancelled early counts what it really waited
+            slept[0] += time.monotonic() - started
+
+    def no_process(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        raise UnitTestViolation(f"a unit test started a process ({self.args!r}): mark the test "
+                                "`pytest.mark.integration`, or test the function in-process")
+
+    time.sleep, asyncio.sleep = sleep, async_sleep
+    subprocess.Popen._execute_child = no_process  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        time.sleep, asyncio.sleep = real_sleep, real_async_sleep
+        subprocess.Popen._execute_child = real_execute  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    if is_integration(item):
+        return (yield)
+    with _unit_test_guard(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if is_integration(item):
+        return (yield)
+    with _unit_test_guard(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if is_integration(item):
+        return (yield)
+    with _unit_test_guard(item):
+        result = yield
+    slept = item.stash[SLEPT][0]
+    if slept > UNIT_SLEEP_BUDGET_S:
+        raise UnitTestViolation(f"a unit test slept {slept:.2f} s in total (budget {UNIT_SLEEP_BUDGET_S} s): "
+                                "inject a clock or an event instead of waiting")
+    return result
