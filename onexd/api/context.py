@@ -26,7 +26,7 @@ from onexd.policy.manager import PolicyManager
 # A context built without the daemon config (tests, tools) gets the config's defaults (`api` section):
 _DEFAULTS = ApiConfig()
 AUTH_FAILURE_BURST = _DEFAULTS.authFailureBurst  # failed authentications one peer uid may have at once ...
-AUTH_FAILURES_PER_MINUTE = _DEFAULTS.authFailuresPerMinute  # ... then per minute; past that, 429 unlooked at
+AUTH_FAILURES_PER_MINUTE = _DEFAULTS.authFailuresPerMinute  # ... then per minute (past that: 429, credentials unread)
 BODY_TIMEOUT_S = _DEFAULTS.bodyTimeoutSeconds  # a body not received in this time is a 408 (bodies.read_raw)
 
 

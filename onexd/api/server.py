@@ -1,6 +1,6 @@
 """The HTTP server: the Unix socket it listens on (bound here, or passed by systemd) and aiohttp's runner.
 
-Connections are bounded (daemon config `api`, passed in by the daemon): at most max_connections at once (one
+Connections are bounded (daemon config `api`, from composition.api_server): at most max_connections at once (one
 more is answered 503 and closed), a request's line and headers must arrive within header_timeout_s of the
 connection opening or of the previous answer (a stalled or idle connection is closed; bodies have their own
 timeout in bodies.py), and a request line or header over MAX_LINE_BYTES is answered with the error shape every
