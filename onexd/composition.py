@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from onexd import API_VERSION, __version__
 from onexd.api.context import ApiContext, Credentials
 from onexd.api.lockout import strike
 from onexd.api.ratelimit import RateLimiter
+from onexd.api.server import ApiServer
 from onexd.audit.checkpoints import Checkpointer, verify_trail
 from onexd.audit.events import key_event_type
 from onexd.audit.shipper import Shipper
@@ -174,7 +176,9 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                      metrics=metrics, verify_audit=lambda: verify_trail(audit.dir, keystore.public_key).as_dict(),
                      zones=zones.zones, pool=pool.state if pool is not None else None,
                      max_body_bytes=cfg.limits.maxRequestBytes, backend=cfg.runtime.backend,
-                     authenticator=Authenticator(credentials.tokens, credentials.apikeys), clock=clock)
+                     authenticator=Authenticator(credentials.tokens, credentials.apikeys), clock=clock,
+                     body_timeout_s=cfg.api.bodyTimeoutSeconds,
+                     failures=RateLimiter(cfg.api.authFailuresPerMinute, cfg.api.authFailureBurst))
     if cfg.lockout.enabled:
         _lockout(api, jobs, cfg, clock)
     parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
@@ -182,6 +186,13 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                   policy=policy, reloader=reloader, shipper=shippers[0], api=api, kernel_log=kernel_log)
     _gauges_and_schedules(parts, clock)
     return parts
+
+
+def api_server(config: DaemonConfig, api: ApiContext, passed: socket.socket | None) -> ApiServer:
+    """The API server on the configured socket (or the one systemd passed), with the configured bounds on
+    hostile callers (`api`: connections at once, the header timeout)."""
+    return ApiServer(api, Path(config.socket.path), int(config.socket.mode, 8), config.socket.group, passed,
+                     max_connections=config.api.maxConnections, header_timeout_s=config.api.headerTimeoutSeconds)
 
 
 def _lockout(api: ApiContext, jobs: JobService, config: DaemonConfig, clock: Clock) -> None:

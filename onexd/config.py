@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from onexd.addresses import parse_syslog_address, parse_webhook_url
 from onexd.errors import ConfigError
 from onexd.fields import AbsPath, Model, Name, Size, first_error
+from onexd.sinkconfig import AuditSink as AuditSink  # the sink models live there; re-exported for their users
 
 
 class SocketConfig(Model):
@@ -112,140 +112,6 @@ class CheckpointConfig(Model):
     everySeconds: int = Field(default=60, ge=1)
 
 
-# --- audit sinks: every requirement of a sink lives here, so `onexd config validate` and `onexd serve` refuse a
-# bad sink before anything is written. Field validators run in declaration order and see the fields above them.
-
-SinkType = Literal["file", "syslog", "webhook"]
-_USED_BY: dict[str, SinkType] = {"path": "file", "address": "syslog", "url": "webhook"}
-_SD_ID = r"^[!#-<>-\\^-~]{1,32}$"  # RFC 5424 SD-NAME: printable ASCII except '=', ' ', ']', '"'
-UDP_MAX_MESSAGE_BYTES = 65_000  # below the 65,507-byte IPv4 datagram limit, with room for headers
-
-
-class SinkTls(Model):
-    caFile: AbsPath | SkipJsonSchema[None] = Field(
-        default=None, description="CA bundle (PEM) the receiver's certificate must chain to (required for tls://; "
-                                  "https:// uses the system's CAs without it).")
-    certFile: AbsPath | SkipJsonSchema[None] = Field(default=None, description="Client certificate (PEM).")
-    keyFile: AbsPath | SkipJsonSchema[None] = Field(default=None, description="Client private key (PEM).")
-    serverName: str | SkipJsonSchema[None] = Field(
-        default=None, description="Name the certificate must carry (default: the address's host).")
-
-    @model_validator(mode="after")
-    def _pair(self) -> SinkTls:
-        if (self.certFile is None) != (self.keyFile is None):
-            raise ValueError("certFile and keyFile go together")
-        return self
-
-
-class SinkAuthorization(Model):
-    file: AbsPath | SkipJsonSchema[None] = Field(
-        default=None, description="File holding the Authorization header value (e.g. `Bearer ...`).")
-    credential: Name | SkipJsonSchema[None] = Field(
-        default=None, description="systemd credential ($CREDENTIALS_DIRECTORY/NAME) holding the value.")
-
-    @model_validator(mode="after")
-    def _one(self) -> SinkAuthorization:
-        if (self.file is None) == (self.credential is None):
-            raise ValueError("set exactly one of file or credential")
-        return self
-
-
-class AuditSink(Model):
-    name: Name = Field(description="Unique per daemon: the sink's cursor, metrics and logs use it.")
-    type: SinkType = Field(description="file, syslog or webhook.")
-    path: AbsPath | SkipJsonSchema[None] = Field(default=None, validate_default=True,
-                                                 description="file: the JSON Lines file appended to.")
-    url: str | SkipJsonSchema[None] = Field(
-        default=None, validate_default=True, description="webhook: http(s)://host[:port]/path, no credentials.")
-    address: str | SkipJsonSchema[None] = Field(
-        default=None, validate_default=True,
-        description="syslog: unix:///dev/log, udp://host:port, tcp://host:port or tls://host:port.")
-    batchSize: int = Field(default=500, ge=1, le=100_000, description="Most events per batch (one connection).")
-    timeoutSeconds: float = Field(default=10.0, gt=0, le=300, description="Per connection and batch.")
-    delivery: Literal["at-least-once", "best-effort"] = Field(
-        default="at-least-once", validate_default=True,
-        description="best-effort (required for, and only for, udp://): sends are counted, losses are not retried.")
-    framing: Literal["octet-counting", "lf"] = Field(
-        default="octet-counting", description="syslog over tcp/tls: RFC 6587 octet counting or LF-terminated.")
-    format: Literal["rfc5424", "local", "journal"] | SkipJsonSchema[None] = Field(
-        default=None, validate_default=True,
-        description="syslog: rfc5424; local (what /dev/log readers parse; the default for unix://); journal "
-                    "(journald's native protocol on unix:///run/systemd/journal/socket).")
-    sdId: Annotated[str, StringConstraints(pattern=_SD_ID)] = Field(
-        default="onexd@0", description="SD-ID of the structured data element; set your enterprise number.")
-    maxMessageBytes: int = Field(default=8192, ge=1024, le=1024 * 1024, validate_default=True,
-                                 description="syslog: larger events are truncated with a marker (seq, hash).")
-    tls: SinkTls | SkipJsonSchema[None] = Field(
-        default=None, validate_default=True,
-        description="tls:// (required, with caFile) and https:// (optional CA and client certificate).")
-    authorization: SinkAuthorization | SkipJsonSchema[None] = Field(
-        default=None, validate_default=True, description="webhook: Authorization header, from a file or credential.")
-
-    @field_validator("path", "url", "address")
-    @classmethod
-    def _used_by_its_type(cls, value: str | None, info: ValidationInfo) -> str | None:
-        owner, kind = _USED_BY[info.field_name or ""], info.data.get("type")
-        if kind is None:
-            return value
-        if kind != owner and value is not None:
-            raise ValueError(f"not used by type {kind} (only by type {owner})")
-        if kind == owner and value is None:
-            raise ValueError(f"type {kind} needs `{info.field_name}`")
-        if value is not None and info.field_name == "address":
-            parse_syslog_address(value)
-        if value is not None and info.field_name == "url":
-            parse_webhook_url(value)
-        return value
-
-    @field_validator("delivery")
-    @classmethod
-    def _udp_is_best_effort(cls, value: str, info: ValidationInfo) -> str:
-        udp = str(info.data.get("address") or "").startswith("udp://")
-        if udp and value != "best-effort":
-            raise ValueError("udp:// cannot deliver at least once; set `delivery: best-effort` to accept losses")
-        if not udp and value == "best-effort":
-            raise ValueError("best-effort is only for udp:// syslog sinks")
-        return value
-
-    @field_validator("format")
-    @classmethod
-    def _format_for_syslog(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.data.get("type") != "syslog":
-            raise ValueError("only syslog sinks have a format")
-        if value in ("local", "journal") and not str(info.data.get("address") or "unix://").startswith("unix://"):
-            raise ValueError(f"format {value} is for unix:// sinks (the local logger)")
-        return value
-
-    @field_validator("maxMessageBytes")
-    @classmethod
-    def _fits_a_datagram(cls, value: int, info: ValidationInfo) -> int:
-        if str(info.data.get("address") or "").startswith("udp://") and value > UDP_MAX_MESSAGE_BYTES:
-            raise ValueError(f"a udp:// message cannot exceed {UDP_MAX_MESSAGE_BYTES} bytes")
-        return value
-
-    @field_validator("tls")
-    @classmethod
-    def _tls_where_it_applies(cls, value: SinkTls | None, info: ValidationInfo) -> SinkTls | None:
-        target = str(info.data.get("address") or info.data.get("url") or "")
-        if target.startswith("tls://") and (value is None or value.caFile is None):
-            raise ValueError("tls:// needs `tls: {caFile}`: onexd never falls back to an unverified connection")
-        if value is not None and not target.startswith(("tls://", "https://")):
-            raise ValueError("only tls:// syslog and https:// webhook sinks use tls")
-        return value
-
-    @field_validator("authorization")
-    @classmethod
-    def _authorization_for_webhooks(cls, value: SinkAuthorization | None,
-                                    info: ValidationInfo) -> SinkAuthorization | None:
-        if value is not None and info.data.get("type") != "webhook":
-            raise ValueError("only webhook sinks send an Authorization header")
-        return value
-
-    @property
-    def syslog_format(self) -> Literal["rfc5424", "local", "journal"]:
-        return self.format or ("local" if str(self.address).startswith("unix://") else "rfc5424")
-
-
 class AuditConfig(Model):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     shipEverySeconds: int = Field(default=5, ge=1)
@@ -313,6 +179,38 @@ class LockoutConfig(Model):
     lockSeconds: int = Field(default=900, ge=1, description="How long submissions stay refused.")
 
 
+# --- api: the bounds on hostile callers of the socket. Each has a floor (below it the daemon would refuse its own
+# clients) and a ceiling (past it one caller could hold the daemon's connections, memory or patience).
+
+class ApiConfig(Model):
+    """Bounds on hostile callers of the API (docs/operator-guide.md, section 5)."""
+
+    headerTimeoutSeconds: float = Field(
+        default=10.0, ge=0.1, le=120,
+        description="A request's line and headers must arrive within this many seconds of the connection opening "
+                    "(or of the previous answer, on a kept-alive connection); a stalled or idle connection is "
+                    "closed. 0.1 to 120: longer lets a slow caller hold a connection slot for minutes.")
+    bodyTimeoutSeconds: float = Field(
+        default=10.0, ge=0.1, le=300,
+        description="A request body must arrive within this many seconds once its headers have, else 408 and the "
+                    "connection is closed. 0.1 to 300: the largest body (`limits.maxRequestBytes`) crosses a local "
+                    "socket in far less; longer only helps a stalled sender hold a handler.")
+    maxConnections: int = Field(
+        default=256, ge=8, le=4096,
+        description="Connections served at once; one more is answered 503 and closed. 8 to 4096: at least a few "
+                    "for onexctl and health probes, at most what the daemon's open-file limit leaves room for "
+                    "(each connection holds a file descriptor and buffers).")
+    authFailureBurst: int = Field(
+        default=10, ge=1, le=1000,
+        description="Failed authentications one peer uid may have in a row before it is held to "
+                    "`authFailuresPerMinute`; a held uid's credentials are answered 429 without being looked at. "
+                    "1 to 1000.")
+    authFailuresPerMinute: int = Field(
+        default=30, ge=1, le=6000,
+        description="Failed authentications per minute a peer uid gets back after its burst. 1 to 6000 (100 a "
+                    "second): above that the limit no longer slows a caller guessing API keys or tokens.")
+
+
 class DaemonConfig(Model):
     """onexd.yaml: every setting of the daemon."""
 
@@ -333,6 +231,8 @@ class DaemonConfig(Model):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     lockout: LockoutConfig = Field(default_factory=LockoutConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig, description="Bounds on hostile callers of the API: "
+                                                                  "timeouts, connections, failed authentications.")
 
     @model_validator(mode="after")
     def _grace_covers_tokens(self) -> DaemonConfig:

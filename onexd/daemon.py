@@ -23,7 +23,7 @@ from onexd.api.metrics_listener import MetricsListener
 from onexd.api.server import ApiServer, socket_gid
 from onexd.audit.trail import AuditUnavailable
 from onexd.composition import RUNTIMES as RUNTIMES
-from onexd.composition import Clock, Parts, build_sinks, compose
+from onexd.composition import Clock, Parts, api_server, build_sinks, compose
 from onexd.config import DaemonConfig
 from onexd.engine.translate import zone_network_name
 from onexd.errors import RuntimeFailure
@@ -70,7 +70,7 @@ class Daemon:
         if parts.pool is not None:  # the first reload configured it; slots fill in the background
             parts.pool.start()
         passed = systemd.listen_socket()
-        server = ApiServer(parts.api, Path(cfg.socket.path), int(cfg.socket.mode, 8), cfg.socket.group, passed)
+        server = api_server(cfg, parts.api, passed)
         metrics_listener = _metrics_listener(parts)  # first: an address in use stops the start before the socket
         if metrics_listener is not None:
             await metrics_listener.start()

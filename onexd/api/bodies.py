@@ -1,4 +1,5 @@
-"""Request bodies: size, encoding and depth checked before parsing, then validated into frozen models."""
+"""Request bodies: received within a time limit, size, encoding and depth checked before parsing, then validated
+into frozen models. The size and time limits come from the daemon config, through ApiContext."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from onexd.errors import BodyTimeout, BodyTooLarge, RequestError
 from onexd.fields import NAME_PATTERN, Model, first_error
 
 MAX_JSON_DEPTH = 64
-BODY_READ_TIMEOUT_S = 10.0  # a body not received in this time is a 408 (and the connection is closed after it)
 M = TypeVar("M", bound=Model)
 
 
@@ -42,7 +42,7 @@ class RotateBody(Model):
     target: Literal["signing", "secrets"] = "signing"
 
 
-async def read_raw(request: web.Request, timeout_s: float = BODY_READ_TIMEOUT_S) -> bytes:
+async def read_raw(request: web.Request, timeout_s: float) -> bytes:
     """The body, read within timeout_s (a stalled sender cannot hold a handler forever)."""
     try:
         async with asyncio.timeout(timeout_s):
@@ -51,8 +51,8 @@ async def read_raw(request: web.Request, timeout_s: float = BODY_READ_TIMEOUT_S)
         raise BodyTimeout(f"request body not received within {timeout_s:g} seconds") from None
 
 
-async def json_body(request: web.Request, max_bytes: int) -> Any:
-    raw = await read_raw(request)
+async def json_body(request: web.Request, max_bytes: int, timeout_s: float) -> Any:
+    raw = await read_raw(request, timeout_s)
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"request body over {max_bytes} bytes")
     try:
@@ -104,11 +104,12 @@ def check_strings(value: Any) -> None:
                 raise RequestError("invalid-string", "a string holds a lone surrogate (not valid Unicode)") from None
 
 
-async def read_body(request: web.Request, model: type[M], max_bytes: int, empty_ok: bool = False) -> M:
+async def read_body(request: web.Request, model: type[M], max_bytes: int, timeout_s: float,
+                    empty_ok: bool = False) -> M:
     """The body as a model; with empty_ok an empty body is the model's defaults."""
-    if empty_ok and not (await read_raw(request)).strip():
+    if empty_ok and not (await read_raw(request, timeout_s)).strip():
         return parse(model, {})
-    return parse(model, await json_body(request, max_bytes))
+    return parse(model, await json_body(request, max_bytes, timeout_s))
 
 
 def depth(text: str) -> int:

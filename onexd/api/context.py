@@ -12,6 +12,7 @@ from aiohttp import web
 from onexd.api.ratelimit import RateLimiter
 from onexd.audit.sampling import ReadSampler
 from onexd.audit.trail import AuditLog
+from onexd.config import ApiConfig
 from onexd.identity.apikeys import ApiKeyStore
 from onexd.identity.authn import Authenticator
 from onexd.identity.lockout import LockoutTracker
@@ -22,8 +23,11 @@ from onexd.keys.keystore import Keystore
 from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager
 
-AUTH_FAILURE_BURST = 10  # failed authentications one peer uid may have at once ...
-AUTH_FAILURES_PER_MINUTE = 30  # ... and then per minute; past that its credentials are not even looked at (429)
+# A context built without the daemon config (tests, tools) gets the config's defaults (`api` section):
+_DEFAULTS = ApiConfig()
+AUTH_FAILURE_BURST = _DEFAULTS.authFailureBurst  # failed authentications one peer uid may have at once ...
+AUTH_FAILURES_PER_MINUTE = _DEFAULTS.authFailuresPerMinute  # ... then per minute (past that: 429, credentials unread)
+BODY_TIMEOUT_S = _DEFAULTS.bodyTimeoutSeconds  # a body not received in this time is a 408 (bodies.read_raw)
 
 
 @dataclass
@@ -51,6 +55,7 @@ class ApiContext:
     zones: Callable[[], dict[str, bool]] | None = None
     pool: Callable[[], list[dict[str, Any]]] | None = None  # warm-pool state per key; None: no pool
     max_body_bytes: int = 1024 * 1024
+    body_timeout_s: float = BODY_TIMEOUT_S
     backend: str = "docker"  # the runtime backend's name: health says `engine: fake` when no containers run
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
     # Failed authentications per peer uid, checked before credentials are looked at (see middleware.py).

@@ -1,9 +1,10 @@
 """The HTTP server: the Unix socket it listens on (bound here, or passed by systemd) and aiohttp's runner.
 
-Connections are bounded: at most MAX_CONNECTIONS at once (one more is answered 503 and closed), a request's
-line and headers must arrive within HEADER_TIMEOUT_S of the connection opening or of the previous answer (a
-stalled or idle connection is closed; bodies have their own timeout in bodies.py), and a request line or
-header over MAX_LINE_BYTES is answered with the error shape every other error has, never aiohttp's text page.
+Connections are bounded (daemon config `api`, from composition.api_server): at most max_connections at once (one
+more is answered 503 and closed), a request's line and headers must arrive within header_timeout_s of the
+connection opening or of the previous answer (a stalled or idle connection is closed; bodies have their own
+timeout in bodies.py), and a request line or header over MAX_LINE_BYTES is answered with the error shape every
+other error has, never aiohttp's text page.
 """
 
 from __future__ import annotations
@@ -23,17 +24,25 @@ from aiohttp import web
 
 from onexd.api.app import build_app
 from onexd.api.context import ApiContext
+from onexd.config import ApiConfig
 from onexd.errors import ConfigError
 
 log = logging.getLogger("onexd.api")
-MAX_CONNECTIONS = 256
-HEADER_TIMEOUT_S = 10.0
+# A server built without the daemon config (tests, tools) gets the config's defaults (`api` section).
+_DEFAULTS = ApiConfig()
+MAX_CONNECTIONS = _DEFAULTS.maxConnections
+HEADER_TIMEOUT_S = _DEFAULTS.headerTimeoutSeconds
 MAX_LINE_BYTES = 8190
-# The protocol handler's options: also given to the runner, so aiohttp's own server uses the same.
-HANDLER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_TIMEOUT_S, "max_line_size": MAX_LINE_BYTES,
-                                   "max_field_size": MAX_LINE_BYTES, "max_headers": 128}
 _CODES = {400: "bad-request", 408: "request-timeout", 413: "body-too-large", 414: "request-line-too-long",
           431: "headers-too-large", 500: "internal", 503: "too-many-connections"}
+
+
+def handler_options(header_timeout_s: float) -> dict[str, Any]:
+    """The protocol handler's options: also given to the runner, so aiohttp's own server uses the same. aiohttp's
+    keep-alive timer runs from the connection opening and from each answer, and closes a connection waiting for
+    a request's headers: it is the header timeout."""
+    return {"keepalive_timeout": header_timeout_s, "max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES,
+            "max_headers": 128}
 
 
 def error_bytes(status: int, message: str) -> bytes:
@@ -69,22 +78,27 @@ class _Handler(web.RequestHandler):
 
 
 class _Refuse(asyncio.Protocol):
-    """A connection over MAX_CONNECTIONS: answered 503 at once and closed."""
+    """A connection over the cap: answered 503 at once and closed."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(error_bytes(503, f"the daemon serves at most {MAX_CONNECTIONS} connections at once"))
+        transport.write(error_bytes(503, f"the daemon serves at most {self.max_connections} connections at once"))
         transport.close()
 
 
-def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS) -> Any:
+def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS,
+                     header_timeout_s: float = HEADER_TIMEOUT_S) -> Any:
     """Connections for server: our handler while fewer than max_connections are open, else a refusal."""
     loop = asyncio.get_running_loop()
+    options = handler_options(header_timeout_s)
 
     def make() -> asyncio.Protocol:
         if len(server.connections) >= max_connections:
-            return _Refuse()
-        return _Handler(server, loop=loop, **HANDLER_OPTIONS)
+            return _Refuse(max_connections)
+        return _Handler(server, loop=loop, **options)
 
     return make
 
@@ -136,21 +150,23 @@ class ApiServer:
     """Serves the API on a socket: bound at `path` (removed again at stop) or one systemd passed (left alone)."""
 
     def __init__(self, ctx: ApiContext, path: Path, mode: int, group: str | None,
-                 passed: socket.socket | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
+                 passed: socket.socket | None = None, max_connections: int = MAX_CONNECTIONS,
+                 header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
         self.ctx, self.path, self.mode, self.group, self.passed = ctx, path, mode, group, passed
-        self.max_connections = max_connections
+        self.max_connections, self.header_timeout_s = max_connections, header_timeout_s
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False, **HANDLER_OPTIONS)
+        runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False,
+                               **handler_options(self.header_timeout_s))
         await runner.setup()
         self._runner = runner
         assert runner.server is not None
         sock = self.passed if self.passed is not None else bind_socket(self.path, self.mode, self.group)
         # As aiohttp's SockSite does, with our protocol factory (connection cap, error shape).
         self._listener = await asyncio.get_running_loop().create_unix_server(
-            protocol_factory(runner.server, self.max_connections), sock=sock, backlog=256)
+            protocol_factory(runner.server, self.max_connections, self.header_timeout_s), sock=sock, backlog=256)
 
     async def stop(self) -> None:
         if self._listener is not None:

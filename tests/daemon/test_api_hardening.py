@@ -251,10 +251,15 @@ def test_finding_14_catastrophic_pattern_does_not_stall_the_loop(daemons: Callab
     assert time.monotonic() - t0 < 2
 
 
+# Short timeouts for the stalled-connection tests: the same behaviour as with the 10 s defaults (pinned in
+# tests/test_config_api.py), without waiting for them.
+SHORT_TIMEOUTS = {"headerTimeoutSeconds": 0.5, "bodyTimeoutSeconds": 0.5}
+
+
 def test_finding_15_stalled_connections_are_closed(daemons: Callable[..., Daemon]) -> None:
-    """Half-sent request headers and a stalled body are closed within the timeouts (10 s each; the body with
-    a 408 in the error shape), and an over-long request line is answered in the error shape."""
-    d = daemons(backend="fake")
+    """Half-sent request headers and a stalled body are closed within the configured timeouts (0.5 s each here;
+    the body with a 408 in the error shape), and an over-long request line is answered in the error shape."""
+    d = daemons(backend="fake", extra={"api": SHORT_TIMEOUTS})
     d.start()
     stalled = []
     for _ in range(50):
@@ -272,7 +277,7 @@ def test_finding_15_stalled_connections_are_closed(daemons: Callable[..., Daemon
     assert head.split(b" ")[1] in (b"400", b"414"), head
     assert b"application/json" in head and json.loads(body)["error"]["correlationId"], answer
     assert d.curl("GET", "/version")[0] == 200  # the stalled connections do not stop others
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 5
     for s in stalled:
         s.settimeout(max(0.1, deadline - time.monotonic()))
         assert s.recv(1024) == b""  # closed by the daemon (a timeout here raises and fails the test)
@@ -282,10 +287,63 @@ def test_finding_15_stalled_connections_are_closed(daemons: Callable[..., Daemon
     body_stall.connect(str(d.socket))
     body_stall.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
                        b"Content-Length: 100\r\n\r\n{\"node\":")
-    body_stall.settimeout(20)
+    body_stall.settimeout(5)
     answer = body_stall.recv(65536)
     body_stall.close()
     assert answer.startswith(b"HTTP/1.1 408") and b"body-timeout" in answer, answer
+
+
+def test_configured_header_timeout_closes_a_stalled_connection(daemons: Callable[..., Daemon]) -> None:
+    """With `api.headerTimeoutSeconds: 0.5`, half-sent headers and an idle kept-alive connection are closed by
+    the daemon long before the 10 s default would close them."""
+    d = daemons(backend="fake", extra={"api": {"headerTimeoutSeconds": 0.5}})
+    d.start()
+    half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    half.connect(str(d.socket))
+    half.sendall(b"GET /v1/health HTTP/1.1\r\nHost: onexd\r\nX-Half: ")
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.connect(str(d.socket))
+    idle.sendall(b"GET /version HTTP/1.1\r\nHost: onexd\r\n\r\n")
+    for s in (half, idle):
+        s.settimeout(5)  # half the default: a daemon that ignored the setting would still hold them (and fail here)
+    received = b""
+    while not received.endswith(b"}"):  # the answer to the idle connection's one request
+        received += idle.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200"), received
+    assert half.recv(1024) == b""  # closed by the daemon
+    assert idle.recv(1024) == b""  # closed while waiting for a next request
+    half.close()
+    idle.close()
+    assert d.curl("GET", "/version")[0] == 200
+
+
+def test_configured_connection_cap_and_failure_budget(daemons: Callable[..., Daemon]) -> None:
+    """With `api.maxConnections: 8` the ninth connection is answered 503 naming the cap; with
+    `authFailureBurst: 3` (and 1 a minute) the fourth bad API key from a peer is a 429 without being looked at."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "authFailureBurst": 3,
+                                               "authFailuresPerMinute": 1}})
+    d.start()
+    held = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(d.socket))
+        held.append(s)
+    time.sleep(0.2)  # the daemon has accepted them
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.connect(str(d.socket))
+    extra.settimeout(5)
+    answer = extra.recv(65536)
+    extra.close()
+    assert answer.startswith(b"HTTP/1.1 503") and b"at most 8 connections" in answer, answer
+    for s in held:
+        s.close()
+    deadline = time.monotonic() + 5
+    while d.curl("GET", "/version")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    codes = [_raw(d, f"X-API-Key: onexd_nope{i}")[0] for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429], codes
+    assert len(_events(d, "auth.failure")) == 3
 
 
 def test_finding_15_connection_cap(daemons: Callable[..., Daemon]) -> None:

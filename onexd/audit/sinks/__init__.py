@@ -17,7 +17,7 @@ from onexd.audit.sinks.rfc5424 import SyslogFormat
 from onexd.audit.sinks.syslog_sink import SyslogSink
 from onexd.audit.sinks.tls import client_context
 from onexd.audit.sinks.webhook import HeaderFile, WebhookSink
-from onexd.config import AuditSink
+from onexd.sinkconfig import AuditSink
 
 __all__ = ["DeliveryError", "FileSink", "SendResult", "Sink", "SyslogSink", "WebhookSink", "make_sink"]
 

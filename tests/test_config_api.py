@@ -1,0 +1,95 @@
+"""Daemon config `api`: the bounds on hostile callers have floors, ceilings and the former fixed values as
+defaults, and the composition root hands them to the server, the body reader and the failure limiter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onexd.api import server
+from onexd.api.context import ApiContext
+from onexd.composition import api_server, compose
+from onexd.config import ApiConfig, DaemonConfig, config_from_data, config_or_problems
+
+# The limits onexd had as constants before they were configurable: an existing config keeps them.
+FORMER = {"headerTimeoutSeconds": 10.0, "bodyTimeoutSeconds": 10.0, "maxConnections": 256,
+          "authFailureBurst": 10, "authFailuresPerMinute": 30}
+
+
+def test_api_defaults_are_the_former_fixed_limits() -> None:
+    """A config without `api` gets exactly the limits that were constants, and so do parts built without a
+    config (the server's and the context's own defaults)."""
+    assert DaemonConfig().api.model_dump() == FORMER
+    assert config_from_data({"policyDir": "/srv/p"}, "test").api == ApiConfig()
+    assert (server.MAX_CONNECTIONS, server.HEADER_TIMEOUT_S) == (256, 10.0)
+    assert server.handler_options(server.HEADER_TIMEOUT_S)["keepalive_timeout"] == 10.0
+    none: Any = None
+    ctx = ApiContext(policy=none, jobs=none, limiter=none, reload=none, engine_ok=lambda: True)
+    assert ctx.body_timeout_s == 10.0
+    assert (ctx.failures.burst, ctx.failures.rate) == (10.0, 30 / 60)
+
+
+@pytest.mark.parametrize(("field", "value", "bound"), [
+    ("headerTimeoutSeconds", 0.05, "greater than or equal to 0.1"),
+    ("headerTimeoutSeconds", 0, "greater than or equal to 0.1"),
+    ("headerTimeoutSeconds", -1, "greater than or equal to 0.1"),
+    ("headerTimeoutSeconds", 120.5, "less than or equal to 120"),
+    ("bodyTimeoutSeconds", 0.09, "greater than or equal to 0.1"),
+    ("bodyTimeoutSeconds", 301, "less than or equal to 300"),
+    ("maxConnections", 7, "greater than or equal to 8"),
+    ("maxConnections", 0, "greater than or equal to 8"),
+    ("maxConnections", 4097, "less than or equal to 4096"),
+    ("authFailureBurst", 0, "greater than or equal to 1"),
+    ("authFailureBurst", 1001, "less than or equal to 1000"),
+    ("authFailuresPerMinute", 0, "greater than or equal to 1"),
+    ("authFailuresPerMinute", 6001, "less than or equal to 6000"),
+])
+def test_api_limits_outside_floor_or_ceiling_are_refused(field: str, value: float, bound: str) -> None:
+    """Each limit below its floor or above its ceiling is a problem naming the field and the bound."""
+    config, problems = config_or_problems({"api": {field: value}})
+    assert config is None
+    assert [(p.field, bound in p.message) for p in problems] == [(f"api.{field}", True)], problems
+
+
+def test_api_limits_at_floor_and_ceiling_are_accepted() -> None:
+    """The floors and ceilings themselves are valid values."""
+    floors = {"headerTimeoutSeconds": 0.1, "bodyTimeoutSeconds": 0.1, "maxConnections": 8, "authFailureBurst": 1,
+              "authFailuresPerMinute": 1}
+    ceilings = {"headerTimeoutSeconds": 120, "bodyTimeoutSeconds": 300, "maxConnections": 4096,
+                "authFailureBurst": 1000, "authFailuresPerMinute": 6000}
+    for values in (floors, ceilings):
+        assert config_from_data({"api": values}, "test").api.model_dump() == values
+
+
+@pytest.mark.parametrize("api", [{"maxConnection": 10}, {"maxConnections": "many"}, {"maxConnections": 8.5},
+                                 {"headerTimeoutSeconds": "10s"}, "fast"])
+def test_api_section_refuses_unknown_fields_and_wrong_types(api: Any) -> None:
+    """A misspelt field, a value of the wrong kind or a section that is not a mapping is refused, not ignored."""
+    config, problems = config_or_problems({"api": api})
+    assert config is None and problems and all(p.field.startswith("api") for p in problems), problems
+
+
+def test_configured_limits_reach_server_body_reader_and_failure_limiter(tmp_path: Path,
+                                                                        staging_dir: Path) -> None:
+    """compose() gives the context the body timeout and a failure limiter of the configured burst and rate;
+    api_server() gives the server the connection cap and the header timeout; nothing is bound by building."""
+    config = config_from_data({"stateDir": str(tmp_path / "state"), "policyDir": str(tmp_path / "policies"),
+                               "runtime": {"backend": "fake"}, "secrets": {"stagingDir": str(staging_dir)},
+                               "socket": {"path": str(tmp_path / "run" / "onexd.sock")},
+                               "api": {"headerTimeoutSeconds": 0.5, "bodyTimeoutSeconds": 0.75,
+                                       "maxConnections": 8, "authFailureBurst": 3, "authFailuresPerMinute": 2}},
+                              "test")
+    parts = compose(config, lambda: True)
+    try:
+        assert parts.api.body_timeout_s == 0.75
+        assert (parts.api.failures.burst, parts.api.failures.rate) == (3.0, 2 / 60)
+        assert [parts.api.failures.check("uid:7") for _ in range(3)] == [None, None, None]
+        assert parts.api.failures.check("uid:7") is not None  # the fourth failure in a row is held back
+        built = api_server(config, parts.api, None)
+        assert (built.max_connections, built.header_timeout_s) == (8, 0.5)
+        assert built.path == tmp_path / "run" / "onexd.sock" and not built.path.parent.exists()
+    finally:
+        parts.audit.close()
+        parts.store.close()
