@@ -85,20 +85,15 @@ def _unit_test_guard(item: pytest.Item) -> Iterator[None]:
         subprocess.Popen._execute_child = real_execute  # type: ignore[attr-defined]
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+def _guarded_phase(item: pytest.Item) -> Iterator[None]:
     if is_integration(item):
         return (yield)
     with _unit_test_guard(item):
         return (yield)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    if is_integration(item):
-        return (yield)
-    with _unit_test_guard(item):
-        return (yield)
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_guarded_phase)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_guarded_phase)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -317,14 +317,11 @@ def test_configured_header_timeout_closes_a_stalled_connection(daemons: Callable
     assert d.curl("GET", "/version")[0] == 200
 
 
-def test_configured_connection_cap_and_failure_budget(daemons: Callable[..., Daemon]) -> None:
-    """With `api.maxConnections: 8` the ninth connection is answered 503 naming the cap; with
-    `authFailureBurst: 3` (and 1 a minute) the fourth bad API key from a peer is a 429 without being looked at."""
-    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "authFailureBurst": 3,
-                                               "authFailuresPerMinute": 1}})
-    d.start()
+def _one_past_the_cap(d: Daemon, cap: int) -> bytes:
+    """Hold `cap` connections, return what one more is answered, then close them all and wait until the daemon
+    serves again."""
     held = []
-    for _ in range(8):
+    for _ in range(cap):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(str(d.socket))
         held.append(s)
@@ -334,13 +331,23 @@ def test_configured_connection_cap_and_failure_budget(daemons: Callable[..., Dae
     extra.settimeout(5)
     answer = extra.recv(65536)
     extra.close()
-    assert answer.startswith(b"HTTP/1.1 503") and b"at most 8 connections" in answer, answer
     for s in held:
         s.close()
     deadline = time.monotonic() + 5
     while d.curl("GET", "/version")[0] != 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return answer
+
+
+def test_configured_connection_cap_and_failure_budget(daemons: Callable[..., Daemon]) -> None:
+    """With `api.maxConnections: 8` the ninth connection is answered 503 naming the cap; with
+    `authFailureBurst: 3` (and 1 a minute) the fourth bad API key from a peer is a 429 without being looked at."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "authFailureBurst": 3,
+                                               "authFailuresPerMinute": 1}})
+    d.start()
+    answer = _one_past_the_cap(d, 8)
+    assert answer.startswith(b"HTTP/1.1 503") and b"at most 8 connections" in answer, answer
     codes = [_raw(d, f"X-API-Key: onexd_nope{i}")[0] for i in range(5)]
     assert codes == [401, 401, 401, 429, 429], codes
     assert len(_events(d, "auth.failure")) == 3
@@ -351,24 +358,8 @@ def test_finding_15_connection_cap(daemons: Callable[..., Daemon]) -> None:
     close, new connections are served again."""
     d = daemons(backend="fake")
     d.start()
-    held = []
-    for _ in range(256):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(str(d.socket))
-        held.append(s)
-    time.sleep(0.2)  # the daemon has accepted them
-    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    extra.connect(str(d.socket))
-    extra.settimeout(5)
-    answer = extra.recv(65536)
-    extra.close()
+    answer = _one_past_the_cap(d, 256)
     assert answer.startswith(b"HTTP/1.1 503") and b"too-many-connections" in answer, answer
-    for s in held:
-        s.close()
-    deadline = time.monotonic() + 5
-    while d.curl("GET", "/version")[0] != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
 
 
 def test_finding_16_reading_cancelling_and_logs_are_audited(daemons: Callable[..., Daemon]) -> None:
