@@ -58,19 +58,21 @@ def _unit_test_guard(item: pytest.Item) -> Iterator[None]:
     slept = item.stash.setdefault(SLEPT, [0.0])
     real_sleep, real_async_sleep, real_execute = time.sleep, asyncio.sleep, subprocess.Popen._execute_child  # type: ignore[attr-defined]
 
+    # What a sleep asked for counts, not how long a loaded machine took to return from it; a sleep cancelled
+    # early counts only what it waited.
     def sleep(seconds: float) -> None:
         started = time.monotonic()
         try:
             real_sleep(seconds)
         finally:
-            slept[0] += time.monotonic() - started
+            slept[0] += min(seconds, time.monotonic() - started)
 
     async def async_sleep(delay: float, result: Any = None) -> Any:
         started = time.monotonic()
         try:
             return await real_async_sleep(delay, result)
-        finally:  # a sleep cancelled early counts what it really waited
-            slept[0] += time.monotonic() - started
+        finally:
+            slept[0] += min(delay, time.monotonic() - started)
 
     def no_process(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
         raise UnitTestViolation(f"a unit test started a process ({self.args!r}): mark the test "

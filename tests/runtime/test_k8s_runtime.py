@@ -28,6 +28,10 @@ from tests.conftest import EXAMPLES
 from tests.engine.test_translate import _snapshot
 from tests.runtime.k8s_fake_server import FakeKubernetes, Outcome
 
+# The official client over HTTP against a fake API server whose pods progress in real time (watch windows,
+# reconnect backoff, a fake kubelet that runs programs): integration tests.
+pytestmark = pytest.mark.integration
+
 JOB_ID = "fedcba9876543210fedcba9876543210"
 
 
@@ -68,7 +72,6 @@ def _nothing_left(fake: FakeKubernetes) -> None:
         assert fake.names(plural) == [], plural
 
 
-@pytest.mark.integration
 def test_a_job_runs_with_its_input_on_stdin_and_leaves_nothing(fake: FakeKubernetes, tmp_path: Path) -> None:
     """The input reaches the program on stdin through attach; its log is the output; every object goes after."""
     fake.script = lambda pod: Outcome(output=lambda stdin: b"got " + stdin)
@@ -86,7 +89,6 @@ def test_a_job_runs_with_its_input_on_stdin_and_leaves_nothing(fake: FakeKuberne
     assert fake.names("networkpolicies") == ["onexd-default-deny", "onexd-zone-none"]
 
 
-@pytest.mark.integration
 def test_exit_codes_map_to_failed(fake: FakeKubernetes, tmp_path: Path) -> None:
     """A non-zero exit is `failed` with its code and reason."""
     fake.script = lambda pod: Outcome(exit_code=3, output=lambda stdin: b"bad\n")
@@ -96,7 +98,6 @@ def test_exit_codes_map_to_failed(fake: FakeKubernetes, tmp_path: Path) -> None:
     _nothing_left(fake)
 
 
-@pytest.mark.integration
 def test_oom_killed_pod_is_oom_killed(fake: FakeKubernetes, tmp_path: Path) -> None:
     """A container the kubelet reports as OOMKilled (137) is `oom_killed`."""
     fake.script = lambda pod: Outcome(exit_code=137, reason="OOMKilled", output=lambda stdin: b"")
@@ -105,7 +106,6 @@ def test_oom_killed_pod_is_oom_killed(fake: FakeKubernetes, tmp_path: Path) -> N
     _nothing_left(fake)
 
 
-@pytest.mark.integration
 def test_the_jobs_deadline_is_timed_out(fake: FakeKubernetes, tmp_path: Path) -> None:
     """A pod that outlives activeDeadlineSeconds: the Job fails with DeadlineExceeded (the controller deletes
     the pod) and the job is `timed_out`. onexd's own clock is frozen here, so only the cluster's deadline acts."""
@@ -122,7 +122,6 @@ def test_the_jobs_deadline_is_timed_out(fake: FakeKubernetes, tmp_path: Path) ->
     _nothing_left(fake)
 
 
-@pytest.mark.integration
 def test_cancel_deletes_the_job(fake: FakeKubernetes, tmp_path: Path) -> None:
     """Cancelling a running job deletes it with foreground propagation and reports `cancelled`."""
     fake.script = lambda pod: Outcome(hang=True, output=lambda stdin: b"started\n")
@@ -138,7 +137,6 @@ def test_cancel_deletes_the_job(fake: FakeKubernetes, tmp_path: Path) -> None:
     _nothing_left(fake)
 
 
-@pytest.mark.integration
 def test_output_is_kept_within_the_budget(fake: FakeKubernetes, tmp_path: Path) -> None:
     """Output beyond outputBytes is cut (the kubelet is asked for limit+1 bytes) and flagged truncated."""
     spec = _spec(tmp_path)
@@ -149,7 +147,6 @@ def test_output_is_kept_within_the_budget(fake: FakeKubernetes, tmp_path: Path) 
     assert any(f"limitBytes={limit + 1}" in p or p.endswith("/log") for _, p in fake.requests)
 
 
-@pytest.mark.integration
 def test_a_pod_that_cannot_pull_its_image_is_an_error(fake: FakeKubernetes, tmp_path: Path) -> None:
     """ErrImagePull fails the job at once with the kubelet's reason, and the Job is deleted."""
     fake.script = lambda pod: Outcome(waiting="ErrImagePull")
@@ -175,7 +172,6 @@ def test_a_failed_owned_object_create_deletes_the_job(fake: FakeKubernetes, tmp_
     assert not any(m == "PATCH" for m, _ in fake.requests)
 
 
-@pytest.mark.integration
 def test_a_stalled_api_times_out(fake: FakeKubernetes, tmp_path: Path) -> None:
     """A request the API server does not answer within the request timeout is a RuntimeFailure, not a hang."""
     fake.stall[("POST", "jobs")] = 8.0
@@ -185,7 +181,6 @@ def test_a_stalled_api_times_out(fake: FakeKubernetes, tmp_path: Path) -> None:
     assert time.monotonic() - began < 6
 
 
-@pytest.mark.integration
 def test_a_broken_watch_reconnects(fake: FakeKubernetes, tmp_path: Path) -> None:
     """One failed watch request is retried (bounded), and the job still completes."""
     fake.fail[("GET", "pods")] = 500
@@ -193,7 +188,6 @@ def test_a_broken_watch_reconnects(fake: FakeKubernetes, tmp_path: Path) -> None
     assert result.status == "succeeded"
 
 
-@pytest.mark.integration
 def test_secrets_are_a_secret_owned_by_the_job(fake: FakeKubernetes, tmp_path: Path) -> None:
     """The secret is a Secret volume (0400), owned by the Job, never in the Job or its env; deleted after."""
     seen: dict[str, object] = {}
@@ -251,7 +245,6 @@ def test_ping_reports_an_unreachable_api(tmp_path: Path) -> None:
         runtime.ping()
 
 
-@pytest.mark.integration
 def test_an_egress_zone_gets_its_proxy_and_allowlist_updates(fake: FakeKubernetes, tmp_path: Path) -> None:
     """An egress job: the zone's proxy is started as Deployment + Service + ConfigMaps + NetworkPolicy, the job
     runs pointed at the proxy's Service, a changed allowlist reaches the proxy's ConfigMap with the next job,
@@ -321,7 +314,6 @@ def test_the_config_refuses_kubeconfig_and_in_cluster_together() -> None:
         config_from_data({"runtime": {"kubernetes": {"namespace": "Bad_NS"}}}, "t")
 
 
-@pytest.mark.integration
 def test_a_pod_deleted_by_someone_else_is_an_error(fake: FakeKubernetes, tmp_path: Path) -> None:
     """A Pod deleted from outside onexd (not by the Job's deadline) fails the job with that reason."""
     fake.script = lambda pod: Outcome(hang=True, output=lambda stdin: b"")
@@ -365,7 +357,6 @@ def test_onexds_own_clock_ends_a_job_the_cluster_does_not(fake: FakeKubernetes, 
     _nothing_left(fake)
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("protocols", [("v5.channel.k8s.io",), ("v4.channel.k8s.io",)])
 def test_stdin_ends_with_either_attach_protocol(fake: FakeKubernetes, tmp_path: Path,
                                                 protocols: tuple[str, ...]) -> None:
