@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import docker  # noqa: E402
-from _results import publish  # noqa: E402
+from _results import interleave, publish, stats, timed  # noqa: E402
 
 from onexd.cli.ctl import Client  # noqa: E402
 from onexd.engine.decide import decide  # noqa: E402
@@ -63,9 +63,6 @@ def start_daemon(root: Path, backend: str) -> tuple[subprocess.Popen[bytes], Pat
     return proc, sock
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
-    s = sorted(samples)
-    return {"n": len(s), "p50_ms": statistics.median(s) * 1000, "p95_ms": s[int(len(s) * 0.95) - 1] * 1000}
 
 
 def main() -> None:
@@ -102,16 +99,9 @@ def main() -> None:
     try:
         for fn in variants.values():
             fn()
-        for i in range(N):
-            for name, fn in variants.items():
-                start = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - start)
-            print(f"\r{i + 1}/{N}", end="", file=sys.stderr, flush=True)
+        interleave(variants, N, samples)
         for _ in range(10 * N):  # the fake path is cheap: more samples for a stable p50
-            start = time.perf_counter()
-            via_fake()
-            samples["api-fake"].append(time.perf_counter() - start)
+            samples["api-fake"].append(timed(via_fake))
         print(file=sys.stderr)
     finally:
         for proc in (real, fake):
@@ -120,7 +110,7 @@ def main() -> None:
         api.close()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(STAGING, ignore_errors=True)
-    results: dict[str, Any] = {k: _stats(v) for k, v in samples.items()}
+    results: dict[str, Any] = {k: stats(v) for k, v in samples.items()}
     results["ratios"] = {"socket_vs_sdk_p50": statistics.median(samples["socket"]) / statistics.median(samples["sdk"])}
     publish("daemon", results)
 

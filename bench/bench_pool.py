@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import docker  # noqa: E402
-from _results import publish  # noqa: E402
+from _results import interleave, publish, stats  # noqa: E402
 from bench_daemon import EXAMPLES, JOB, STAGING  # noqa: E402
 
 from onexd.cli.ctl import Client  # noqa: E402
@@ -108,9 +108,6 @@ def _burst(sock: Path) -> float:
     return elapsed
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
-    s = sorted(samples)
-    return {"n": len(s), "p50_ms": statistics.median(s) * 1000, "p95_ms": s[max(int(len(s) * 0.95) - 1, 0)] * 1000}
 
 
 def main() -> None:
@@ -152,15 +149,9 @@ def main() -> None:
         for fn in variants.values():
             fn()
         claimed.clear()
-        for i in range(N):
-            for name, fn in variants.items():
-                # Every sample starts with the pool full: the pooled job finds its slot (as between a user's
-                # calls), and no refill runs beside a cold or SDK sample.
-                _wait_full(pooled)
-                start = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - start)
-            print(f"\r{i + 1}/{N}", end="", file=sys.stderr, flush=True)
+        # Every sample starts with the pool full: the pooled job finds its slot (as between a user's calls), and
+        # no refill runs beside a cold or SDK sample.
+        interleave(variants, N, samples, before_each=lambda: _wait_full(pooled))
         for i in range(BURSTS):
             _wait_full(pooled)
             samples["burst-pooled"].append(_burst(pooled_sock))
@@ -175,7 +166,7 @@ def main() -> None:
         api.close()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(STAGING, ignore_errors=True)
-    results: dict[str, Any] = {k: _stats(v) for k, v in samples.items()}
+    results: dict[str, Any] = {k: stats(v) for k, v in samples.items()}
     p50 = {k: statistics.median(v) for k, v in samples.items()}
     results["claimed"] = f"{sum(claimed)}/{len(claimed)}"
     results["ratios"] = {"pooled_vs_sdk_p50": p50["pooled"] / p50["sdk"],

@@ -17,9 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import docker  # noqa: E402
-from _results import publish  # noqa: E402
+from _results import interleave, publish, stats  # noqa: E402
 
 from onexd.engine.decide import decide  # noqa: E402
 from onexd.engine.request import JobRequest  # noqa: E402
@@ -43,16 +41,8 @@ ONEXD = str(Path(sys.executable).parent / "onexd")
 DOCKER = shutil.which("docker") or "/usr/bin/docker"
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
-    s = sorted(samples)
-    return {"n": len(s), "p50_ms": statistics.median(s) * 1000, "p95_ms": s[int(len(s) * 0.95) - 1] * 1000,
-            "mean_ms": statistics.fmean(s) * 1000}
 
 
-def _time(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -104,17 +94,14 @@ def main() -> None:
     try:
         for fn in variants.values():  # warm-up: page cache, image layers, imports
             fn()
-        for i in range(N):
-            for name, fn in variants.items():  # interleaved, so drift hits every variant alike
-                samples[name].append(_time(fn))
-            print(f"\r{i + 1}/{N}", end="", file=sys.stderr, flush=True)
+        interleave(variants, N, samples)
         print(file=sys.stderr)
     finally:
         api.close()
         runtime.close()
         shutil.rmtree(state, ignore_errors=True)
         staging.rmdir()
-    results: dict[str, object] = {k: _stats(v) for k, v in samples.items()}
+    results: dict[str, object] = {k: stats(v) for k, v in samples.items()}
     sdk, ours = statistics.median(samples["sdk"]), statistics.median(samples["onexd"])
     results["ratios"] = {
         "onexd_vs_sdk_p50": ours / sdk,
