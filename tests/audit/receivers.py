@@ -9,7 +9,6 @@ import ipaddress
 import json
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -45,6 +44,17 @@ def wait_listening(port: int, timeout_s: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a receiver: SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _wait_path(path: Path, timeout_s: float = 10.0) -> None:
@@ -119,13 +129,7 @@ class _SyslogReceiver:
         raise NotImplementedError
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)
 
     def records(self) -> list[dict[str, str]]:
         if not self.out.exists():
@@ -381,13 +385,7 @@ class DebianWebhook:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)
 
     def seqs(self) -> list[int]:
         lines = self.out.read_text().splitlines() if self.out.exists() else []
@@ -436,13 +434,7 @@ class Journald:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)
 
     def entries(self, identifier: str = "onexd") -> list[dict[str, Any]]:
         out = subprocess.run(["journalctl", f"--root={self.root}", "-o", "json", "--no-pager",

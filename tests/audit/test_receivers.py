@@ -57,35 +57,33 @@ def _assert_parsed(receiver: Rsyslog | SyslogNg, n: int) -> None:
     assert seen == set(range(1, n + 1)), sorted(set(range(1, n + 1)) - seen)[:10]
 
 
+def _ship_workload_over_tcp(tmp_path: Path, receiver: Rsyslog | SyslogNg, port: int, framing: str) -> None:
+    """Ship WORKLOAD events to the receiver's TCP port in one round and check every one arrived parsed."""
+    trail = _trail(tmp_path, WORKLOAD)
+    shipper = Shipper(trail, [make_sink(_sink(address=f"tcp://127.0.0.1:{port}", framing=framing))],
+                      tmp_path / "c.json")
+    assert shipper.ship() == {"s": WORKLOAD}
+    receiver.wait_for(WORKLOAD)
+    _assert_parsed(receiver, WORKLOAD)
+    trail.close()
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("framing", ["octet-counting", "lf"])
 def test_rsyslog_receives_every_event_parsed(tmp_path: Path, framing: str) -> None:
     """A few thousand events over TCP reach rsyslog, each once or more, parsed as RFC 5424, no seq missing."""
-    trail = _trail(tmp_path, WORKLOAD)
     port = free_port()
     with Rsyslog(tmp_path / "rsyslog", tcp_port=port) as receiver:
-        shipper = Shipper(trail, [make_sink(_sink(address=f"tcp://127.0.0.1:{port}", framing=framing))],
-                          tmp_path / "c.json")
-        assert shipper.ship() == {"s": WORKLOAD}
-        receiver.wait_for(WORKLOAD)
-        _assert_parsed(receiver, WORKLOAD)
-    trail.close()
+        _ship_workload_over_tcp(tmp_path, receiver, port, framing)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("framing", ["octet-counting", "lf"])
 def test_syslog_ng_receives_every_event_parsed(tmp_path: Path, framing: str) -> None:
     """syslog-ng's syslog() (octet counting) and network() (LF) sources parse every event, no seq missing."""
-    trail = _trail(tmp_path, WORKLOAD)
     octet, lf = free_port(), free_port()
     with SyslogNg(tmp_path / "syslog-ng", octet_port=octet, lf_port=lf) as receiver:
-        port = octet if framing == "octet-counting" else lf
-        shipper = Shipper(trail, [make_sink(_sink(address=f"tcp://127.0.0.1:{port}", framing=framing))],
-                          tmp_path / "c.json")
-        assert shipper.ship() == {"s": WORKLOAD}
-        receiver.wait_for(WORKLOAD)
-        _assert_parsed(receiver, WORKLOAD)
-    trail.close()
+        _ship_workload_over_tcp(tmp_path, receiver, octet if framing == "octet-counting" else lf, framing)
 
 
 @pytest.mark.integration

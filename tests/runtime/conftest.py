@@ -1,4 +1,5 @@
-"""Fixtures for the Docker tests: a real engine (a missing one is a failure), a probe policy, leftovers checks."""
+"""Fixtures for the runtime tests: a real engine (a missing one is a failure), a probe policy, leftovers checks;
+the Kubernetes fake API server."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from onexd.policy.snapshot import Snapshot
 from onexd.runtime.docker import DockerRuntime
 from onexd.runtime.images import RECIPES
 from tests.conftest import BASELINE, doc, write_bundle
+from tests.runtime.k8s_fake_server import FakeKubernetes
 
 STRICT = json.loads((BASELINE / "baseline" / "seccomp" / "onexd-strict.json").read_text())
 RES = {"memory": "64Mi", "cpus": 0.5, "pids": 64, "nofile": 128, "timeoutSeconds": 20, "outputBytes": "1Mi"}
@@ -111,3 +113,12 @@ def _nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
 def run_adhoc(runner: JobRunner, snapshot: Snapshot, profile: str, script: str, **kw: Any) -> JobOutcome:
     request = JobRequest(profile=profile, command=("sh", "-c", script))
     return runner.run(snapshot, parse_subject("UnixUser:root"), request, **kw)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKubernetes]:
+    """A Kubernetes fake API server on loopback (tests/runtime/k8s_fake_server.py), stopped after the test."""
+    server = FakeKubernetes()
+    server.start()
+    yield server
+    server.stop()

@@ -172,6 +172,12 @@ class FakeKubernetes:
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "onexd", "namespace": namespace}}],
         })
 
+    def write_kubeconfig(self, directory: Path) -> str:
+        """A kubeconfig file for this server in `directory`; its path."""
+        path = directory / "kubeconfig"
+        path.write_text(self.kubeconfig())
+        return str(path)
+
     # --- inspection from tests (thread-safe enough: dict reads of finished writes) ------------------
 
     def names(self, plural: str) -> list[str]:

@@ -66,9 +66,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
     fake = FakeKubernetes()
     fake.script = lambda pod: Outcome(program=True)
     fake.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(fake.kubeconfig())
-    runtime = KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=str(kubeconfig)))
+    runtime = KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=fake.write_kubeconfig(tmp_path)))
     yield "kubernetes", runtime
     runtime.close()
     for plural in ("jobs", "pods", "secrets", "configmaps"):

@@ -20,23 +20,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeKubernetes]:
-    server = FakeKubernetes()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def k8s_daemon(tmp_path: Path, fake: FakeKubernetes) -> Iterator[Callable[[], Daemon]]:
     made: list[Daemon] = []
 
     def start() -> Daemon:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(fake.kubeconfig())
+        kubeconfig = fake.write_kubeconfig(tmp_path)
         d = make_daemon(tmp_path, backend="kubernetes",
                         extra={"runtime": {"backend": "kubernetes",
-                                           "kubernetes": {"namespace": "onexd", "kubeconfig": str(kubeconfig)}}})
+                                           "kubernetes": {"namespace": "onexd", "kubeconfig": kubeconfig}}})
         made.append(d)
         d.start()
         return d

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +35,10 @@ pytestmark = pytest.mark.integration
 JOB_ID = "fedcba9876543210fedcba9876543210"
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeKubernetes]:
-    server = FakeKubernetes()
-    server.start()
-    yield server
-    server.stop()
-
-
-def _runtime(fake: FakeKubernetes, tmp_path: Path, timeout_s: float = 10.0) -> KubernetesRuntime:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(fake.kubeconfig())
-    return KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=str(kubeconfig),
-                                                request_timeout_s=timeout_s))
+def _runtime(fake: FakeKubernetes, tmp_path: Path, timeout_s: float = 10.0,
+             clock: Callable[[], float] = time.monotonic) -> KubernetesRuntime:
+    return KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=fake.write_kubeconfig(tmp_path),
+                                                request_timeout_s=timeout_s), clock=clock)
 
 
 def _spec(tmp_path: Path, node: str = "hello", job_id: str = JOB_ID, secret: bytes | None = None) -> ContainerSpec:
@@ -112,9 +103,7 @@ def test_the_jobs_deadline_is_timed_out(fake: FakeKubernetes, tmp_path: Path) ->
     fake.script = lambda pod: Outcome(hang=True, output=lambda stdin: b"working\n")
     spec = _spec(tmp_path)
     spec = dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, timeout_s=1))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(fake.kubeconfig())
-    runtime = KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=str(kubeconfig)), clock=lambda: 0.0)
+    runtime = _runtime(fake, tmp_path, clock=lambda: 0.0)
     result = runtime.run(spec, b"{}\n")
     assert result.status == "timed_out" and "1s timeout" in result.reason
     job = [o for _, e, o in fake.events["jobs"] if e == "MODIFIED" and o["status"].get("conditions")]
@@ -349,9 +338,7 @@ def test_onexds_own_clock_ends_a_job_the_cluster_does_not(fake: FakeKubernetes, 
             now[0] += 1000.0  # once the pod runs, time leaps past any timeout
         return now[0]
 
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(fake.kubeconfig())
-    runtime = KubernetesRuntime(KubernetesSettings(namespace="onexd", kubeconfig=str(kubeconfig)), clock=clock)
+    runtime = _runtime(fake, tmp_path, clock=clock)
     result = runtime.run(_spec(tmp_path), b"{}\n")
     assert result.status == "timed_out"
     _nothing_left(fake)
