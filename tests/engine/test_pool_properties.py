@@ -7,21 +7,15 @@ slot whose shape equals its own, and a change to any security setting changes th
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 
-from onexd.engine.decide import decide
 from onexd.engine.pool import pool_key, pool_targets, shape_of, slot_spec
-from onexd.engine.request import JobRequest
 from onexd.engine.translate import HostPaths, translate
-from onexd.identity.principal import parse_subject
-from onexd.policy.pipeline import load_directory
+from onexd.policy.snapshot import Snapshot
 from onexd.spec import LAUNCHER_PATH, POOL_LABEL, ContainerSpec, Limits
-from tests.conftest import write_bundle
-from tests.engine.test_properties import policies
+from tests.engine.test_properties import allowed_job, policies
 
 # The generator mixes random documents on purpose: about half the drawn policies are refused, which is fine.
 SLOW_AND_FILTERED = [HealthCheck.too_slow, HealthCheck.filter_too_much]
@@ -29,20 +23,12 @@ SECURITY_FIELDS = ("image", "user", "working_dir", "seccomp", "network", "tmpfs"
                    "read_only_rootfs", "no_new_privileges", "privileged")
 
 
-def _job_spec(docs: list[dict[str, Any]], request: dict[str, Any]) -> tuple[ContainerSpec, Any] | None:
+def _job_spec(docs: list[dict[str, Any]], request: dict[str, Any]) -> tuple[ContainerSpec, Snapshot]:
     for d in docs:  # every node and profile asks for a warm pool
         if d["kind"] in ("Node", "SandboxProfile"):
             d["spec"]["warmPool"] = {"size": 1}
-    with tempfile.TemporaryDirectory() as tmp:
-        write_bundle(Path(tmp), "b", docs)
-        ev = load_directory(Path(tmp))
-    assume(ev.ok and ev.snapshot is not None)
-    assert ev.snapshot is not None
-    snapshot = ev.snapshot
-    req = JobRequest.model_validate(request)
-    decision = decide(snapshot, parse_subject("UnixUser:root"), req)
-    assume(decision.allowed)
-    return translate(snapshot, decision, req, "f" * 32, HostPaths()), snapshot
+    snapshot, _, spec = allowed_job(docs, request, "f" * 32, HostPaths())
+    return spec, snapshot
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=SLOW_AND_FILTERED)
@@ -50,9 +36,7 @@ def _job_spec(docs: list[dict[str, Any]], request: dict[str, Any]) -> tuple[Cont
 def test_a_slot_changes_only_the_per_job_parts(drawn: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
     """slot_spec(translate(...)): every security field and every limit but the timeout as translated; the
     command is the launcher, the job id and job label are absent, the pool label names the key."""
-    found = _job_spec(*drawn)
-    assert found is not None
-    job, _ = found
+    job, _ = _job_spec(*drawn)
     slot = slot_spec(job, "onexd-slot-x", "key")
     for name in SECURITY_FIELDS:
         assert getattr(slot, name) == getattr(job, name), name
@@ -68,9 +52,7 @@ def test_a_slot_changes_only_the_per_job_parts(drawn: tuple[list[dict[str, Any]]
 def test_any_security_change_changes_the_key(drawn: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
     """Changing any security field, limit, image id or policy digest gives another key: no job can claim a slot
     made for a different sandbox."""
-    found = _job_spec(*drawn)
-    assert found is not None
-    job, _ = found
+    job, _ = _job_spec(*drawn)
     key = pool_key(job, "img")
     changed: list[ContainerSpec] = [
         dataclasses.replace(job, image=job.image + "x"),
@@ -93,9 +75,7 @@ def test_pool_targets_translate_to_what_decide_gives_a_job(drawn: tuple[list[dic
                                                          ) -> None:
     """The sandbox a pool target is warmed with equals the one decide() gives an allowed job of that target, so
     the pool's keys are the jobs' keys."""
-    found = _job_spec(*drawn)
-    assert found is not None
-    job, snapshot = found
+    job, snapshot = _job_spec(*drawn)
     request = drawn[1]
     name = f"node:{request['node']}" if "node" in request else f"profile:{request['profile']}"
     target = next(t for t in pool_targets(snapshot) if t.name == name)

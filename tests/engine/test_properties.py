@@ -14,13 +14,14 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from onexd.engine.decide import decide
+from onexd.engine.decide import Decision, decide
 from onexd.engine.request import JobRequest
 from onexd.engine.translate import HostPaths, translate
 from onexd.identity.principal import parse_subject
 from onexd.policy.pipeline import load_directory
 from onexd.policy.security import SAFE_CAPABILITIES
-from onexd.spec import NODE_MOUNT, SECRETS_MOUNT
+from onexd.policy.snapshot import Snapshot
+from onexd.spec import NODE_MOUNT, SECRETS_MOUNT, ContainerSpec
 from tests.conftest import doc, write_bundle
 
 ids = st.integers(min_value=1, max_value=2**31 - 1)
@@ -82,23 +83,30 @@ def policies(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return [*zone_docs, *seccomp_docs, *profile_docs, *node_docs, *cap_docs, role, binding], request
 
 
+def allowed_job(docs: list[dict[str, Any]], body: dict[str, Any], job_id: str = "job",
+                paths: HostPaths = HostPaths(node_source="/x", secrets_dir="/y")  # noqa: B008 - frozen
+                ) -> tuple[Snapshot, Decision, ContainerSpec]:
+    """A drawn policy loaded, the drawn request decided for UnixUser:root and translated. Hypothesis discards a
+    draft the loader refuses and a request the policy denies (they are other tests' subject)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_bundle(Path(tmp), "gen", docs)
+        ev = load_directory(Path(tmp))
+    assume(ev.ok and ev.snapshot is not None)
+    snapshot = ev.snapshot
+    assert snapshot is not None
+    request = JobRequest.model_validate(body)
+    decision = decide(snapshot, parse_subject("UnixUser:root"), request)
+    assume(decision.allowed)
+    return snapshot, decision, translate(snapshot, decision, request, job_id, paths)
+
+
 @settings(max_examples=120, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(policies())
 def test_container_spec_invariants_hold_for_any_valid_policy(case: tuple[list[dict[str, Any]], dict[str, Any]]
                                                             ) -> None:
     """For any valid snapshot and allowed request, the spec keeps every sandbox invariant."""
-    docs, body = case
-    with tempfile.TemporaryDirectory() as tmp:
-        write_bundle(Path(tmp), "gen", docs)
-        ev = load_directory(Path(tmp))
-        assume(ev.ok and ev.snapshot is not None)
-        snapshot = ev.snapshot
-        assert snapshot is not None
-        request = JobRequest.model_validate(body)
-        decision = decide(snapshot, parse_subject("UnixUser:root"), request)
-        assume(decision.allowed)
-        spec = translate(snapshot, decision, request, "job", HostPaths(node_source="/x", secrets_dir="/y"))
+    snapshot, decision, spec = allowed_job(*case)
     profile = snapshot.profiles[decision.sandbox.profile]  # type: ignore[union-attr]
     assert spec.cap_drop == ("ALL",)
     assert set(spec.cap_add) <= SAFE_CAPABILITIES & set(profile.capabilities.add)

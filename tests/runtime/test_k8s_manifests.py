@@ -11,26 +11,24 @@ import copy
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 
 from onexd.engine.decide import decide
 from onexd.engine.request import JobRequest
-from onexd.engine.translate import HostPaths, translate
+from onexd.engine.translate import translate
 from onexd.errors import KubernetesUnsupported
 from onexd.identity.principal import parse_subject
-from onexd.policy.pipeline import load_directory
 from onexd.runtime.k8s_manifests import RESTRICTED_CAP_ADDS, job_objects, zone_policies
 from onexd.runtime.k8s_render import render_job, restricted_violations
 from onexd.spec import SECRETS_MOUNT
 from tests.conftest import EXAMPLES, doc, write_bundle
-from tests.engine.test_properties import policies
+from tests.engine.test_properties import allowed_job, policies
 from tests.engine.test_translate import CASES, GOLDEN, JOB_ID, _snapshot, _strict_policy
 
 SCHEMA_VERSION = "1.37.0"
@@ -204,17 +202,7 @@ def test_manifests_keep_the_envelope_for_any_valid_policy(case: tuple[list[dict[
     """For any valid policy and allowed request: refused iff a capability beyond NET_BIND_SERVICE is added;
     otherwise every object validates strictly, the Pod passes "restricted" and keeps every invariant of the
     Docker envelope Kubernetes can express."""
-    docs, body = case
-    with tempfile.TemporaryDirectory() as tmp:
-        write_bundle(Path(tmp), "gen", docs)
-        ev = load_directory(Path(tmp))
-        assume(ev.ok and ev.snapshot is not None)
-        snapshot = ev.snapshot
-        assert snapshot is not None
-        request = JobRequest.model_validate(body)
-        decision = decide(snapshot, parse_subject("UnixUser:root"), request)
-        assume(decision.allowed)
-        spec = translate(snapshot, decision, request, JOB_ID, HostPaths(node_source="/x", secrets_dir="/y"))
+    _, _, spec = allowed_job(*case, job_id=JOB_ID)
     secrets = {"s": b"zz-secret-zz"} if any(m.target == SECRETS_MOUNT for m in spec.mounts) else None
     if set(spec.cap_add) - RESTRICTED_CAP_ADDS:
         with pytest.raises(KubernetesUnsupported):
