@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,19 @@ JOB = {"profile": "busybox-tiny", "command": ["true"]}
 STAGING = Path("/dev/shm") / f"onexd-bench-{uuid.uuid4().hex[:8]}"
 
 
-def start_daemon(root: Path, backend: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_daemon(root: Path, backend: str, extra: dict[str, Any] | None = None,
+                 prepare: Callable[[Path], None] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """A daemon on `backend` with the example policies (given to `prepare` before it starts) and a rate limit no
+    benchmark reaches, plus `extra` config; its process and socket once the socket exists."""
     root.mkdir(parents=True)
     shutil.copytree(EXAMPLES, root / "policies")
+    if prepare is not None:
+        prepare(root / "policies")
     sock = root / "onexd.sock"
     config = {"apiVersion": "onexd/v1", "kind": "DaemonConfig", "socket": {"path": str(sock)},
               "policyDir": str(root / "policies"), "stateDir": str(root / "state"), "runtime": {"backend": backend},
               "secrets": {"stagingDir": str(STAGING / root.name)},
-              "auth": {"rateLimit": {"requestsPerMinute": 600000, "burst": 100000}}}
+              "auth": {"rateLimit": {"requestsPerMinute": 600000, "burst": 100000}}, **(extra or {})}
     (root / "onexd.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen([str(Path(sys.executable).parent / "onexd"), "serve", "--config", str(root / "onexd.yaml")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ,

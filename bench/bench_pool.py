@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import docker  # noqa: E402
 from _results import interleave, publish, stats  # noqa: E402
-from bench_daemon import EXAMPLES, JOB, STAGING  # noqa: E402
+from bench_daemon import EXAMPLES, JOB, STAGING, start_daemon  # noqa: E402
 
 from onexd.cli.ctl import Client  # noqa: E402
 from onexd.engine.decide import decide  # noqa: E402
@@ -49,32 +49,19 @@ BURST = 8
 
 
 def _start(root: Path, warm: bool) -> tuple[subprocess.Popen[bytes], Path]:
-    """A daemon on Docker with the example policies, room for a burst of 8, and (warm) a pool of 8 on the job's
-    profile. Configured as bench_daemon's daemons are, plus the pool and concurrency."""
-    root.mkdir(parents=True)
-    shutil.copytree(EXAMPLES, root / "policies")
-    if warm:
-        path = root / "policies" / "hello" / "sandbox.yaml"
+    """A daemon on Docker configured as bench_daemon's are, with room for a burst of 8 and (warm) a pool of 8 on
+    the job's profile."""
+
+    def warm_pool(policies: Path) -> None:
+        path = policies / "hello" / "sandbox.yaml"
         docs = list(yaml.safe_load_all(path.read_text()))
         for d in docs:
             if d["kind"] == "SandboxProfile" and d["metadata"]["name"] == JOB["profile"]:
                 d["spec"]["warmPool"] = {"size": BURST}
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    sock = root / "onexd.sock"
-    config = {"apiVersion": "onexd/v1", "kind": "DaemonConfig", "socket": {"path": str(sock)},
-              "policyDir": str(root / "policies"), "stateDir": str(root / "state"), "runtime": {"backend": "docker"},
-              "secrets": {"stagingDir": str(STAGING / root.name)},
-              "auth": {"rateLimit": {"requestsPerMinute": 600000, "burst": 100000}},
-              "concurrency": {"maxJobs": BURST}, "pool": {"maxContainers": BURST}}
-    (root / "onexd.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "onexd"), "serve", "--config", str(root / "onexd.yaml")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "ONEXD_LOG_LEVEL": "WARNING"})
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
-        time.sleep(0.05)
-    return proc, sock
+
+    return start_daemon(root, "docker", extra={"concurrency": {"maxJobs": BURST}, "pool": {"maxContainers": BURST}},
+                        prepare=warm_pool if warm else None)
 
 
 def _idle(client: Client) -> int:
