@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from onexd import API_VERSION, __version__
-from onexd.api.context import ApiContext, Credentials
+from onexd.api.context import ApiContext, Credentials, failure_limiter
 from onexd.api.lockout import strike
 from onexd.api.ratelimit import RateLimiter
 from onexd.api.server import ApiServer
@@ -177,8 +177,7 @@ def compose(config: DaemonConfig, engine_ok: Callable[[], bool], clock: Clock = 
                      zones=zones.zones, pool=pool.state if pool is not None else None,
                      max_body_bytes=cfg.limits.maxRequestBytes, backend=cfg.runtime.backend,
                      authenticator=Authenticator(credentials.tokens, credentials.apikeys), clock=clock,
-                     body_timeout_s=cfg.api.bodyTimeoutSeconds,
-                     failures=RateLimiter(cfg.api.authFailuresPerMinute, cfg.api.authFailureBurst))
+                     limits=cfg.api, failures=failure_limiter(cfg.api))
     if cfg.lockout.enabled:
         _lockout(api, jobs, cfg, clock)
     parts = Parts(config=cfg, runtime=runtime, metrics=metrics, audit=audit, keystore=keystore,
@@ -192,7 +191,7 @@ def api_server(config: DaemonConfig, api: ApiContext, passed: socket.socket | No
     """The API server on the configured socket (or the one systemd passed), with the configured bounds on
     hostile callers (`api`: connections at once, the header timeout)."""
     return ApiServer(api, Path(config.socket.path), int(config.socket.mode, 8), config.socket.group, passed,
-                     max_connections=config.api.maxConnections, header_timeout_s=config.api.headerTimeoutSeconds)
+                     limits=config.api)
 
 
 def _lockout(api: ApiContext, jobs: JobService, config: DaemonConfig, clock: Clock) -> None:

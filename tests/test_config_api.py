@@ -23,11 +23,12 @@ def test_api_defaults_are_the_former_fixed_limits() -> None:
     config (the server's and the context's own defaults)."""
     assert DaemonConfig().api.model_dump() == FORMER
     assert config_from_data({"policyDir": "/srv/p"}, "test").api == ApiConfig()
-    assert (server.MAX_CONNECTIONS, server.HEADER_TIMEOUT_S) == (256, 10.0)
-    assert server.handler_options(server.HEADER_TIMEOUT_S)["keepalive_timeout"] == 10.0
     none: Any = None
+    built = server.ApiServer(none, Path("/run/x.sock"), 0o600, None)
+    assert (built.limits.maxConnections, built.limits.headerTimeoutSeconds) == (256, 10.0)
+    assert server.handler_options(built.limits.headerTimeoutSeconds)["keepalive_timeout"] == 10.0
     ctx = ApiContext(policy=none, jobs=none, limiter=none, reload=none, engine_ok=lambda: True)
-    assert ctx.body_timeout_s == 10.0
+    assert ctx.limits.bodyTimeoutSeconds == 10.0
     assert (ctx.failures.burst, ctx.failures.rate) == (10.0, 30 / 60)
 
 
@@ -83,12 +84,12 @@ def test_configured_limits_reach_server_body_reader_and_failure_limiter(tmp_path
                               "test")
     parts = compose(config, lambda: True)
     try:
-        assert parts.api.body_timeout_s == 0.75
+        assert parts.api.limits.bodyTimeoutSeconds == 0.75
         assert (parts.api.failures.burst, parts.api.failures.rate) == (3.0, 2 / 60)
         assert [parts.api.failures.check("uid:7") for _ in range(3)] == [None, None, None]
         assert parts.api.failures.check("uid:7") is not None  # the fourth failure in a row is held back
         built = api_server(config, parts.api, None)
-        assert (built.max_connections, built.header_timeout_s) == (8, 0.5)
+        assert (built.limits.maxConnections, built.limits.headerTimeoutSeconds) == (8, 0.5)
         assert built.path == tmp_path / "run" / "onexd.sock" and not built.path.parent.exists()
     finally:
         parts.audit.close()

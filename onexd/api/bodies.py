@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import Field, ValidationError
 
+from onexd.api.context import context
 from onexd.engine.request import JobRequest
 from onexd.errors import BodyTimeout, BodyTooLarge, RequestError
 from onexd.fields import NAME_PATTERN, Model, first_error
@@ -42,8 +43,9 @@ class RotateBody(Model):
     target: Literal["signing", "secrets"] = "signing"
 
 
-async def read_raw(request: web.Request, timeout_s: float) -> bytes:
-    """The body, read within timeout_s (a stalled sender cannot hold a handler forever)."""
+async def read_raw(request: web.Request) -> bytes:
+    """The body, read within the configured body timeout (a stalled sender cannot hold a handler forever)."""
+    timeout_s = context(request).limits.bodyTimeoutSeconds
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()
@@ -51,8 +53,10 @@ async def read_raw(request: web.Request, timeout_s: float) -> bytes:
         raise BodyTimeout(f"request body not received within {timeout_s:g} seconds") from None
 
 
-async def json_body(request: web.Request, max_bytes: int, timeout_s: float) -> Any:
-    raw = await read_raw(request, timeout_s)
+async def json_body(request: web.Request) -> Any:
+    """The body as JSON: within the configured size, UTF-8, not too deep, no NaN or infinities, no lone surrogates."""
+    max_bytes = context(request).max_body_bytes
+    raw = await read_raw(request)
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"request body over {max_bytes} bytes")
     try:
@@ -104,12 +108,11 @@ def check_strings(value: Any) -> None:
                 raise RequestError("invalid-string", "a string holds a lone surrogate (not valid Unicode)") from None
 
 
-async def read_body(request: web.Request, model: type[M], max_bytes: int, timeout_s: float,
-                    empty_ok: bool = False) -> M:
+async def read_body(request: web.Request, model: type[M], empty_ok: bool = False) -> M:
     """The body as a model; with empty_ok an empty body is the model's defaults."""
-    if empty_ok and not (await read_raw(request, timeout_s)).strip():
+    if empty_ok and not (await read_raw(request)).strip():
         return parse(model, {})
-    return parse(model, await json_body(request, max_bytes, timeout_s))
+    return parse(model, await json_body(request))
 
 
 def depth(text: str) -> int:

@@ -23,11 +23,10 @@ from onexd.keys.keystore import Keystore
 from onexd.metrics import Metrics
 from onexd.policy.manager import PolicyManager
 
-# A context built without the daemon config (tests, tools) gets the config's defaults (`api` section):
-_DEFAULTS = ApiConfig()
-AUTH_FAILURE_BURST = _DEFAULTS.authFailureBurst  # failed authentications one peer uid may have at once ...
-AUTH_FAILURES_PER_MINUTE = _DEFAULTS.authFailuresPerMinute  # ... then per minute (past that: 429, credentials unread)
-BODY_TIMEOUT_S = _DEFAULTS.bodyTimeoutSeconds  # a body not received in this time is a 408 (bodies.read_raw)
+
+def failure_limiter(limits: ApiConfig) -> RateLimiter:
+    """Failed authentications per peer uid: a burst, then so many a minute (past that: 429, credentials unread)."""
+    return RateLimiter(limits.authFailuresPerMinute, limits.authFailureBurst)
 
 
 @dataclass
@@ -55,11 +54,11 @@ class ApiContext:
     zones: Callable[[], dict[str, bool]] | None = None
     pool: Callable[[], list[dict[str, Any]]] | None = None  # warm-pool state per key; None: no pool
     max_body_bytes: int = 1024 * 1024
-    body_timeout_s: float = BODY_TIMEOUT_S
+    limits: ApiConfig = field(default_factory=ApiConfig)  # the daemon config's `api` bounds (body timeout here)
     backend: str = "docker"  # the runtime backend's name: health says `engine: fake` when no containers run
     authenticator: Authenticator = field(default_factory=Authenticator)  # default: Unix peers only
     # Failed authentications per peer uid, checked before credentials are looked at (see middleware.py).
-    failures: RateLimiter = field(default_factory=lambda: RateLimiter(AUTH_FAILURES_PER_MINUTE, AUTH_FAILURE_BURST))
+    failures: RateLimiter = field(default_factory=lambda: failure_limiter(ApiConfig()))
     # Job forensics: the principal lockout (None when disabled) and the clock audit searches measure ages by.
     lockout: LockoutTracker | None = None
     clock: Callable[[], float] = time.time

@@ -1,7 +1,7 @@
 """The HTTP server: the Unix socket it listens on (bound here, or passed by systemd) and aiohttp's runner.
 
-Connections are bounded (daemon config `api`, from composition.api_server): at most max_connections at once (one
-more is answered 503 and closed), a request's line and headers must arrive within header_timeout_s of the
+Connections are bounded (daemon config `api`, from composition.api_server): at most maxConnections at once (one
+more is answered 503 and closed), a request's line and headers must arrive within headerTimeoutSeconds of the
 connection opening or of the previous answer (a stalled or idle connection is closed; bodies have their own
 timeout in bodies.py), and a request line or header over MAX_LINE_BYTES is answered with the error shape every
 other error has, never aiohttp's text page.
@@ -28,10 +28,6 @@ from onexd.config import ApiConfig
 from onexd.errors import ConfigError
 
 log = logging.getLogger("onexd.api")
-# A server built without the daemon config (tests, tools) gets the config's defaults (`api` section).
-_DEFAULTS = ApiConfig()
-MAX_CONNECTIONS = _DEFAULTS.maxConnections
-HEADER_TIMEOUT_S = _DEFAULTS.headerTimeoutSeconds
 MAX_LINE_BYTES = 8190
 _CODES = {400: "bad-request", 408: "request-timeout", 413: "body-too-large", 414: "request-line-too-long",
           431: "headers-too-large", 500: "internal", 503: "too-many-connections"}
@@ -89,15 +85,14 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
-def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS,
-                     header_timeout_s: float = HEADER_TIMEOUT_S) -> Any:
-    """Connections for server: our handler while fewer than max_connections are open, else a refusal."""
+def protocol_factory(server: web.Server, limits: ApiConfig) -> Any:
+    """Connections for server: our handler while fewer than limits.maxConnections are open, else a refusal."""
     loop = asyncio.get_running_loop()
-    options = handler_options(header_timeout_s)
+    options = handler_options(limits.headerTimeoutSeconds)
 
     def make() -> asyncio.Protocol:
-        if len(server.connections) >= max_connections:
-            return _Refuse(max_connections)
+        if len(server.connections) >= limits.maxConnections:
+            return _Refuse(limits.maxConnections)
         return _Handler(server, loop=loop, **options)
 
     return make
@@ -150,23 +145,22 @@ class ApiServer:
     """Serves the API on a socket: bound at `path` (removed again at stop) or one systemd passed (left alone)."""
 
     def __init__(self, ctx: ApiContext, path: Path, mode: int, group: str | None,
-                 passed: socket.socket | None = None, max_connections: int = MAX_CONNECTIONS,
-                 header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
+                 passed: socket.socket | None = None, limits: ApiConfig | None = None) -> None:
         self.ctx, self.path, self.mode, self.group, self.passed = ctx, path, mode, group, passed
-        self.max_connections, self.header_timeout_s = max_connections, header_timeout_s
+        self.limits = limits or ApiConfig()  # built without a config (tests, tools): the config's defaults
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
 
     async def start(self) -> None:
         runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False,
-                               **handler_options(self.header_timeout_s))
+                               **handler_options(self.limits.headerTimeoutSeconds))
         await runner.setup()
         self._runner = runner
         assert runner.server is not None
         sock = self.passed if self.passed is not None else bind_socket(self.path, self.mode, self.group)
         # As aiohttp's SockSite does, with our protocol factory (connection cap, error shape).
         self._listener = await asyncio.get_running_loop().create_unix_server(
-            protocol_factory(runner.server, self.max_connections, self.header_timeout_s), sock=sock, backlog=256)
+            protocol_factory(runner.server, self.limits), sock=sock, backlog=256)
 
     async def stop(self) -> None:
         if self._listener is not None:

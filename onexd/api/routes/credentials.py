@@ -39,8 +39,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def rotate_keys(request: web.Request) -> web.Response:
     await _require(request, "keys:rotate")
-    body = await read_body(request, RotateBody, context(request).max_body_bytes,
-                           context(request).body_timeout_s, empty_ok=True)
+    body = await read_body(request, RotateBody, empty_ok=True)
     creds = _creds(request)
     reason = f"api:{principal_of(request).display}"
     if body.target == "signing":
@@ -52,7 +51,7 @@ async def rotate_keys(request: web.Request) -> web.Response:
 
 async def issue_token(request: web.Request) -> web.Response:
     await _require(request, "tokens:issue")
-    body = await read_body(request, TokenBody, context(request).max_body_bytes, context(request).body_timeout_s)
+    body = await read_body(request, TokenBody)
     token, claims = _creds(request).tokens.issue(body.subject, body.ttlSeconds)  # a bad ttl is a 400
     log.info("token issued", extra={"subject": body.subject, "jti": claims["jti"], "kid": claims["kid"]})
     await event(context(request), principal_of(request), "token.issued",
@@ -65,7 +64,7 @@ async def issue_token(request: web.Request) -> web.Response:
 
 async def create_apikey(request: web.Request) -> web.Response:
     await _require(request, "apikeys:manage")
-    body = await read_body(request, ApiKeyBody, context(request).max_body_bytes, context(request).body_timeout_s)
+    body = await read_body(request, ApiKeyBody)
     # A taken name is ApiKeyExists: a 409.
     key, record = _creds(request).apikeys.create(body.name, body.ttlDays * 86400 if body.ttlDays else None)
     log.info("api key created", extra={"apikey": record.name, "keyId": record.key_id})

@@ -23,7 +23,7 @@ MAX_PAGE = 500
 async def submit_job(request: web.Request) -> web.Response:
     ctx = context(request)
     principal = principal_of(request)
-    body = parse(JobRequest, await json_body(request, ctx.max_body_bytes, ctx.body_timeout_s))
+    body = parse(JobRequest, await json_body(request))
     await refuse_if_locked(ctx, principal)
     snapshot = ctx.policy.state.snapshot  # one reference read: the job is decided and lives with this snapshot
     try:

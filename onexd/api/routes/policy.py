@@ -32,7 +32,7 @@ async def policy_reload(request: web.Request) -> web.Response:
     ctx = context(request)
     principal = principal_of(request)
     await require(ctx, ctx.policy.state.snapshot, principal, "policy:reload")
-    body = await read_body(request, ReloadBody, ctx.max_body_bytes, ctx.body_timeout_s, empty_ok=True)
+    body = await read_body(request, ReloadBody, empty_ok=True)
     if body.allowRollback:
         await event(ctx, principal, "policy.rollback-allowed", {"bundles": list(body.allowRollback)})
     return json_response(await ctx.reload(f"api:{principal.display}", frozenset(body.allowRollback)))
@@ -41,7 +41,7 @@ async def policy_reload(request: web.Request) -> web.Response:
 async def policy_explain(request: web.Request) -> web.Response:
     ctx = context(request)
     principal = principal_of(request)
-    body = await read_body(request, ExplainBody, ctx.max_body_bytes, ctx.body_timeout_s)
+    body = await read_body(request, ExplainBody)
     snapshot = ctx.policy.state.snapshot  # one read: the permission check and the explanation use the same policy
     subject = principal
     if body.subject is not None:
