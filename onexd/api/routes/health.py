@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import json
+
 from aiohttp import web
 
 from onexd import API_VERSION, __version__
@@ -54,8 +57,15 @@ def metrics_response(metrics: Metrics) -> web.Response:
                                                         "X-Content-Type-Options": "nosniff"})
 
 
+@functools.cache
+def _openapi_body() -> bytes:
+    """The document is fixed for the life of the process: built and serialized once, not on every (unauthenticated)
+    request."""
+    return json.dumps(document(), separators=(",", ":")).encode()
+
+
 async def openapi(_: web.Request) -> web.Response:
-    return json_response(document())
+    return web.Response(body=_openapi_body(), content_type="application/json", charset="utf-8")
 
 
 ROUTES = [
