@@ -202,9 +202,9 @@ class ApiConfig(Model):
                     "(each connection holds a file descriptor and buffers).")
     authFailureBurst: int = Field(
         default=10, ge=1, le=1000,
-        description="Failed authentications one peer uid may have in a row before it is held to "
-                    "`authFailuresPerMinute`; a held uid's credentials are answered 429 without being looked at. "
-                    "1 to 1000.")
+        description="Failed authentications one peer uid may have at once before it is held to "
+                    "`authFailuresPerMinute` (a success in between gives none back); a held uid's credentials are "
+                    "answered 429 without being looked at. 1 to 1000.")
     authFailuresPerMinute: int = Field(
         default=30, ge=1, le=6000,
         description="Failed authentications per minute a peer uid gets back after its burst. 1 to 6000 (100 a "
