@@ -13,17 +13,25 @@ Two kinds of tests share the tree, which mirrors the package:
 
 from __future__ import annotations
 
+import _posixsubprocess
 import asyncio
 import contextlib
+import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 UNIT_SLEEP_BUDGET_S = 0.2
 INTEGRATION_MARKERS = ("integration", "docker")
+# Ways to start a process that do not go through subprocess.Popen: os.spawn*, pty and multiprocessing's fork context
+# come down to os.fork or os.forkpty, its spawn and forkserver contexts to _posixsubprocess.fork_exec.
+PROCESS_STARTERS: tuple[tuple[Any, str], ...] = (
+    (os, "system"), (os, "posix_spawn"), (os, "posix_spawnp"), (os, "fork"), (os, "forkpty"),
+    (_posixsubprocess, "fork_exec"),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,17 +82,30 @@ def _unit_test_guard(item: pytest.Item) -> Iterator[None]:
         finally:
             slept[0] += min(delay, time.monotonic() - started)
 
-    def no_process(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
-        raise UnitTestViolation(f"a unit test started a process ({self.args!r}): mark the test "
-                                "`pytest.mark.integration`, or test the function in-process")
+    def started(what: str) -> UnitTestViolation:
+        return UnitTestViolation(f"a unit test started a process ({what}): mark the test "
+                                 "`pytest.mark.integration`, or test the function in-process")
 
+    def no_process(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        raise started(repr(self.args))
+
+    def refusing(module: Any, name: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise started(f"{module.__name__}.{name}({', '.join(repr(arg) for arg in args[:1])})")
+        return refused
+
+    real_starters = [getattr(module, name) for module, name in PROCESS_STARTERS]
     time.sleep, asyncio.sleep = sleep, async_sleep
     subprocess.Popen._execute_child = no_process  # type: ignore[attr-defined]
+    for module, name in PROCESS_STARTERS:
+        setattr(module, name, refusing(module, name))
     try:
         yield
     finally:
         time.sleep, asyncio.sleep = real_sleep, real_async_sleep
         subprocess.Popen._execute_child = real_execute  # type: ignore[attr-defined]
+        for (module, name), real in zip(PROCESS_STARTERS, real_starters, strict=True):
+            setattr(module, name, real)
 
 
 def _guarded_phase(item: pytest.Item) -> Iterator[None]:

@@ -65,9 +65,12 @@ def test_api_limits_at_floor_and_ceiling_are_accepted() -> None:
 
 
 @pytest.mark.parametrize("api", [{"maxConnection": 10}, {"maxConnections": "many"}, {"maxConnections": 8.5},
-                                 {"headerTimeoutSeconds": "10s"}, "fast"])
+                                 {"headerTimeoutSeconds": "10s"}, "fast", {"maxConnections": "256"},
+                                 {"headerTimeoutSeconds": "10"}, {"headerTimeoutSeconds": True},
+                                 {"authFailureBurst": True}, {"authFailuresPerMinute": "30"}])
 def test_api_section_refuses_unknown_fields_and_wrong_types(api: Any) -> None:
-    """A misspelt field, a value of the wrong kind or a section that is not a mapping is refused, not ignored."""
+    """A misspelt field, a value of the wrong kind or a section that is not a mapping is refused, not ignored: a
+    quoted number or a boolean is not read as a number (`headerTimeoutSeconds: true` is not 1 s)."""
     config, problems = config_or_problems({"api": api})
     assert config is None and problems and all(p.field.startswith("api") for p in problems), problems
 

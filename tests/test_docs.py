@@ -58,3 +58,18 @@ def test_issue_13_18_every_config_field_and_environment_variable_is_documented()
     for variable in ("ONEXD_CONFIG", "ONEXD_LOG_LEVEL", "ONEXD_MASTER_KEY", "ONEXD_SOCKET", "ONEXD_POLICY_DIR",
                      "ONEXD_STATE_DIR", "JOURNAL_STREAM", "CREDENTIALS_DIRECTORY"):
         assert variable in text, variable
+
+
+def test_every_table_row_belongs_to_a_table() -> None:
+    """A run of `|` lines outside code blocks starts with a header and its `|---` separator: rows cut off from
+    their table by a paragraph render as plain text."""
+    orphans = []
+    for path in DOCS:
+        lines, fenced = ["", *path.read_text().splitlines(), ""], False
+        for number in range(1, len(lines) - 1):
+            previous, line, following = lines[number - 1:number + 2]
+            if line.startswith("```"):
+                fenced = not fenced
+            if not fenced and line.startswith("|") and not previous.startswith("|") and not following.startswith("|-"):
+                orphans.append(f"{path.relative_to(ROOT)}:{number}")
+    assert orphans == []

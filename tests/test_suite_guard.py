@@ -78,3 +78,41 @@ def test_with_the_flag_integration_tests_run_unguarded(inner: pytest.Pytester) -
     """--integration runs the integration test, which may start processes and wait."""
     result = inner.runpytest_subprocess("--integration", "-k", "integration")
     result.assert_outcomes(passed=1, deselected=5)
+
+
+ESCAPES = '''
+import multiprocessing
+import os
+
+
+def test_os_system():
+    assert os.system("true") == 0
+
+
+def test_posix_spawn():
+    os.waitpid(os.posix_spawn("/bin/true", ["true"], {}), 0)
+
+
+def test_fork():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def test_multiprocessing_spawn():
+    process = multiprocessing.get_context("spawn").Process(target=print)
+    process.start()
+    process.join()
+'''
+
+
+def test_a_process_started_without_subprocess_fails_a_unit_test(inner: pytest.Pytester) -> None:
+    """os.system, os.posix_spawn, os.fork and multiprocessing start processes too: each fails a unit test."""
+    inner.makepyfile(test_escapes=ESCAPES)
+    result = inner.runpytest_subprocess("-rA", "test_escapes.py")
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*a unit test started a process (os.system('true'))*",
+                                 "*a unit test started a process (os.posix_spawn('/bin/true'))*",
+                                 "*a unit test started a process (os.fork())*",
+                                 "*a unit test started a process (*fork_exec*"], consecutive=False)

@@ -353,6 +353,18 @@ def test_configured_connection_cap_and_failure_budget(daemons: Callable[..., Dae
     assert len(_events(d, "auth.failure")) == 3
 
 
+def test_a_success_between_failed_authentications_does_not_restore_the_budget(
+        daemons: Callable[..., Daemon]) -> None:
+    """The failure budget is a bucket, not a count of failures in a row: with `authFailureBurst: 2` (1 a minute) a
+    valid API key between the two bad ones does not refill it, so the peer's next key, even the valid one, is a 429."""
+    d = daemons(backend="fake", extra={"api": {"authFailureBurst": 2, "authFailuresPerMinute": 1}})
+    d.start()
+    code, created = _raw(d, path="/v1/apikeys", method="POST", data=b'{"name": "between", "ttlDays": 1}')
+    assert code == 201, created
+    good, bad = f"X-API-Key: {created['key']}", "X-API-Key: onexd_nope"
+    codes = [_raw(d, header)[0] for header in (bad, good, bad, good)]
+    assert codes == [401, 200, 401, 429], codes
+
 def test_finding_15_connection_cap(daemons: Callable[..., Daemon]) -> None:
     """Past the connection cap a new connection is answered 503 in the error shape and closed; once others
     close, new connections are served again."""
