@@ -8,6 +8,7 @@ from typing import Any
 
 from onexd.config import ConfigProblem, DaemonConfig, config_or_problems
 from onexd.errors import ConfigError
+from onexd.policy.schema import SchemaSet
 from onexd.policy.yamlsafe import load_documents
 
 
@@ -17,6 +18,7 @@ def check_config(path: Path, overrides: dict[str, str] | None = None, fallbacks:
     directories), apply overrides (dotted keys, from flags and ONEXD_* variables), and validate: the config, or
     every problem found."""
     data: dict[str, Any] = {}
+    typed: list[ConfigProblem] = []  # the file's values held to the schema's types (flags and variables are text)
     if must_exist and not path.exists():
         return None, [ConfigProblem("(file)", f"{path}: no such file")]
     if path.exists():
@@ -24,17 +26,25 @@ def check_config(path: Path, overrides: dict[str, str] | None = None, fallbacks:
             raw = path.read_bytes()
         except OSError as exc:
             return None, [ConfigProblem("(file)", f"{path}: cannot read: {exc.strerror}")]
-        docs, problems = load_documents(raw, str(path))
-        if problems:
-            return None, [ConfigProblem("(file)", p.message, p.line) for p in problems]
+        docs, unreadable = load_documents(raw, str(path))
+        if unreadable:
+            return None, [ConfigProblem("(file)", p.message, p.line) for p in unreadable]
         if len(docs) != 1 or not isinstance(docs[0].data, dict):
             return None, [ConfigProblem("(file)", "expected exactly one YAML mapping (kind: DaemonConfig)")]
+        typed = [ConfigProblem(where.lstrip("/").replace("/", ".") or "(top level)", message, line)
+                 for where, line, message in SchemaSet.shared().config_problems(docs[0])]
         data = docs[0].data
     for dotted, value in (fallbacks or {}).items():
         _set(data, dotted, value, replace=False)
     for dotted, value in (overrides or {}).items():
         _set(data, dotted, value, replace=True)
-    return config_or_problems(data)
+    if not typed:
+        return config_or_problems(data)
+    for problem in typed:  # the model checks the rest, without the values it would have coerced
+        _drop(data, problem.field)
+    _, problems = config_or_problems(data)
+    said = {p.field for p in typed}
+    return None, typed + [p for p in problems if p.field not in said]
 
 
 def load_config(path: Path, overrides: dict[str, str] | None = None,
@@ -58,3 +68,17 @@ def _set(data: dict[str, Any], dotted: str, value: str, replace: bool) -> None:
         data = data.setdefault(part, {})
     if replace or leaf not in data:
         data[leaf] = value
+
+
+def _drop(data: Any, dotted: str) -> None:
+    """Remove the field at a dotted path (list items by index) from parsed data, if it is there."""
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        elif isinstance(data, dict):
+            data = data.get(part)
+        else:
+            return
+    if isinstance(data, dict):
+        data.pop(leaf, None)

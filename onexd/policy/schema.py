@@ -170,10 +170,31 @@ class SchemaSet:
         from the models takes ~50 ms, which every policy load used to pay again."""
         return SchemaSet()
 
+    def config_problems(self, doc: YamlDocument) -> list[tuple[str, int | None, str]]:
+        """(JSON pointer, line, message) for each way a daemon config document breaks its schema. Run on the file
+        as written, it holds the file to the schema's types (`true` is not a number, "4" not an integer), which
+        the model alone would coerce; values are never echoed. A null is an unset field, left to the model (which
+        takes it where the field is optional and refuses it elsewhere)."""
+        out: list[tuple[str, int | None, str]] = []
+        for error in self._validators["DaemonConfig"].iter_errors(_without_nulls(doc.data)):
+            for leaf in _leaves(error):
+                _, where, message = _describe(leaf)
+                if (where, message) not in [(w, m) for w, _, m in out]:
+                    out.append((where, doc.line_of(where), message))
+        return out
+
     def validate_data(self, kind: str, data: Any) -> list[str]:
         """Plain messages for non-policy data (daemon config, API bodies)."""
         return [f"{_pointer(e.absolute_path) or '/'}: {e.message}"
                 for e in self._validators[kind].iter_errors(data)]
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _leaves(error: ValidationError) -> list[ValidationError]:

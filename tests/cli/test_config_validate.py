@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from onexd.configfile import check_config
 from tests.conftest import run_cli
 
 ONEXD = str(Path(sys.executable).parent / "onexd")
@@ -116,3 +119,69 @@ def test_serve_refuses_a_tls_sink_whose_ca_cannot_be_loaded(tmp_path: Path) -> N
                           timeout=60)
     assert proc.returncode == 2 and "absent-ca.pem" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not state.exists()
+
+
+def _scalar_fields(schema: dict[str, Any], node: dict[str, Any], path: str = "") -> list[tuple[str, str]]:
+    """(dotted field, JSON type) of every integer, number and boolean field of the config schema, sections
+    followed through their $refs."""
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    if node.get("type") == "object" and "properties" in node:
+        return [found for name, sub in node["properties"].items()
+                for found in _scalar_fields(schema, sub, f"{path}.{name}" if path else name)]
+    kind = node.get("type")
+    return [(path, kind)] if kind in ("integer", "number", "boolean") else []
+
+
+CONFIG_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "daemon-config.json").read_text())
+SCALARS = _scalar_fields(CONFIG_SCHEMA, CONFIG_SCHEMA)
+
+
+def _nested(dotted: str, value: Any) -> dict[str, Any]:
+    *parents, leaf = dotted.split(".")
+    data: dict[str, Any] = {leaf: value}
+    for part in reversed(parents):
+        data = {part: data}
+    return data
+
+
+def test_every_number_and_switch_of_the_config_is_found() -> None:
+    """The walk below reaches the sections' fields (a walk that found nothing would make the next test vacuous)."""
+    names = {name for name, _ in SCALARS}
+    assert {"api.maxConnections", "concurrency.maxJobs", "reload.debounceMs", "api.headerTimeoutSeconds"} <= names
+    assert len(SCALARS) >= 20
+
+
+@pytest.mark.parametrize(("field", "kind"), SCALARS, ids=[name for name, _ in SCALARS])
+def test_a_wrongly_typed_value_in_the_file_is_refused_not_coerced(field: str, kind: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Every number and switch in onexd.yaml is held to its schema type: `true` is not a number, "4" is not an
+    integer, 1 is not a switch (the model alone coerced them); the problem names the field and its line."""
+    wrong: Any = 1 if kind == "boolean" else (True, "4")
+    for value in wrong if isinstance(wrong, tuple) else (wrong,):
+        path = tmp_path / "onexd.yaml"
+        path.write_text(HEAD + yaml.safe_dump(_nested(field, value)))
+        code, out, _ = run_cli(["config", "validate", "--config", str(path), "-o", "json"], capsys)
+        report = json.loads(out)
+        assert code == 3 and [p["field"] for p in report["problems"]] == [field], (value, report)
+        assert report["problems"][0]["line"] is not None
+
+
+def test_type_problems_and_the_models_own_problems_come_in_one_report(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrongly typed field and a sink the model refuses are reported together, each once."""
+    path = _write(tmp_path, [BAD_SINKS["no-port"][0]])
+    path.write_text(path.read_text() + "reload: {debounceMs: true}\napi: {maxConnections: 9000}\n")
+    code, out, _ = run_cli(["config", "validate", "--config", str(path), "-o", "json"], capsys)
+    fields = sorted(p["field"] for p in json.loads(out)["problems"])
+    assert code == 3 and fields == ["api.maxConnections", "audit.sinks.0.address", "reload.debounceMs"]
+
+
+def test_null_leaves_an_optional_field_unset_and_flags_stay_text(tmp_path: Path) -> None:
+    """`listen: null` is an unset optional field, as before; values from flags and ONEXD_* variables are text
+    and still read as numbers."""
+    path = tmp_path / "onexd.yaml"
+    path.write_text(HEAD + "metrics: {listen: null}\n")
+    config, problems = check_config(path, overrides={"concurrency.maxJobs": "4"})
+    assert problems == [] and config is not None
+    assert config.metrics.listen is None and config.concurrency.maxJobs == 4
