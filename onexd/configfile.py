@@ -8,7 +8,7 @@ from typing import Any
 
 from onexd.config import ConfigProblem, DaemonConfig, config_or_problems
 from onexd.errors import ConfigError
-from onexd.policy.schema import SchemaSet
+from onexd.policy.schema import SchemaSet, without_nulls
 from onexd.policy.yamlsafe import load_documents
 
 
@@ -33,7 +33,7 @@ def check_config(path: Path, overrides: dict[str, str] | None = None, fallbacks:
             return None, [ConfigProblem("(file)", "expected exactly one YAML mapping (kind: DaemonConfig)")]
         typed = [ConfigProblem(where.lstrip("/").replace("/", ".") or "(top level)", message, line)
                  for where, line, message in SchemaSet.shared().config_problems(docs[0])]
-        data = docs[0].data
+        data = without_nulls(docs[0].data)  # `api:` with every line commented out is the defaults
     for dotted, value in (fallbacks or {}).items():
         _set(data, dotted, value, replace=False)
     for dotted, value in (overrides or {}).items():

@@ -176,7 +176,7 @@ class SchemaSet:
         the model alone would coerce; values are never echoed. A null is an unset field, left to the model (which
         takes it where the field is optional and refuses it elsewhere)."""
         out: list[tuple[str, int | None, str]] = []
-        for error in self._validators["DaemonConfig"].iter_errors(_without_nulls(doc.data)):
+        for error in self._validators["DaemonConfig"].iter_errors(without_nulls(doc.data)):
             for leaf in _leaves(error):
                 _, where, message = _describe(leaf)
                 if (where, message) not in [(w, m) for w, _, m in out]:
@@ -189,11 +189,12 @@ class SchemaSet:
                 for e in self._validators[kind].iter_errors(data)]
 
 
-def _without_nulls(value: Any) -> Any:
+def without_nulls(value: Any) -> Any:
+    """Parsed YAML with every mapping entry whose value is null left out (null = unset, the default applies)."""
     if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
+        return [without_nulls(v) for v in value]
     return value
 
 

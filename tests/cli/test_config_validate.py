@@ -177,11 +177,12 @@ def test_type_problems_and_the_models_own_problems_come_in_one_report(tmp_path: 
     assert code == 3 and fields == ["api.maxConnections", "audit.sinks.0.address", "reload.debounceMs"]
 
 
-def test_null_leaves_an_optional_field_unset_and_flags_stay_text(tmp_path: Path) -> None:
-    """`listen: null` is an unset optional field, as before; values from flags and ONEXD_* variables are text
-    and still read as numbers."""
+def test_null_leaves_a_field_unset_and_flags_stay_text(tmp_path: Path) -> None:
+    """`listen: null` is an unset optional field, as before, and a section left empty (`api:`, its lines
+    commented out) is its defaults; values from flags and ONEXD_* variables are text and still read as numbers."""
     path = tmp_path / "onexd.yaml"
-    path.write_text(HEAD + "metrics: {listen: null}\n")
+    path.write_text(HEAD + "metrics: {listen: null}\napi:\n  # maxConnections: 512\n")
     config, problems = check_config(path, overrides={"concurrency.maxJobs": "4"})
     assert problems == [] and config is not None
     assert config.metrics.listen is None and config.concurrency.maxJobs == 4
+    assert config.api.maxConnections == 256
