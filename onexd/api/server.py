@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 
 from onexd.api.app import build_app
 from onexd.api.context import ApiContext
@@ -65,7 +66,9 @@ class _Handler(web.RequestHandler):
                       exc_info=exc)
             text = "internal error; see the daemon log for this correlation id"
         else:
-            text = (message or getattr(exc, "message", None) or "malformed request").splitlines()[0][:200]
+            # A fixed text: aiohttp's own messages quote the refused bytes back (`bytearray(b'aaaa…')`).
+            text = (f"a request line or header is over {MAX_LINE_BYTES} bytes" if isinstance(exc, LineTooLong)
+                    else "malformed HTTP request")
         body = {"error": {"code": _CODES.get(status, "bad-request"), "message": text, "correlationId": cid}}
         response = web.Response(status=status, text=json.dumps(body), content_type="application/json",
                                 headers={"X-Correlation-Id": cid})
