@@ -94,7 +94,7 @@ class Daemon:
         parts.shipper.start(cfg.audit.shipEverySeconds)  # one worker per sink: a slow sink never delays another
         log.info("onexd ready", extra={"policy": parts.policy.state.snapshot.digest,
                                        "degraded": parts.policy.state.degraded, "pid": os.getpid(),
-                                       "socketActivated": passed is not None})
+                                       "socketActivated": passed is not None, "api": cfg.api.model_dump()})
         systemd.notify(f"READY=1\nSTATUS={self._status(parts.policy)}")
         watchdog = systemd.watchdog_interval_s()
         if watchdog is not None:

@@ -347,6 +347,8 @@ def test_configured_connection_cap_and_failure_budget(daemons: Callable[..., Dae
     d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "authFailureBurst": 3,
                                                "authFailuresPerMinute": 1}})
     d.start()
+    ready = next(json.loads(line) for line in d.log.read_text().splitlines() if '"onexd ready"' in line)
+    assert ready["api"]["maxConnections"] == 8 and ready["api"]["authFailureBurst"] == 3  # the bounds in force
     answer = _one_past_the_cap(d, 8)
     assert answer.startswith(b"HTTP/1.1 503") and b"at most 8 connections" in answer, answer
     codes = [_raw(d, f"X-API-Key: onexd_nope{i}")[0] for i in range(5)]
