@@ -55,9 +55,28 @@ def error_bytes(status: int, message: str) -> bytes:
             f"X-Correlation-Id: {cid}\r\nConnection: close\r\n\r\n").encode() + body
 
 
+class _Slots:
+    """Connections being served, counted when their handler is made: asyncio makes the protocols of connections
+    accepted together before any is connected, so aiohttp's own list of connections would let a burst past the
+    cap."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+
 class _Handler(web.RequestHandler):
     """aiohttp's protocol handler, answering what it refuses itself (a malformed request, an over-long request
-    line or header) in the API's error shape."""
+    line or header) in the API's error shape; it gives its connection slot back when the connection is lost."""
+
+    def __init__(self, *args: Any, slots: _Slots | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = slots
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._slots is not None:
+            self._slots.taken -= 1
+            self._slots = None  # once, however often asyncio reports the loss
+        super().connection_lost(exc)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -94,11 +113,13 @@ def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS,
     """Connections for server: our handler while fewer than max_connections are open, else a refusal."""
     loop = asyncio.get_running_loop()
     options = handler_options(header_timeout_s)
+    slots = _Slots()
 
     def make() -> asyncio.Protocol:
-        if len(server.connections) >= max_connections:
+        if slots.taken >= max_connections:
             return _Refuse(max_connections)
-        return _Handler(server, loop=loop, **options)
+        slots.taken += 1
+        return _Handler(server, loop=loop, slots=slots, **options)
 
     return make
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -396,3 +397,35 @@ def test_finding_16_audit_tail_follow_does_not_feed_itself(daemons: Callable[...
     written = len(_events(d, "authz.decision")) - before
     assert written <= 8, (written, err)  # at most one per poll (none: reads of the trail are not recorded)
     assert out.count(b"authz.decision") <= 1, out  # the follower does not print its own polls back
+
+
+def _answers(d: Daemon, count: int) -> dict[bytes, int]:
+    """Open `count` connections at once (before the daemon has accepted any), then send each a request: the
+    status line each is answered with, counted."""
+    held = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(d.socket))
+        held.append(s)
+    seen: dict[bytes, int] = {}
+    for s in held:
+        s.settimeout(5)
+        with contextlib.suppress(OSError):  # a refused connection may already be closed
+            s.sendall(b"GET /version HTTP/1.1\r\nHost: onexd\r\n\r\n")
+        status = s.recv(65536)[:12]
+        seen[status] = seen.get(status, 0) + 1
+    for s in held:
+        s.close()
+    return seen
+
+
+def test_connection_cap_holds_when_connections_arrive_together(daemons: Callable[..., Daemon]) -> None:
+    """Twenty connections opened at once against `maxConnections: 8` are at most 8 served, the rest 503."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "headerTimeoutSeconds": 5}})
+    d.start()
+    seen = _answers(d, 20)
+    assert seen.get(b"HTTP/1.1 200", 0) <= 8 and seen.get(b"HTTP/1.1 503", 0) >= 12, seen
+    deadline = time.monotonic() + 5
+    while d.curl("GET", "/version")[0] != 200:  # the slots come back once the connections close
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
