@@ -3,8 +3,9 @@
 Connections are bounded (daemon config `api`, from composition.api_server): at most max_connections at once (one
 more is answered 503 and closed), a request's line and headers must arrive within header_timeout_s of the
 connection opening or of the previous answer (a stalled or idle connection is closed; bodies have their own
-timeout in bodies.py), and a request line or header over MAX_LINE_BYTES is answered with the error shape every
-other error has, never aiohttp's text page.
+timeout in bodies.py, which also bounds how long the rest of a body left unread is waited for), and a request
+line or header over MAX_LINE_BYTES is answered with the error shape every other error has, never aiohttp's text
+page.
 """
 
 from __future__ import annotations
@@ -32,17 +33,20 @@ log = logging.getLogger("onexd.api")
 _DEFAULTS = ApiConfig()
 MAX_CONNECTIONS = _DEFAULTS.maxConnections
 HEADER_TIMEOUT_S = _DEFAULTS.headerTimeoutSeconds
+BODY_TIMEOUT_S = _DEFAULTS.bodyTimeoutSeconds
 MAX_LINE_BYTES = 8190
 _CODES = {400: "bad-request", 408: "request-timeout", 413: "body-too-large", 414: "request-line-too-long",
           431: "headers-too-large", 500: "internal", 503: "too-many-connections"}
 
 
-def handler_options(header_timeout_s: float) -> dict[str, Any]:
+def handler_options(header_timeout_s: float, body_timeout_s: float = BODY_TIMEOUT_S) -> dict[str, Any]:
     """The protocol handler's options: also given to the runner, so aiohttp's own server uses the same. aiohttp's
     keep-alive timer runs from the connection opening and from each answer, and closes a connection waiting for
-    a request's headers: it is the header timeout."""
-    return {"keepalive_timeout": header_timeout_s, "max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES,
-            "max_headers": 128}
+    a request's headers: it is the header timeout. After answering, aiohttp reads what is left of a body the
+    application did not read (a 408, a route without a body) for its lingering time, 10 s unless told: the body
+    timeout bounds that too."""
+    return {"keepalive_timeout": header_timeout_s, "lingering_time": body_timeout_s,
+            "max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES, "max_headers": 128}
 
 
 def error_bytes(status: int, message: str) -> bytes:
@@ -109,10 +113,10 @@ class _Refuse(asyncio.Protocol):
 
 
 def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS,
-                     header_timeout_s: float = HEADER_TIMEOUT_S) -> Any:
+                     header_timeout_s: float = HEADER_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S) -> Any:
     """Connections for server: our handler while fewer than max_connections are open, else a refusal."""
     loop = asyncio.get_running_loop()
-    options = handler_options(header_timeout_s)
+    options = handler_options(header_timeout_s, body_timeout_s)
     slots = _Slots()
 
     def make() -> asyncio.Protocol:
@@ -180,14 +184,15 @@ class ApiServer:
 
     async def start(self) -> None:
         runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False,
-                               **handler_options(self.header_timeout_s))
+                               **handler_options(self.header_timeout_s, self.ctx.body_timeout_s))
         await runner.setup()
         self._runner = runner
         assert runner.server is not None
         sock = self.passed if self.passed is not None else bind_socket(self.path, self.mode, self.group)
         # As aiohttp's SockSite does, with our protocol factory (connection cap, error shape).
         self._listener = await asyncio.get_running_loop().create_unix_server(
-            protocol_factory(runner.server, self.max_connections, self.header_timeout_s), sock=sock, backlog=256)
+            protocol_factory(runner.server, self.max_connections, self.header_timeout_s, self.ctx.body_timeout_s),
+            sock=sock, backlog=256)
 
     async def stop(self) -> None:
         if self._listener is not None:

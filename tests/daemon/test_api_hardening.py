@@ -429,3 +429,48 @@ def test_connection_cap_holds_when_connections_arrive_together(daemons: Callable
     while d.curl("GET", "/version")[0] != 200:  # the slots come back once the connections close
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def _closed_while_dribbling(d: Daemon, head: bytes, within: float) -> tuple[bytes, float]:
+    """Send head, then one body byte every 50 ms: what the daemon answered and when it closed the connection
+    (seconds from the head; a connection still open after `within` raises)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.socket))
+    stop = threading.Event()
+
+    def dribble() -> None:
+        while not stop.wait(0.05):
+            try:
+                s.sendall(b" ")
+            except OSError:
+                return
+
+    started = time.monotonic()
+    s.sendall(head)
+    sender = threading.Thread(target=dribble)
+    sender.start()
+    answer = b""
+    try:
+        s.settimeout(within)
+        while chunk := s.recv(65536):
+            answer += chunk
+        return answer, time.monotonic() - started
+    finally:
+        stop.set()
+        sender.join()
+        s.close()
+
+
+def test_dribbled_body_does_not_hold_a_connection_past_the_body_timeout(daemons: Callable[..., Daemon]) -> None:
+    """With `bodyTimeoutSeconds: 0.1`, a body dribbled forever is closed within a second, whether the route
+    reads it (408) or not (answered, then the unread rest is not waited for 10 s)."""
+    d = daemons(backend="fake", extra={"api": {"headerTimeoutSeconds": 0.1, "bodyTimeoutSeconds": 0.1}})
+    d.start()
+    post = (b"POST /v1/jobs HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    answer, took = _closed_while_dribbling(d, post, within=5)
+    assert answer.startswith(b"HTTP/1.1 408") and took < 1, (answer[:80], took)
+    get = b"GET /version HTTP/1.1\r\nHost: onexd\r\nContent-Length: 100000\r\n\r\n"
+    answer, took = _closed_while_dribbling(d, get, within=5)
+    assert answer.startswith(b"HTTP/1.1 200") and took < 1, (answer[:80], took)
+    assert d.curl("GET", "/version")[0] == 200
