@@ -183,30 +183,31 @@ class LockoutConfig(Model):
 # clients) and a ceiling (past it one caller could hold the daemon's connections, memory or patience).
 
 class ApiConfig(Model):
-    """Bounds on hostile callers of the API (docs/operator-guide.md, section 5)."""
+    """Bounds on hostile callers of the API (docs/operator-guide.md, section 5). Strict: `true`, `"64"` or (for a
+    count) `8.0` is refused, not read as the number it resembles."""
 
     headerTimeoutSeconds: float = Field(
-        default=10.0, ge=0.1, le=120,
+        default=10.0, ge=0.1, le=120, strict=True,
         description="A request's line and headers must arrive within this many seconds of the connection opening "
                     "(or of the previous answer, on a kept-alive connection); a stalled or idle connection is "
                     "closed. 0.1 to 120: longer lets a slow caller hold a connection slot for minutes.")
     bodyTimeoutSeconds: float = Field(
-        default=10.0, ge=0.1, le=300,
+        default=10.0, ge=0.1, le=300, strict=True,
         description="A request body must arrive within this many seconds once its headers have, else 408 and the "
                     "connection is closed. 0.1 to 300: the largest body (`limits.maxRequestBytes`) crosses a local "
                     "socket in far less; longer only helps a stalled sender hold a handler.")
     maxConnections: int = Field(
-        default=256, ge=8, le=4096,
+        default=256, ge=8, le=4096, strict=True,
         description="Connections served at once; one more is answered 503 and closed. 8 to 4096: at least a few "
                     "for onexctl and health probes, at most what the daemon's open-file limit leaves room for "
                     "(each connection holds a file descriptor and buffers).")
     authFailureBurst: int = Field(
-        default=10, ge=1, le=1000,
+        default=10, ge=1, le=1000, strict=True,
         description="Failed authentications one peer uid may have in a row before it is held to "
                     "`authFailuresPerMinute`; a held uid's credentials are answered 429 without being looked at. "
                     "1 to 1000.")
     authFailuresPerMinute: int = Field(
-        default=30, ge=1, le=6000,
+        default=30, ge=1, le=6000, strict=True,
         description="Failed authentications per minute a peer uid gets back after its burst. 1 to 6000 (100 a "
                     "second): above that the limit no longer slows a caller guessing API keys or tokens.")
 

@@ -3,6 +3,7 @@ defaults, and the composition root hands them to the server, the body reader and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from onexd.api import server
 from onexd.api.context import ApiContext
 from onexd.composition import api_server, compose
 from onexd.config import ApiConfig, DaemonConfig, config_from_data, config_or_problems
+from tests.conftest import run_cli
 
 # The limits onexd had as constants before they were configurable: an existing config keeps them.
 FORMER = {"headerTimeoutSeconds": 10.0, "bodyTimeoutSeconds": 10.0, "maxConnections": 256,
@@ -93,3 +95,22 @@ def test_configured_limits_reach_server_body_reader_and_failure_limiter(tmp_path
     finally:
         parts.audit.close()
         parts.store.close()
+
+
+# YAML values of the wrong kind that pydantic's lax mode would turn into numbers inside the bounds.
+WRONG_KINDS = [("maxConnections", "'64'"), ("maxConnections", "8.0"), ("maxConnections", "1e3"),
+               ("authFailureBurst", "true"), ("authFailureBurst", "' 9 '"), ("authFailuresPerMinute", "true"),
+               ("authFailuresPerMinute", "'6000'"), ("headerTimeoutSeconds", "true"),
+               ("headerTimeoutSeconds", "'0.1'"), ("bodyTimeoutSeconds", "'1e2'"), ("bodyTimeoutSeconds", "false")]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_KINDS)
+def test_api_limits_of_the_wrong_kind_are_refused_not_coerced(tmp_path: Path, field: str, value: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A boolean, a quoted number or (for a count) a float is refused by `onexd config validate` (exit 3,
+    field named), not read as the number it resembles."""
+    path = tmp_path / "onexd.yaml"
+    path.write_text(f"apiVersion: onexd/v1\nkind: DaemonConfig\napi:\n  {field}: {value}\n")
+    code, out, _ = run_cli(["config", "validate", "--config", str(path), "-o", "json"], capsys)
+    problems = json.loads(out)["problems"]
+    assert code == 3 and [p["field"] for p in problems] == [f"api.{field}"], (code, problems)
