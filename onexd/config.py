@@ -183,8 +183,9 @@ class LockoutConfig(Model):
 # clients) and a ceiling (past it one caller could hold the daemon's connections, memory or patience).
 
 class ApiConfig(Model):
-    """Bounds on hostile callers of the API (docs/operator-guide.md, section 5). Strict: `true`, `"64"` or (for a
-    count) `8.0` is refused, not read as the number it resembles."""
+    """Bounds on hostile callers of the API (docs/operator-guide.md, section 5)."""
+
+    # Strict: `true`, `"64"` or (for a count) `8.0` is refused, not read as the number it resembles.
 
     headerTimeoutSeconds: float = Field(
         default=10.0, ge=0.1, le=120, strict=True,
