@@ -3,9 +3,9 @@
 Connections are bounded (daemon config `api`, from composition.api_server): at most max_connections at once (one
 more is answered 503 and closed), a request's line and headers must arrive within header_timeout_s of the
 connection opening or of the previous answer (a stalled or idle connection is closed; bodies have their own
-timeout in bodies.py, which also bounds how long the rest of a body left unread is waited for), and a request
-line or header over MAX_LINE_BYTES is answered with the error shape every other error has, never aiohttp's text
-page.
+timeout in bodies.py, which also bounds how long the rest of a body left unread is waited for, and how long an
+answer the caller does not read may stall), and a request line or header over MAX_LINE_BYTES is answered with
+the error shape every other error has, never aiohttp's text page.
 """
 
 from __future__ import annotations
@@ -72,11 +72,38 @@ class _Handler(web.RequestHandler):
     """aiohttp's protocol handler, answering what it refuses itself (a malformed request, an over-long request
     line or header) in the API's error shape; it gives its connection slot back when the connection is lost."""
 
-    def __init__(self, *args: Any, slots: _Slots | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, slots: _Slots | None = None, stall_timeout_s: float = BODY_TIMEOUT_S,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._slots = slots
+        self._stall_timeout_s = stall_timeout_s
+        self._stall: asyncio.TimerHandle | None = None
+
+    # A caller that stops reading answers stalls our writes (the transport asks us to pause) and would hold its
+    # connection, and the handler waiting to write, for ever: after stall_timeout_s (the body timeout) the
+    # connection is aborted (a close would wait for the unread answer to be taken).
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self._loop.call_later(self._stall_timeout_s, self._abort_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stall()
+
+    def _cancel_stall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _abort_stalled(self) -> None:
+        self._stall = None
+        if self.transport is not None:
+            log.info("connection closed: the caller took no answer", extra={"seconds": self._stall_timeout_s})
+            self.transport.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_stall()
         if self._slots is not None:
             self._slots.taken -= 1
             self._slots = None  # once, however often asyncio reports the loss
@@ -123,7 +150,7 @@ def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS,
         if slots.taken >= max_connections:
             return _Refuse(max_connections)
         slots.taken += 1
-        return _Handler(server, loop=loop, slots=slots, **options)
+        return _Handler(server, loop=loop, slots=slots, stall_timeout_s=body_timeout_s, **options)
 
     return make
 

@@ -474,3 +474,29 @@ def test_dribbled_body_does_not_hold_a_connection_past_the_body_timeout(daemons:
     answer, took = _closed_while_dribbling(d, get, within=5)
     assert answer.startswith(b"HTTP/1.1 200") and took < 1, (answer[:80], took)
     assert d.curl("GET", "/version")[0] == 200
+
+
+def test_callers_that_stop_reading_answers_do_not_hold_the_connections(daemons: Callable[..., Daemon]) -> None:
+    """Eight connections that pipeline requests and never read an answer (the daemon's writes stall) are closed
+    after the body timeout (0.5 s here), so with `maxConnections: 8` others are served again within seconds."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "headerTimeoutSeconds": 0.5,
+                                               "bodyTimeoutSeconds": 0.5}})
+    d.start()
+    held = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(str(d.socket))
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # send until the daemon stops taking requests
+            for _ in range(2000):
+                s.send(b"GET /openapi.json HTTP/1.1\r\nHost: onexd\r\n\r\n")
+        held.append(s)
+    try:
+        deadline = time.monotonic() + 5
+        while (code := d.curl("GET", "/version", timeout=5)[0]) != 200:
+            assert time.monotonic() < deadline, f"still {code}: the stalled readers hold every connection"
+            time.sleep(0.1)
+    finally:
+        for s in held:
+            s.close()
