@@ -4,6 +4,7 @@ defaults, and the composition root hands them to the server, the body reader and
 from __future__ import annotations
 
 import json
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 
 from onexd.api import server
 from onexd.api.context import ApiContext
+from onexd.api.fdlimit import RESERVED_FILES, soft_limit_needed
 from onexd.composition import api_server, compose
 from onexd.config import ApiConfig, DaemonConfig, config_from_data, config_or_problems
+from onexd.errors import ConfigError
 from tests.conftest import run_cli
 
 # The limits onexd had as constants before they were configurable: an existing config keeps them.
@@ -114,3 +117,15 @@ def test_api_limits_of_the_wrong_kind_are_refused_not_coerced(tmp_path: Path, fi
     code, out, _ = run_cli(["config", "validate", "--config", str(path), "-o", "json"], capsys)
     problems = json.loads(out)["problems"]
     assert code == 3 and [p["field"] for p in problems] == [f"api.{field}"], (code, problems)
+
+
+def test_open_file_limit_decision_for_the_connection_cap() -> None:
+    """The soft limit is left when it has room for the cap plus the daemon's own files, raised to exactly that when
+    the hard limit allows, and a hard limit without room is a ConfigError naming api.maxConnections."""
+    unlimited = resource.RLIM_INFINITY
+    assert soft_limit_needed(256, 1024, 524288) is None
+    assert soft_limit_needed(4096, unlimited, unlimited) is None
+    assert soft_limit_needed(4096, 1024, 524288) == 4096 + RESERVED_FILES
+    assert soft_limit_needed(4096, 1024, unlimited) == 4096 + RESERVED_FILES
+    with pytest.raises(ConfigError, match=r"api\.maxConnections: 4096 connections need 4160 open files"):
+        soft_limit_needed(4096, 256, 256)

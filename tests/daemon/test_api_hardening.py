@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from onexd.crypto import generate_ed25519, jwt_sign, key_id, to_jwk
 from tests.conftest import doc, write_bundle
-from tests.daemon.conftest import Daemon
+from tests.daemon.conftest import ONEXD, Daemon
 
 pytestmark = pytest.mark.integration
 
@@ -497,6 +498,50 @@ def test_callers_that_stop_reading_answers_do_not_hold_the_connections(daemons: 
         while (code := d.curl("GET", "/version", timeout=5)[0]) != 200:
             assert time.monotonic() < deadline, f"still {code}: the stalled readers hold every connection"
             time.sleep(0.1)
+    finally:
+        for s in held:
+            s.close()
+
+
+def _start_with_open_files(d: Daemon, soft: int, hard: int) -> subprocess.CompletedProcess[bytes] | None:
+    """Start d under an open-file limit: the finished process if serve exits within 30 s, None once it answers."""
+    with d.log.open("ab") as log:
+        d.proc = subprocess.Popen(["prlimit", f"--nofile={soft}:{hard}", ONEXD, "serve", "--config", str(d.config)],
+                                  stdout=log, stderr=log, env={**os.environ, **d.env})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        code = d.proc.poll()
+        if code is not None:
+            d.proc = None
+            return subprocess.CompletedProcess([], code, d.log.read_bytes(), b"")
+        if d.socket.exists() and d.curl("GET", "/version")[0] == 200:
+            return None
+        time.sleep(0.05)
+    raise AssertionError("onexd neither exited nor answered")
+
+
+def test_connection_cap_beyond_the_open_file_limit_is_refused_at_start(daemons: Callable[..., Daemon]) -> None:
+    """`maxConnections: 4096` under a hard open-file limit of 256 is refused by serve (exit 2, field named) before
+    the state directory is written, instead of a daemon that stops answering at its 250th connection."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 4096}})
+    finished = _start_with_open_files(d, 256, 256)
+    assert finished is not None and finished.returncode == 2, finished
+    assert b"api.maxConnections" in finished.stdout and b"4160 open files" in finished.stdout, finished.stdout
+    assert not d.state_dir.exists()
+
+
+def test_soft_open_file_limit_is_raised_for_the_connection_cap(daemons: Callable[..., Daemon]) -> None:
+    """Under a soft open-file limit of 256 (hard 8192), a daemon with `maxConnections: 512` raises its soft limit:
+    300 held connections do not stop it answering others."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 512, "headerTimeoutSeconds": 30}})
+    assert _start_with_open_files(d, 256, 8192) is None
+    held = []
+    try:
+        for _ in range(300):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(d.socket))
+            held.append(s)
+        assert d.curl("GET", "/version", timeout=10)[0] == 200
     finally:
         for s in held:
             s.close()
