@@ -43,12 +43,18 @@ class RotateBody(Model):
 
 
 async def read_raw(request: web.Request, timeout_s: float) -> bytes:
-    """The body, read within timeout_s (a stalled sender cannot hold a handler forever)."""
+    """The body, read within timeout_s (a stalled sender cannot hold a handler forever); a body its framing or
+    Content-Encoding does not decode (`gzip` that is not) is a 400, not aiohttp's error reaching the 500 path."""
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
         raise BodyTimeout(f"request body not received within {timeout_s:g} seconds") from None
+    except web.RequestPayloadError as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        text = (getattr(cause, "message", None) or str(cause)).strip().splitlines()
+        raise RequestError("invalid-body", f"request body cannot be read: {text[0][:200] if text else 'malformed'}"
+                           ) from None
 
 
 async def json_body(request: web.Request, max_bytes: int, timeout_s: float) -> Any:

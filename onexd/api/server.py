@@ -102,6 +102,16 @@ class _Handler(web.RequestHandler):
             log.info("connection closed: the caller took no answer", extra={"seconds": self._stall_timeout_s})
             self.transport.abort()
 
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """aiohttp's own failures go to the daemon's structured log (its logger has no handler: they were bare
+        tracebacks on stderr); a body nobody read that fails to decode after the answer (a caller's `gzip` that
+        is not) is the caller's fault, said in one line."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, web.RequestPayloadError):
+            log.info("connection closed: a body left unread did not decode", extra={"reason": str(exc)[:200]})
+        else:
+            log.error("connection failed outside the application", exc_info=exc if exc is not None else True)
+
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_stall()
         if self._slots is not None:

@@ -545,3 +545,35 @@ def test_soft_open_file_limit_is_raised_for_the_connection_cap(daemons: Callable
     finally:
         for s in held:
             s.close()
+
+
+def _answer(d: Daemon, request: bytes) -> bytes:
+    """Send one raw request and read its answer until the daemon closes the connection."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.socket))
+    s.settimeout(5)
+    s.sendall(request)
+    answer = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := s.recv(65536):
+            answer += chunk
+    s.close()
+    return answer
+
+
+def test_body_that_does_not_decode_is_400_and_logs_no_traceback(daemons: Callable[..., Daemon]) -> None:
+    """A body declared gzip that is not is a 400 in the error shape where a route reads it (it was a 500), and
+    where none does (the daemon reads the rest after answering) it is not an unstructured traceback in the log."""
+    d = daemons(backend="fake")
+    d.start()
+    body = b'{"node": "hello"}'
+    head = (f"Host: onexd\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    answer = _answer(d, b"POST /v1/jobs HTTP/1.1\r\n" + head + body)
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "invalid-body", answer[:300]
+    assert _answer(d, b"GET /version HTTP/1.1\r\n" + head + body).startswith(b"HTTP/1.1 200"), answer[:300]
+    assert d.curl("GET", "/version")[0] == 200
+    log = d.log.read_text()
+    assert "Traceback" not in log and "Unhandled exception" not in log, log[-3000:]
