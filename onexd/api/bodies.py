@@ -43,13 +43,19 @@ class RotateBody(Model):
 
 
 async def read_raw(request: web.Request, timeout_s: float) -> bytes:
-    """The body, read within timeout_s (a stalled sender cannot hold a handler forever); a body its framing or
-    Content-Encoding does not decode (`gzip` that is not) is a 400, not aiohttp's error reaching the 500 path."""
+    """The body, read within timeout_s (a stalled sender cannot hold a handler forever); a body cut short or that
+    its framing does not decode is a 400, not aiohttp's error reaching the 500 path (logged as a bug).
+    A compressed body is refused unread: a small one inflates to any size (the server never inflates it)."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError("unsupported-encoding", "a compressed request body is not accepted (no Content-Encoding)")
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
         raise BodyTimeout(f"request body not received within {timeout_s:g} seconds") from None
+    except ConnectionError:  # the caller hung up mid-body: nobody will read the answer, but it is no 500
+        raise RequestError("incomplete-body", "the connection closed before the request body arrived") from None
     except web.RequestPayloadError as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         text = (getattr(cause, "message", None) or str(cause)).strip().splitlines()

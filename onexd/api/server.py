@@ -44,8 +44,9 @@ def handler_options(header_timeout_s: float, body_timeout_s: float = BODY_TIMEOU
     keep-alive timer runs from the connection opening and from each answer, and closes a connection waiting for
     a request's headers: it is the header timeout. After answering, aiohttp reads what is left of a body the
     application did not read (a 408, a route without a body) for its lingering time, 10 s unless told: the body
-    timeout bounds that too."""
-    return {"keepalive_timeout": header_timeout_s, "lingering_time": body_timeout_s,
+    timeout bounds that too. Bodies are never inflated (a compressed body is refused in bodies.py): aiohttp would
+    inflate a gzip body on the event loop as it arrives, read or not."""
+    return {"keepalive_timeout": header_timeout_s, "lingering_time": body_timeout_s, "auto_decompress": False,
             "max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES, "max_headers": 128}
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -562,8 +563,9 @@ def _answer(d: Daemon, request: bytes) -> bytes:
 
 
 def test_body_that_does_not_decode_is_400_and_logs_no_traceback(daemons: Callable[..., Daemon]) -> None:
-    """A body declared gzip that is not is a 400 in the error shape where a route reads it (it was a 500), and
-    where none does (the daemon reads the rest after answering) it is not an unstructured traceback in the log."""
+    """A body declared gzip is a 400 in the error shape where a route reads it (a gzip body that was not gzip was a
+    500), a body cut short by the caller is no 500 either, and where no route reads the body (the daemon reads the
+    rest after answering) nothing is an unstructured traceback in the log."""
     d = daemons(backend="fake")
     d.start()
     body = b'{"node": "hello"}'
@@ -572,8 +574,37 @@ def test_body_that_does_not_decode_is_400_and_logs_no_traceback(daemons: Callabl
     answer = _answer(d, b"POST /v1/jobs HTTP/1.1\r\n" + head + body)
     status, _, rest = answer.partition(b"\r\n")
     assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
-    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "invalid-body", answer[:300]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "unsupported-encoding", answer[:300]
     assert _answer(d, b"GET /version HTTP/1.1\r\n" + head + body).startswith(b"HTTP/1.1 200"), answer[:300]
+    cut = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cut.connect(str(d.socket))
+    cut.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n" + body)
+    time.sleep(0.2)  # the route is reading the body
+    cut.shutdown(socket.SHUT_WR)
+    cut.settimeout(5)
+    with contextlib.suppress(ConnectionResetError):
+        while cut.recv(65536):
+            pass
+    cut.close()
     assert d.curl("GET", "/version")[0] == 200
     log = d.log.read_text()
-    assert "Traceback" not in log and "Unhandled exception" not in log, log[-3000:]
+    assert "Traceback" not in log and "Unhandled exception" not in log and '"status":500' not in log, log[-3000:]
+
+
+def test_compressed_bodies_are_refused_unread(daemons: Callable[..., Daemon]) -> None:
+    """A gzip body (here 200 MB of zeros in 200 kB) is refused as unsupported-encoding without being inflated:
+    aiohttp inflated every such body on the event loop, a 1 MB bomb costing ~10 s of it."""
+    d = daemons(backend="fake", extra={"api": {"bodyTimeoutSeconds": 0.5}})
+    d.start()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    bomb = b"".join(deflate.compress(bytes(1 << 20)) for _ in range(200)) + deflate.flush()
+    for path in ("/v1/jobs", "/v1/policy/explain"):
+        started = time.monotonic()
+        answer = _answer(d, (f"POST {path} HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
+                             f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\nConnection: close\r\n\r\n"
+                             ).encode() + bomb)
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "unsupported-encoding", answer[:300]
+        assert time.monotonic() - started < 2
