@@ -11,6 +11,7 @@ the error shape every other error has, never aiohttp's text page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import json
 import logging
@@ -61,9 +62,9 @@ def error_bytes(status: int, message: str) -> bytes:
 
 
 class _Slots:
-    """Connections being served, counted when their handler is made: asyncio makes the protocols of connections
-    accepted together before any is connected, so aiohttp's own list of connections would let a burst past the
-    cap."""
+    """Connections being served (or refusals lingering), counted when their protocol is made: asyncio makes the
+    protocols of connections accepted together before any is connected, so aiohttp's own list of connections
+    would let a burst past the cap."""
 
     def __init__(self) -> None:
         self.taken = 0
@@ -138,16 +139,45 @@ class _Handler(web.RequestHandler):
         return response
 
 
-class _Refuse(asyncio.Protocol):
-    """A connection over the cap: answered 503 at once and closed."""
+MAX_LINGERING_REFUSALS = 32  # refused connections read until their caller hangs up; more are closed at once
 
-    def __init__(self, max_connections: int) -> None:
-        self.max_connections = max_connections
+
+class _Refuse(asyncio.Protocol):
+    """A connection over the cap: answered 503 at once, then what the caller sent is read and dropped until it
+    hangs up (at most linger_s): closing with its request unread makes the kernel reset the connection, and the
+    caller (curl, onexctl) sees a reset instead of the 503. At most MAX_LINGERING_REFUSALS linger at once (the
+    descriptors they hold are in the open-file room of fdlimit.py); past that a refusal closes at once."""
+
+    def __init__(self, max_connections: int, lingering: _Slots, linger_s: float) -> None:
+        self.max_connections, self.lingering, self.linger_s = max_connections, lingering, linger_s
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
+        assert isinstance(transport, asyncio.Transport)
         transport.write(error_bytes(503, f"the daemon serves at most {self.max_connections} connections at once"))
-        transport.close()
+        if self.lingering.taken >= MAX_LINGERING_REFUSALS:
+            transport.close()
+            return
+        self.lingering.taken += 1
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(self.linger_s, transport.abort)
+        with contextlib.suppress(OSError):  # a caller already gone: connection_lost follows
+            transport.write_eof()  # the answer is complete: the caller reads it, then hangs up
+
+    def data_received(self, data: bytes) -> None:
+        pass  # the refused request: dropped
+
+    def eof_received(self) -> bool:
+        return False  # the caller is done sending: close
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._transport is not None:
+            self._transport = None
+            self.lingering.taken -= 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS,
@@ -155,11 +185,11 @@ def protocol_factory(server: web.Server, max_connections: int = MAX_CONNECTIONS,
     """Connections for server: our handler while fewer than max_connections are open, else a refusal."""
     loop = asyncio.get_running_loop()
     options = handler_options(header_timeout_s, body_timeout_s)
-    slots = _Slots()
+    slots, refusals = _Slots(), _Slots()
 
     def make() -> asyncio.Protocol:
         if slots.taken >= max_connections:
-            return _Refuse(max_connections)
+            return _Refuse(max_connections, refusals, header_timeout_s)
         slots.taken += 1
         return _Handler(server, loop=loop, slots=slots, stall_timeout_s=body_timeout_s, **options)
 

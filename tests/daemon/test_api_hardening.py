@@ -608,3 +608,24 @@ def test_compressed_bodies_are_refused_unread(daemons: Callable[..., Daemon]) ->
         assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
         assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "unsupported-encoding", answer[:300]
         assert time.monotonic() - started < 2
+
+
+def test_callers_past_the_cap_read_the_503_rather_than_a_reset(daemons: Callable[..., Daemon]) -> None:
+    """With `maxConnections: 8` held, twenty curl requests (which send before reading) each read the 503: the
+    refusal used to close with their request unread, and the kernel reset most of them (curl exit, no status)."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "headerTimeoutSeconds": 30}})
+    d.start()
+    held = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(d.socket))
+        held.append(s)
+    time.sleep(0.2)  # the daemon has accepted them
+    try:
+        codes = [d.curl("GET", "/version", timeout=10)[0] for _ in range(10)]
+        codes += [d.curl("POST", "/v1/jobs", body={"node": "hello", "input": {"name": "x" * 50000}}, timeout=10)[0]
+                  for _ in range(10)]
+        assert codes == [503] * 20, codes
+    finally:
+        for s in held:
+            s.close()
