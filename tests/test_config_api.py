@@ -129,3 +129,19 @@ def test_open_file_limit_decision_for_the_connection_cap() -> None:
     assert soft_limit_needed(4096, 1024, unlimited) == 4096 + RESERVED_FILES
     with pytest.raises(ConfigError, match=r"api\.maxConnections: 4096 connections need 4160 open files"):
         soft_limit_needed(4096, 256, 256)
+
+
+@pytest.mark.parametrize(("field", "value"), [("maxConnections", ".nan"), ("headerTimeoutSeconds", ".inf"),
+                                              ("bodyTimeoutSeconds", "-.inf"), ("authFailureBurst", "1e400"),
+                                              ("authFailuresPerMinute", "99999999999999999999999"),
+                                              ("maxConnections", "0755"), ("headerTimeoutSeconds", "1:30")])
+def test_api_values_the_yaml_reader_refuses_name_their_field(tmp_path: Path, field: str, value: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """NaN, infinity, a number beyond 64 bits or a YAML 1.1-ambiguous scalar is refused naming the field and its
+    line, not only `(file)`."""
+    path = tmp_path / "onexd.yaml"
+    path.write_text(f"apiVersion: onexd/v1\nkind: DaemonConfig\napi:\n  {field}: {value}\n")
+    code, out, _ = run_cli(["config", "validate", "--config", str(path), "-o", "json"], capsys)
+    problems = json.loads(out)["problems"]
+    assert code == 3 and [(p["field"], p.get("line")) for p in problems] in ([(f"api.{field}", 4)],
+                                                                               [(f"api.{field}", None)]), problems
