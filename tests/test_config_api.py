@@ -127,7 +127,7 @@ def test_open_file_limit_decision_for_the_connection_cap() -> None:
     assert soft_limit_needed(4096, unlimited, unlimited) is None
     assert soft_limit_needed(4096, 1024, 524288) == 4096 + RESERVED_FILES
     assert soft_limit_needed(4096, 1024, unlimited) == 4096 + RESERVED_FILES
-    with pytest.raises(ConfigError, match=r"api\.maxConnections: 4096 connections need 4160 open files"):
+    with pytest.raises(ConfigError, match=r"api\.maxConnections: 4096 connections need 4224 open files"):
         soft_limit_needed(4096, 256, 256)
 
 

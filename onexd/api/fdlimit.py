@@ -13,7 +13,9 @@ import resource
 from onexd.errors import ConfigError
 
 log = logging.getLogger("onexd.api")
-RESERVED_FILES = 64  # the daemon's own files besides connections (15 at rest on the fake runtime)
+# The daemon's own files besides API connections: 15 at rest on the fake runtime, up to 32 lingering refusals
+# (server.py) per listener, 16 metrics connections, and room for jobs and reloads.
+RESERVED_FILES = 128
 
 
 def soft_limit_needed(max_connections: int, soft: int, hard: int) -> int | None:

@@ -527,7 +527,7 @@ def test_connection_cap_beyond_the_open_file_limit_is_refused_at_start(daemons: 
     d = daemons(backend="fake", extra={"api": {"maxConnections": 4096}})
     finished = _start_with_open_files(d, 256, 256)
     assert finished is not None and finished.returncode == 2, finished
-    assert b"api.maxConnections" in finished.stdout and b"4160 open files" in finished.stdout, finished.stdout
+    assert b"api.maxConnections" in finished.stdout and b"4224 open files" in finished.stdout, finished.stdout
     assert not d.state_dir.exists()
 
 
@@ -629,3 +629,26 @@ def test_callers_past_the_cap_read_the_503_rather_than_a_reset(daemons: Callable
     finally:
         for s in held:
             s.close()
+
+
+def test_metrics_listener_caps_its_connections(daemons: Callable[..., Daemon]) -> None:
+    """The unauthenticated metrics listener serves at most 16 connections at once (the rest 503): 300 idle TCP
+    connections to it used to hold 300 of the daemon's descriptors for aiohttp's 75 s keep-alive."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    d = daemons(backend="fake", extra={"metrics": {"listen": f"127.0.0.1:{port}"}})
+    d.start()
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    seen: dict[bytes, int] = {}
+    try:
+        for s in held:
+            with contextlib.suppress(OSError):  # a refused connection may already be closed
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: onexd\r\n\r\n")
+            status = s.recv(65536)[:12]
+            seen[status] = seen.get(status, 0) + 1
+    finally:
+        for s in held:
+            s.close()
+    assert seen.get(b"HTTP/1.1 200", 0) <= 16 and seen.get(b"HTTP/1.1 503", 0) >= 24, seen
+    assert d.curl("GET", "/version")[0] == 200
