@@ -186,6 +186,8 @@ class LockoutConfig(Model):
 class ApiConfig(Model):
     """Bounds on hostile callers of the API (docs/operator-guide.md, section 5)."""
 
+    # Strict: `true`, `"64"` or (for a count) `8.0` is refused, not read as the number it resembles.
+
     headerTimeoutSeconds: float = Field(
         default=10.0, ge=0.1, le=120, strict=True,
         description="A request's line and headers must arrive within this many seconds of the connection opening "

@@ -28,10 +28,10 @@ def check_config(path: Path, overrides: dict[str, str] | None = None, fallbacks:
             return None, [ConfigProblem("(file)", f"{path}: cannot read: {exc.strerror}")]
         docs, unreadable = load_documents(raw, str(path))
         if unreadable:
-            return None, [ConfigProblem("(file)", p.message, p.line) for p in unreadable]
+            return None, [ConfigProblem(_field(p.path), p.message, p.line) for p in unreadable]
         if len(docs) != 1 or not isinstance(docs[0].data, dict):
             return None, [ConfigProblem("(file)", "expected exactly one YAML mapping (kind: DaemonConfig)")]
-        typed = [ConfigProblem(where.lstrip("/").replace("/", ".") or "(top level)", message, line)
+        typed = [ConfigProblem(_field(where), message, line)
                  for where, line, message in SchemaSet.shared().config_problems(docs[0])]
         data = without_nulls(docs[0].data)  # `api:` with every line commented out is the defaults
     for dotted, value in (fallbacks or {}).items():
@@ -56,10 +56,17 @@ def load_config(path: Path, overrides: dict[str, str] | None = None,
     return config
 
 
+def _field(pointer: str) -> str:
+    """The dotted field a YAML reader's JSON pointer names (`/api/maxConnections`: `api.maxConnections`); the
+    file itself when the problem is not in a value (a syntax error, the whole document)."""
+    parts = [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
+    return ".".join(parts) if parts and all(parts) else "(file)"
+
+
 def _line(source: str, p: ConfigProblem) -> str:
     if p.field == "(file)":
         return p.message if p.message.startswith(source) else f"{source}:{p.line or '?'}: {p.message}"
-    return f"{source}: field {p.field}: {p.message}"
+    return f"{source}{f':{p.line}' if p.line else ''}: field {p.field}: {p.message}"
 
 
 def _set(data: dict[str, Any], dotted: str, value: str, replace: bool) -> None:

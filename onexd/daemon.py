@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from onexd import __version__, systemd
+from onexd.api.fdlimit import make_room_for_connections
 from onexd.api.metrics_listener import MetricsListener
 from onexd.api.server import ApiServer, socket_gid
 from onexd.audit.trail import AuditUnavailable
@@ -54,6 +55,7 @@ class Daemon:
         cfg = self.config
         sinks = build_sinks(cfg)  # a TLS file that cannot be loaded: refused, nothing written
         socket_gid(cfg.socket.group)  # an unknown socket group: refused before the state directory is touched
+        make_room_for_connections(cfg.api.maxConnections)  # likewise an open-file limit with no room for them
         lock_fd = lock_state_dir(Path(cfg.stateDir))
         loop = asyncio.get_running_loop()
         parts = compose(cfg, lambda: self._engine_ok, self.clock, sinks)
@@ -224,7 +226,7 @@ class Daemon:
 def _metrics_listener(parts: Parts) -> MetricsListener | None:
     """The metrics-only TCP listener when `metrics.listen` is set (off by default)."""
     address = parts.config.metrics.address()
-    return MetricsListener(parts.metrics, *address) if address is not None else None
+    return MetricsListener(parts.metrics, *address, parts.config.api) if address is not None else None
 
 
 def serve(config: DaemonConfig) -> None:

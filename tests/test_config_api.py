@@ -3,6 +3,8 @@ defaults, and the composition root hands them to the server, the body reader and
 
 from __future__ import annotations
 
+import json
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,11 @@ import pytest
 
 from onexd.api import server
 from onexd.api.context import ApiContext
+from onexd.api.fdlimit import RESERVED_FILES, soft_limit_needed
 from onexd.composition import api_server, compose
 from onexd.config import ApiConfig, DaemonConfig, config_from_data, config_or_problems
+from onexd.errors import ConfigError
+from tests.conftest import run_cli
 
 # The limits onexd had as constants before they were configurable: an existing config keeps them.
 FORMER = {"headerTimeoutSeconds": 10.0, "bodyTimeoutSeconds": 10.0, "maxConnections": 256,
@@ -26,7 +31,7 @@ def test_api_defaults_are_the_former_fixed_limits() -> None:
     none: Any = None
     built = server.ApiServer(none, Path("/run/x.sock"), 0o600, None)
     assert (built.limits.maxConnections, built.limits.headerTimeoutSeconds) == (256, 10.0)
-    assert server.handler_options(built.limits.headerTimeoutSeconds)["keepalive_timeout"] == 10.0
+    assert server.handler_options(built.limits)["keepalive_timeout"] == 10.0
     ctx = ApiContext(policy=none, jobs=none, limiter=none, reload=none, engine_ok=lambda: True)
     assert ctx.limits.bodyTimeoutSeconds == 10.0
     assert (ctx.failures.burst, ctx.failures.rate) == (10.0, 30 / 60)
@@ -97,3 +102,50 @@ def test_configured_limits_reach_server_body_reader_and_failure_limiter(tmp_path
     finally:
         parts.audit.close()
         parts.store.close()
+
+
+# YAML values of the wrong kind that pydantic's lax mode would turn into numbers inside the bounds.
+WRONG_KINDS = [("maxConnections", "'64'"), ("maxConnections", "8.0"), ("maxConnections", "1e3"),
+               ("authFailureBurst", "true"), ("authFailureBurst", "' 9 '"), ("authFailuresPerMinute", "true"),
+               ("authFailuresPerMinute", "'6000'"), ("headerTimeoutSeconds", "true"),
+               ("headerTimeoutSeconds", "'0.1'"), ("bodyTimeoutSeconds", "'1e2'"), ("bodyTimeoutSeconds", "false")]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_KINDS)
+def test_api_limits_of_the_wrong_kind_are_refused_not_coerced(tmp_path: Path, field: str, value: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A boolean, a quoted number or (for a count) a float is refused by `onexd config validate` (exit 3,
+    field named), not read as the number it resembles."""
+    path = tmp_path / "onexd.yaml"
+    path.write_text(f"apiVersion: onexd/v1\nkind: DaemonConfig\napi:\n  {field}: {value}\n")
+    code, out, _ = run_cli(["config", "validate", "--config", str(path), "-o", "json"], capsys)
+    problems = json.loads(out)["problems"]
+    assert code == 3 and [p["field"] for p in problems] == [f"api.{field}"], (code, problems)
+
+
+def test_open_file_limit_decision_for_the_connection_cap() -> None:
+    """The soft limit is left when it has room for the cap plus the daemon's own files, raised to exactly that when
+    the hard limit allows, and a hard limit without room is a ConfigError naming api.maxConnections."""
+    unlimited = resource.RLIM_INFINITY
+    assert soft_limit_needed(256, 1024, 524288) is None
+    assert soft_limit_needed(4096, unlimited, unlimited) is None
+    assert soft_limit_needed(4096, 1024, 524288) == 4096 + RESERVED_FILES
+    assert soft_limit_needed(4096, 1024, unlimited) == 4096 + RESERVED_FILES
+    with pytest.raises(ConfigError, match=r"api\.maxConnections: 4096 connections need 4224 open files"):
+        soft_limit_needed(4096, 256, 256)
+
+
+@pytest.mark.parametrize(("field", "value"), [("maxConnections", ".nan"), ("headerTimeoutSeconds", ".inf"),
+                                              ("bodyTimeoutSeconds", "-.inf"), ("authFailureBurst", "1e400"),
+                                              ("authFailuresPerMinute", "99999999999999999999999"),
+                                              ("maxConnections", "0755"), ("headerTimeoutSeconds", "1:30")])
+def test_api_values_the_yaml_reader_refuses_name_their_field(tmp_path: Path, field: str, value: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """NaN, infinity, a number beyond 64 bits or a YAML 1.1-ambiguous scalar is refused naming the field and its
+    line, not only `(file)`."""
+    path = tmp_path / "onexd.yaml"
+    path.write_text(f"apiVersion: onexd/v1\nkind: DaemonConfig\napi:\n  {field}: {value}\n")
+    code, out, _ = run_cli(["config", "validate", "--config", str(path), "-o", "json"], capsys)
+    problems = json.loads(out)["problems"]
+    assert code == 3 and [(p["field"], p.get("line")) for p in problems] in ([(f"api.{field}", 4)],
+                                                                               [(f"api.{field}", None)]), problems

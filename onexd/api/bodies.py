@@ -44,13 +44,25 @@ class RotateBody(Model):
 
 
 async def read_raw(request: web.Request) -> bytes:
-    """The body, read within the configured body timeout (a stalled sender cannot hold a handler forever)."""
+    """The body, read within the configured body timeout (a stalled sender cannot hold a handler forever); a body
+    cut short or that its framing does not decode is a 400, not aiohttp's error reaching the 500 path (logged as a
+    bug). A compressed body is refused unread: a small one inflates to any size (the server never inflates it)."""
     timeout_s = context(request).limits.bodyTimeoutSeconds
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError("unsupported-encoding", "a compressed request body is not accepted (no Content-Encoding)")
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
         raise BodyTimeout(f"request body not received within {timeout_s:g} seconds") from None
+    except ConnectionError:  # the caller hung up mid-body: nobody will read the answer, but it is no 500
+        raise RequestError("incomplete-body", "the connection closed before the request body arrived") from None
+    except web.RequestPayloadError as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        text = (getattr(cause, "message", None) or str(cause)).strip().splitlines()
+        raise RequestError("invalid-body", f"request body cannot be read: {text[0][:200] if text else 'malformed'}"
+                           ) from None
 
 
 async def json_body(request: web.Request) -> Any:

@@ -3,13 +3,15 @@
 Connections are bounded (daemon config `api`, from composition.api_server): at most maxConnections at once (one
 more is answered 503 and closed), a request's line and headers must arrive within headerTimeoutSeconds of the
 connection opening or of the previous answer (a stalled or idle connection is closed; bodies have their own
-timeout in bodies.py), and a request line or header over MAX_LINE_BYTES is answered with the error shape every
-other error has, never aiohttp's text page.
+timeout in bodies.py, which also bounds how long the rest of a body left unread is waited for, and how long an
+answer the caller does not read may stall), and a request line or header over MAX_LINE_BYTES is answered with
+the error shape every other error has, never aiohttp's text page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import json
 import logging
@@ -34,12 +36,16 @@ _CODES = {400: "bad-request", 408: "request-timeout", 413: "body-too-large", 414
           431: "headers-too-large", 500: "internal", 503: "too-many-connections"}
 
 
-def handler_options(header_timeout_s: float) -> dict[str, Any]:
+def handler_options(limits: ApiConfig) -> dict[str, Any]:
     """The protocol handler's options: also given to the runner, so aiohttp's own server uses the same. aiohttp's
     keep-alive timer runs from the connection opening and from each answer, and closes a connection waiting for
-    a request's headers: it is the header timeout."""
-    return {"keepalive_timeout": header_timeout_s, "max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES,
-            "max_headers": 128}
+    a request's headers: it is the header timeout. After answering, aiohttp reads what is left of a body the
+    application did not read (a 408, a route without a body) for its lingering time, 10 s unless told: the body
+    timeout bounds that too. Bodies are never inflated (a compressed body is refused in bodies.py): aiohttp would
+    inflate a gzip body on the event loop as it arrives, read or not."""
+    return {"keepalive_timeout": limits.headerTimeoutSeconds, "lingering_time": limits.bodyTimeoutSeconds,
+            "auto_decompress": False,
+            "max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES, "max_headers": 128}
 
 
 def error_bytes(status: int, message: str) -> bytes:
@@ -52,9 +58,64 @@ def error_bytes(status: int, message: str) -> bytes:
             f"X-Correlation-Id: {cid}\r\nConnection: close\r\n\r\n").encode() + body
 
 
+class _Slots:
+    """Connections being served (or refusals lingering), counted when their protocol is made: asyncio makes the
+    protocols of connections accepted together before any is connected, so aiohttp's own list of connections
+    would let a burst past the cap."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+
 class _Handler(web.RequestHandler):
     """aiohttp's protocol handler, answering what it refuses itself (a malformed request, an over-long request
-    line or header) in the API's error shape."""
+    line or header) in the API's error shape; it gives its connection slot back when the connection is lost."""
+
+    def __init__(self, *args: Any, slots: _Slots, stall_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots: _Slots | None = slots
+        self._stall_timeout_s = stall_timeout_s
+        self._stall: asyncio.TimerHandle | None = None
+
+    # A caller that stops reading answers stalls our writes (the transport asks us to pause) and would hold its
+    # connection, and the handler waiting to write, for ever: after stall_timeout_s (the body timeout) the
+    # connection is aborted (a close would wait for the unread answer to be taken).
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self._loop.call_later(self._stall_timeout_s, self._abort_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stall()
+
+    def _cancel_stall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _abort_stalled(self) -> None:
+        self._stall = None
+        if self.transport is not None:
+            log.info("connection closed: the caller took no answer", extra={"seconds": self._stall_timeout_s})
+            self.transport.abort()
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """aiohttp's own failures go to the daemon's structured log (its logger has no handler: they were bare
+        tracebacks on stderr); a body nobody read that fails to decode after the answer (a caller's `gzip` that
+        is not) is the caller's fault, said in one line."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, web.RequestPayloadError):
+            log.info("connection closed: a body left unread did not decode", extra={"reason": str(exc)[:200]})
+        else:
+            log.error("connection failed outside the application", exc_info=exc if exc is not None else True)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_stall()
+        if self._slots is not None:
+            self._slots.taken -= 1
+            self._slots = None  # once, however often asyncio reports the loss
+        super().connection_lost(exc)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -76,27 +137,58 @@ class _Handler(web.RequestHandler):
         return response
 
 
-class _Refuse(asyncio.Protocol):
-    """A connection over the cap: answered 503 at once and closed."""
+MAX_LINGERING_REFUSALS = 32  # refused connections read until their caller hangs up; more are closed at once
 
-    def __init__(self, max_connections: int) -> None:
-        self.max_connections = max_connections
+
+class _Refuse(asyncio.Protocol):
+    """A connection over the cap: answered 503 at once, then what the caller sent is read and dropped until it
+    hangs up (at most linger_s): closing with its request unread makes the kernel reset the connection, and the
+    caller (curl, onexctl) sees a reset instead of the 503. At most MAX_LINGERING_REFUSALS linger at once (the
+    descriptors they hold are in the open-file room of fdlimit.py); past that a refusal closes at once."""
+
+    def __init__(self, max_connections: int, lingering: _Slots, linger_s: float) -> None:
+        self.max_connections, self.lingering, self.linger_s = max_connections, lingering, linger_s
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
+        assert isinstance(transport, asyncio.Transport)
         transport.write(error_bytes(503, f"the daemon serves at most {self.max_connections} connections at once"))
-        transport.close()
+        if self.lingering.taken >= MAX_LINGERING_REFUSALS:
+            transport.close()
+            return
+        self.lingering.taken += 1
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(self.linger_s, transport.abort)
+        with contextlib.suppress(OSError):  # a caller already gone: connection_lost follows
+            transport.write_eof()  # the answer is complete: the caller reads it, then hangs up
+
+    def data_received(self, data: bytes) -> None:
+        pass  # the refused request: dropped
+
+    def eof_received(self) -> bool:
+        return False  # the caller is done sending: close
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._transport is not None:
+            self._transport = None
+            self.lingering.taken -= 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def protocol_factory(server: web.Server, limits: ApiConfig) -> Any:
     """Connections for server: our handler while fewer than limits.maxConnections are open, else a refusal."""
     loop = asyncio.get_running_loop()
-    options = handler_options(limits.headerTimeoutSeconds)
+    options = handler_options(limits)
+    slots, refusals = _Slots(), _Slots()
 
     def make() -> asyncio.Protocol:
-        if len(server.connections) >= limits.maxConnections:
-            return _Refuse(limits.maxConnections)
-        return _Handler(server, loop=loop, **options)
+        if slots.taken >= limits.maxConnections:
+            return _Refuse(limits.maxConnections, refusals, limits.headerTimeoutSeconds)
+        slots.taken += 1
+        return _Handler(server, loop=loop, slots=slots, stall_timeout_s=limits.bodyTimeoutSeconds, **options)
 
     return make
 
@@ -156,7 +248,7 @@ class ApiServer:
 
     async def start(self) -> None:
         runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False,
-                               **handler_options(self.limits.headerTimeoutSeconds))
+                               **handler_options(self.limits))
         await runner.setup()
         self._runner = runner
         assert runner.server is not None

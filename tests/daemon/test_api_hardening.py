@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 
 from onexd.crypto import generate_ed25519, jwt_sign, key_id, to_jwk
 from tests.conftest import doc, write_bundle
-from tests.daemon.conftest import Daemon
+from tests.daemon.conftest import ONEXD, Daemon
 
 pytestmark = pytest.mark.integration
 
@@ -411,3 +414,256 @@ def test_finding_16_audit_tail_follow_does_not_feed_itself(daemons: Callable[...
     written = len(_events(d, "authz.decision")) - before
     assert written <= 8, (written, err)  # at most one per poll (none: reads of the trail are not recorded)
     assert out.count(b"authz.decision") <= 1, out  # the follower does not print its own polls back
+
+
+def _answers(d: Daemon, count: int) -> dict[bytes, int]:
+    """Open `count` connections at once (before the daemon has accepted any), then send each a request: the
+    status line each is answered with, counted."""
+    held = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(d.socket))
+        held.append(s)
+    seen: dict[bytes, int] = {}
+    for s in held:
+        s.settimeout(5)
+        with contextlib.suppress(OSError):  # a refused connection may already be closed
+            s.sendall(b"GET /version HTTP/1.1\r\nHost: onexd\r\n\r\n")
+        status = s.recv(65536)[:12]
+        seen[status] = seen.get(status, 0) + 1
+    for s in held:
+        s.close()
+    return seen
+
+
+def test_connection_cap_holds_when_connections_arrive_together(daemons: Callable[..., Daemon]) -> None:
+    """Twenty connections opened at once against `maxConnections: 8` are at most 8 served, the rest 503."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "headerTimeoutSeconds": 5}})
+    d.start()
+    seen = _answers(d, 20)
+    assert seen.get(b"HTTP/1.1 200", 0) <= 8 and seen.get(b"HTTP/1.1 503", 0) >= 12, seen
+    deadline = time.monotonic() + 5
+    while d.curl("GET", "/version")[0] != 200:  # the slots come back once the connections close
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _closed_while_dribbling(d: Daemon, head: bytes, within: float) -> tuple[bytes, float]:
+    """Send head, then one body byte every 50 ms: what the daemon answered and when it closed the connection
+    (seconds from the head; a connection still open after `within` raises)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.socket))
+    stop = threading.Event()
+
+    def dribble() -> None:
+        while not stop.wait(0.05):
+            try:
+                s.sendall(b" ")
+            except OSError:
+                return
+
+    started = time.monotonic()
+    s.sendall(head)
+    sender = threading.Thread(target=dribble)
+    sender.start()
+    answer = b""
+    try:
+        s.settimeout(within)
+        while chunk := s.recv(65536):
+            answer += chunk
+        return answer, time.monotonic() - started
+    finally:
+        stop.set()
+        sender.join()
+        s.close()
+
+
+def test_dribbled_body_does_not_hold_a_connection_past_the_body_timeout(daemons: Callable[..., Daemon]) -> None:
+    """With `bodyTimeoutSeconds: 0.1`, a body dribbled forever is closed within a second, whether the route
+    reads it (408) or not (answered, then the unread rest is not waited for 10 s)."""
+    d = daemons(backend="fake", extra={"api": {"headerTimeoutSeconds": 0.1, "bodyTimeoutSeconds": 0.1}})
+    d.start()
+    post = (b"POST /v1/jobs HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    answer, took = _closed_while_dribbling(d, post, within=5)
+    assert answer.startswith(b"HTTP/1.1 408") and took < 1, (answer[:80], took)
+    get = b"GET /version HTTP/1.1\r\nHost: onexd\r\nContent-Length: 100000\r\n\r\n"
+    answer, took = _closed_while_dribbling(d, get, within=5)
+    assert answer.startswith(b"HTTP/1.1 200") and took < 1, (answer[:80], took)
+    assert d.curl("GET", "/version")[0] == 200
+
+
+def test_callers_that_stop_reading_answers_do_not_hold_the_connections(daemons: Callable[..., Daemon]) -> None:
+    """Eight connections that pipeline requests and never read an answer (the daemon's writes stall) are closed
+    after the body timeout (0.5 s here), so with `maxConnections: 8` others are served again within seconds."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "headerTimeoutSeconds": 0.5,
+                                               "bodyTimeoutSeconds": 0.5}})
+    d.start()
+    held = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(str(d.socket))
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # send until the daemon stops taking requests
+            for _ in range(2000):
+                s.send(b"GET /openapi.json HTTP/1.1\r\nHost: onexd\r\n\r\n")
+        held.append(s)
+    try:
+        deadline = time.monotonic() + 5
+        while (code := d.curl("GET", "/version", timeout=5)[0]) != 200:
+            assert time.monotonic() < deadline, f"still {code}: the stalled readers hold every connection"
+            time.sleep(0.1)
+    finally:
+        for s in held:
+            s.close()
+
+
+def _start_with_open_files(d: Daemon, soft: int, hard: int) -> subprocess.CompletedProcess[bytes] | None:
+    """Start d under an open-file limit: the finished process if serve exits within 30 s, None once it answers."""
+    with d.log.open("ab") as log:
+        d.proc = subprocess.Popen(["prlimit", f"--nofile={soft}:{hard}", ONEXD, "serve", "--config", str(d.config)],
+                                  stdout=log, stderr=log, env={**os.environ, **d.env})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        code = d.proc.poll()
+        if code is not None:
+            d.proc = None
+            return subprocess.CompletedProcess([], code, d.log.read_bytes(), b"")
+        if d.socket.exists() and d.curl("GET", "/version")[0] == 200:
+            return None
+        time.sleep(0.05)
+    raise AssertionError("onexd neither exited nor answered")
+
+
+def test_connection_cap_beyond_the_open_file_limit_is_refused_at_start(daemons: Callable[..., Daemon]) -> None:
+    """`maxConnections: 4096` under a hard open-file limit of 256 is refused by serve (exit 2, field named) before
+    the state directory is written, instead of a daemon that stops answering at its 250th connection."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 4096}})
+    finished = _start_with_open_files(d, 256, 256)
+    assert finished is not None and finished.returncode == 2, finished
+    assert b"api.maxConnections" in finished.stdout and b"4224 open files" in finished.stdout, finished.stdout
+    assert not d.state_dir.exists()
+
+
+def test_soft_open_file_limit_is_raised_for_the_connection_cap(daemons: Callable[..., Daemon]) -> None:
+    """Under a soft open-file limit of 256 (hard 8192), a daemon with `maxConnections: 512` raises its soft limit:
+    300 held connections do not stop it answering others."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 512, "headerTimeoutSeconds": 30}})
+    assert _start_with_open_files(d, 256, 8192) is None
+    held = []
+    try:
+        for _ in range(300):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(d.socket))
+            held.append(s)
+        assert d.curl("GET", "/version", timeout=10)[0] == 200
+    finally:
+        for s in held:
+            s.close()
+
+
+def _answer(d: Daemon, request: bytes) -> bytes:
+    """Send one raw request and read its answer until the daemon closes the connection."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.socket))
+    s.settimeout(5)
+    s.sendall(request)
+    answer = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := s.recv(65536):
+            answer += chunk
+    s.close()
+    return answer
+
+
+def test_body_that_does_not_decode_is_400_and_logs_no_traceback(daemons: Callable[..., Daemon]) -> None:
+    """A body declared gzip is a 400 in the error shape where a route reads it (a gzip body that was not gzip was a
+    500), a body cut short by the caller is no 500 either, and where no route reads the body (the daemon reads the
+    rest after answering) nothing is an unstructured traceback in the log."""
+    d = daemons(backend="fake")
+    d.start()
+    body = b'{"node": "hello"}'
+    head = (f"Host: onexd\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    answer = _answer(d, b"POST /v1/jobs HTTP/1.1\r\n" + head + body)
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "unsupported-encoding", answer[:300]
+    assert _answer(d, b"GET /version HTTP/1.1\r\n" + head + body).startswith(b"HTTP/1.1 200"), answer[:300]
+    cut = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cut.connect(str(d.socket))
+    cut.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n" + body)
+    time.sleep(0.2)  # the route is reading the body
+    cut.shutdown(socket.SHUT_WR)
+    cut.settimeout(5)
+    with contextlib.suppress(ConnectionResetError):
+        while cut.recv(65536):
+            pass
+    cut.close()
+    assert d.curl("GET", "/version")[0] == 200
+    log = d.log.read_text()
+    assert "Traceback" not in log and "Unhandled exception" not in log and '"status":500' not in log, log[-3000:]
+
+
+def test_compressed_bodies_are_refused_unread(daemons: Callable[..., Daemon]) -> None:
+    """A gzip body (here 200 MB of zeros in 200 kB) is refused as unsupported-encoding without being inflated:
+    aiohttp inflated every such body on the event loop, a 1 MB bomb costing ~10 s of it."""
+    d = daemons(backend="fake", extra={"api": {"bodyTimeoutSeconds": 0.5}})
+    d.start()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    bomb = b"".join(deflate.compress(bytes(1 << 20)) for _ in range(200)) + deflate.flush()
+    for path in ("/v1/jobs", "/v1/policy/explain"):
+        started = time.monotonic()
+        answer = _answer(d, (f"POST {path} HTTP/1.1\r\nHost: onexd\r\nContent-Type: application/json\r\n"
+                             f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\nConnection: close\r\n\r\n"
+                             ).encode() + bomb)
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "unsupported-encoding", answer[:300]
+        assert time.monotonic() - started < 2
+
+
+def test_callers_past_the_cap_read_the_503_rather_than_a_reset(daemons: Callable[..., Daemon]) -> None:
+    """With `maxConnections: 8` held, twenty curl requests (which send before reading) each read the 503: the
+    refusal used to close with their request unread, and the kernel reset most of them (curl exit, no status)."""
+    d = daemons(backend="fake", extra={"api": {"maxConnections": 8, "headerTimeoutSeconds": 30}})
+    d.start()
+    held = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(d.socket))
+        held.append(s)
+    time.sleep(0.2)  # the daemon has accepted them
+    try:
+        codes = [d.curl("GET", "/version", timeout=10)[0] for _ in range(10)]
+        codes += [d.curl("POST", "/v1/jobs", body={"node": "hello", "input": {"name": "x" * 50000}}, timeout=10)[0]
+                  for _ in range(10)]
+        assert codes == [503] * 20, codes
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_metrics_listener_caps_its_connections(daemons: Callable[..., Daemon]) -> None:
+    """The unauthenticated metrics listener serves at most 16 connections at once (the rest 503): 300 idle TCP
+    connections to it used to hold 300 of the daemon's descriptors for aiohttp's 75 s keep-alive."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    d = daemons(backend="fake", extra={"metrics": {"listen": f"127.0.0.1:{port}"}})
+    d.start()
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    seen: dict[bytes, int] = {}
+    try:
+        for s in held:
+            with contextlib.suppress(OSError):  # a refused connection may already be closed
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: onexd\r\n\r\n")
+            status = s.recv(65536)[:12]
+            seen[status] = seen.get(status, 0) + 1
+    finally:
+        for s in held:
+            s.close()
+    assert seen.get(b"HTTP/1.1 200", 0) <= 16 and seen.get(b"HTTP/1.1 503", 0) >= 24, seen
+    assert d.curl("GET", "/version")[0] == 200
